@@ -1,0 +1,380 @@
+"""The config schema (frozen dataclasses), YAML loading, `--set` overrides and validation.
+
+The dataclass fields are the single source of truth for every key: its type, default,
+valid choices and help text. YAML files and `--set key=value` only override them, and the
+whole config is validated before any data is touched, reporting every problem at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union, get_args, get_origin, get_type_hints
+
+import yaml
+
+from seqclf.errors import SeqclfError
+
+AUTO = "auto"
+
+
+def opt(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
+    """A config field: its default, a one-line help text and, for strings, the valid choices."""
+    return field(default=default, metadata={"help": help, "choices": choices})
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    name: str = opt("mnist", "dataset: torchvision's MNIST-format sets, or any folder of four IDX files",
+                    ("mnist", "fashion_mnist", "kmnist", "idx"))
+    root: str = opt("data", "folder with torchvision's layout (ROOT/MNIST/raw) or the four IDX files (plain or .gz)")
+    download: bool = opt(True, "download with torchvision when the files are not under root")
+    val_size: int = opt(5000, "examples held out of the training split for validation (seeded)")
+    max_train: Union[int, None] = opt(None, "use at most this many examples of the training split (null = all)")
+    max_test: Union[int, None] = opt(None, "score at most this many test examples (null = all)")
+    normalize: bool = opt(True, "standardize pixels with the training data's mean and std")
+    sequence: str = opt("rows", "how an image becomes a sequence: 28 rows, 28 columns, 784 pixels, or permuted pixels",
+                        ("rows", "columns", "pixels", "permuted_pixels"))
+    permutation_seed: int = opt(0, "seed of the fixed pixel permutation for sequence=permuted_pixels")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    cell: str = opt("lstm", "recurrent layer", ("rnn", "lstm", "gru"))
+    impl: str = opt("fused", "fused torch layer, torch cells stepped by hand, or the equations from scratch",
+                    ("fused", "cell", "scratch"))
+    hidden_size: Union[int, str] = opt(128, "features in the hidden state h; `auto` picks the largest within param_budget")
+    param_budget: Union[int, None] = opt(None, "with hidden_size: auto, the most parameters the model may have")
+    num_layers: int = opt(1, "stacked recurrent layers")
+    bidirectional: bool = opt(False, "also read the sequence backwards; the head sees both final states")
+    dropout: float = opt(0.0, "dropout between recurrent layers (needs num_layers >= 2), in [0, 1)")
+    nonlinearity: str = opt("tanh", "activation of a plain RNN (cell=rnn only)", ("tanh", "relu"))
+    proj_size: int = opt(0, "LSTM only: project h to this size (0 = off); must be < hidden_size")
+    bias: bool = opt(True, "use the b_ih and b_hh bias vectors")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = opt(8, "passes over the training data")
+    batch_size: int = opt(128, "examples per optimizer step (the global batch under torchrun)")
+    optimizer: str = opt("adam", "optimizer", ("sgd", "adam", "adamw"))
+    lr: float = opt(1e-3, "learning rate (the peak rate for scheduler=onecycle)")
+    momentum: float = opt(0.9, "SGD momentum (sgd only)")
+    weight_decay: float = opt(0.0, "L2 penalty (decoupled for adamw)")
+    scheduler: str = opt("none", "learning-rate schedule, stepped per batch (step: per step_size epochs)",
+                         ("none", "cosine", "step", "onecycle"))
+    step_size: int = opt(5, "scheduler=step: multiply the rate by gamma every step_size epochs")
+    gamma: float = opt(0.1, "scheduler=step: the factor applied every step_size epochs")
+    grad_clip: float = opt(0.0, "clip the gradient norm at this value (0 = off); RNNs can have exploding gradients")
+    device: str = opt("auto", "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
+    num_threads: int = opt(0, "CPU threads for torch (0 = auto: the machine's cores, shared between torchrun ranks)")
+    precision: str = opt("fp32", "fp32, or bf16/fp16 autocast (fp16 on CUDA only)", ("fp32", "bf16", "fp16"))
+    dist_backend: str = opt("auto", "under torchrun: nccl on CUDA, gloo otherwise, or force one", ("auto", "gloo", "nccl"))
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    dir: str = opt("runs", "folder that holds the run directories")
+    name: Union[str, None] = opt(None, "run directory name (null = derived from the model and the time)")
+    tensorboard: bool = opt(False, "also write TensorBoard event files into the run directory")
+
+
+@dataclass(frozen=True)
+class Config:
+    seed: int = opt(0, "drives the validation split, initialisation, shuffling and dropout")
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+
+SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "output": OutputConfig}
+
+
+class ConfigError(SeqclfError):
+    """Every problem found in a config, one per line, each naming its key and source."""
+
+    def __init__(self, problems: list[str], source: str | None = None) -> None:
+        self.problems = problems
+        head = f"Invalid config ({source})" if source else "Invalid config"
+        super().__init__(head + ":\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+# ---------------------------------------------------------------- schema helpers
+
+
+def fields_of(cls: type) -> dict[str, dataclasses.Field]:
+    return {f.name: f for f in dataclasses.fields(cls)}
+
+
+def all_keys() -> list[str]:
+    """Every dotted key, e.g. `seed`, `model.hidden_size`."""
+    keys = ["seed"]
+    for section, cls in SECTIONS.items():
+        keys += [f"{section}.{name}" for name in fields_of(cls)]
+    return keys
+
+
+def describe_keys() -> list[tuple[str, str, Any, str]]:
+    """(dotted key, type, default, help) for every key: the README's reference is tested against it."""
+    rows = []
+    for key in all_keys():
+        cls, name = (Config, key) if "." not in key else (SECTIONS[key.split(".")[0]], key.split(".")[1])
+        f = fields_of(cls)[name]
+        hint = get_type_hints(cls)[name]
+        choices = f.metadata.get("choices")
+        kind = " | ".join(choices) if choices else _type_name(hint)
+        default = f.default
+        rows.append((key, kind, default, f.metadata["help"]))
+    return rows
+
+
+def _type_name(hint: Any) -> str:
+    if get_origin(hint) is Union:
+        return " | ".join("null" if a is type(None) else a.__name__ for a in get_args(hint))
+    return hint.__name__
+
+
+def _suggest(key: str, candidates: list[str]) -> str:
+    match = difflib.get_close_matches(key, candidates, n=1, cutoff=0.6)
+    return f"; did you mean `{match[0]}`?" if match else f"; valid keys: {', '.join(candidates)}"
+
+
+def _coerce(key: str, value: Any, hint: Any, choices: tuple[str, ...] | None) -> tuple[Any, str | None]:
+    """Return (value, None) when `value` fits the field's type, else (None, problem)."""
+    allowed = get_args(hint) if get_origin(hint) is Union else (hint,)
+    if value is None:
+        if type(None) in allowed:
+            return None, None
+        return None, f"{key}: expected {_type_name(hint)}, got null"
+    for kind in allowed:
+        if kind is bool and isinstance(value, bool):
+            return value, None
+        if kind is int and isinstance(value, int) and not isinstance(value, bool):
+            return value, None
+        if kind is float and not isinstance(value, bool):
+            if isinstance(value, (int, float)):
+                return float(value), None
+            if isinstance(value, str):  # PyYAML reads `1e-3` as a string
+                try:
+                    number = float(value)
+                except ValueError:
+                    continue
+                if math.isfinite(number):
+                    return number, None
+        if kind is str and isinstance(value, str):
+            if key == "model.hidden_size" and value != AUTO:
+                return None, f"{key}: expected a positive integer or `auto`, got {value!r}"
+            if choices and value not in choices:
+                return None, f"{key}: {value!r} is not one of: {', '.join(choices)}"
+            return value, None
+    shown = value if isinstance(value, (int, float, str, bool)) else type(value).__name__
+    expected = "a positive integer or `auto`" if key == "model.hidden_size" else _type_name(hint)
+    return None, f"{key}: expected {expected}, got {shown!r}"
+
+
+# ---------------------------------------------------------------- building a Config
+
+
+def _build(raw: Any, source: str) -> tuple[Config | None, list[str]]:
+    """Turn a nested dict into a Config, collecting every type, choice and key problem."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        return None, [f"the top level must be a mapping of keys (seed, data, model, train, output), got {type(raw).__name__}"]
+    problems: list[str] = []
+    top = ["seed", *SECTIONS]
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        key = str(key)
+        if key == "seed":
+            values["seed"], problem = _coerce("seed", value, int, None)
+            if problem:
+                problems.append(problem)
+            continue
+        if key not in SECTIONS:
+            problems.append(f"{key}: unknown key" + _suggest(key, top + all_keys()))
+            continue
+        cls = SECTIONS[key]
+        if value is None:
+            value = {}
+        if not isinstance(value, dict):
+            problems.append(f"{key}: expected a mapping of {key}.* keys, got {value!r}")
+            continue
+        hints, known = get_type_hints(cls), fields_of(cls)
+        section: dict[str, Any] = {}
+        for name, item in value.items():
+            name = str(name)
+            if name not in known:
+                others = [k.split(".", 1)[1] for k in all_keys() if k.startswith(key + ".")]
+                problems.append(f"{key}.{name}: unknown key" + _suggest(name, others))
+                continue
+            coerced, problem = _coerce(f"{key}.{name}", item, hints[name], known[name].metadata.get("choices"))
+            if problem:
+                problems.append(problem)
+            else:
+                section[name] = coerced
+        values[key] = cls(**section)
+    if problems:
+        return None, problems
+    cfg = Config(**values)
+    return cfg, _check(cfg)
+
+
+def _check(cfg: Config) -> list[str]:
+    """Ranges and combinations that no single field's type can express."""
+    d, m, t = cfg.data, cfg.model, cfg.train
+    problems = []
+
+    def positive(key: str, value: Any) -> None:
+        if value is not None and value <= 0:
+            problems.append(f"{key}: must be positive, got {value}")
+
+    for key, value in [("data.max_train", d.max_train), ("data.max_test", d.max_test),
+                       ("model.num_layers", m.num_layers), ("train.epochs", t.epochs),
+                       ("train.batch_size", t.batch_size), ("train.lr", t.lr), ("train.step_size", t.step_size),
+                       ("model.param_budget", m.param_budget)]:
+        positive(key, value)
+    if isinstance(m.hidden_size, int):
+        positive("model.hidden_size", m.hidden_size)
+    if d.val_size < 0:
+        problems.append(f"data.val_size: must be 0 or more, got {d.val_size}")
+    if d.max_train is not None and d.val_size >= d.max_train:
+        problems.append(f"data.val_size ({d.val_size}) must be smaller than the training split "
+                        f"(data.max_train = {d.max_train}); lower val_size or raise max_train")
+    if not 0.0 <= m.dropout < 1.0:
+        problems.append(f"model.dropout: must be in [0, 1), got {m.dropout}")
+    if m.proj_size < 0:
+        problems.append(f"model.proj_size: must be 0 (off) or positive, got {m.proj_size}")
+    if m.proj_size > 0 and m.cell != "lstm":
+        problems.append(f"model.proj_size: only an LSTM has a projection; set it to 0 for cell={m.cell}")
+    if m.proj_size > 0 and isinstance(m.hidden_size, int) and m.proj_size >= m.hidden_size:
+        problems.append(f"model.proj_size ({m.proj_size}) must be smaller than model.hidden_size ({m.hidden_size})")
+    if m.nonlinearity != "tanh" and m.cell != "rnn":
+        problems.append(f"model.nonlinearity: only cell=rnn has a choice of activation; remove it for cell={m.cell}")
+    if m.hidden_size == AUTO and m.param_budget is None:
+        problems.append("model.hidden_size: `auto` needs model.param_budget (the most parameters allowed)")
+    if m.param_budget is not None and m.hidden_size != AUTO:
+        problems.append("model.param_budget: only used with model.hidden_size: auto")
+    for key, value in [("train.momentum", t.momentum), ("train.weight_decay", t.weight_decay),
+                       ("train.grad_clip", t.grad_clip), ("train.gamma", t.gamma)]:
+        if value < 0:
+            problems.append(f"{key}: must be 0 or more, got {value}")
+    if t.num_threads < 0:
+        problems.append(f"train.num_threads: must be 0 (auto) or positive, got {t.num_threads}")
+    if not _valid_device(t.device):
+        problems.append(f"train.device: {t.device!r} is not one of: auto, cpu, cuda, cuda:N, mps")
+    if t.precision == "fp16" and t.device in ("cpu", "mps"):
+        problems.append(f"train.precision: fp16 runs on CUDA only; use bf16 or fp32 on {t.device}")
+    if cfg.output.name is not None and (cfg.output.name in ("", ".", "..") or "/" in cfg.output.name):
+        problems.append(f"output.name: {cfg.output.name!r} must be a plain folder name (no '/')")
+    return problems
+
+
+def _valid_device(device: str) -> bool:
+    if device in ("auto", "cpu", "cuda", "mps"):
+        return True
+    prefix, _, index = device.partition(":")
+    return prefix == "cuda" and index.isdigit()
+
+
+# ---------------------------------------------------------------- public API
+
+
+def parse_overrides(overrides: list[str] | tuple[str, ...]) -> list[tuple[str, Any]]:
+    """`["model.cell=gru", "train.epochs=3"]` -> [(key, yaml value)], raising on malformed items."""
+    parsed, problems = [], []
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            problems.append(f"--set {item!r}: expected KEY=VALUE, e.g. --set model.cell=gru")
+            continue
+        if key not in all_keys():
+            problems.append(f"--set {key}: unknown key" + _suggest(key, all_keys()))
+            continue
+        try:
+            value = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError:
+            value = text  # a bare string YAML cannot parse (e.g. `a: b`); the type check decides
+        if isinstance(value, (dict, list)):
+            problems.append(f"--set {key}: expected a single value, got {text!r}")
+            continue
+        parsed.append((key, value))
+    if problems:
+        raise ConfigError(problems, "--set")
+    return parsed
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A copy of the nested dict with each dotted override set in order (later ones win)."""
+    merged = {k: (dict(v) if isinstance(v, dict) else v) for k, v in raw.items()}
+    for key, value in overrides:
+        if "." in key:
+            section, name = key.split(".", 1)
+            if not isinstance(merged.get(section), dict):
+                merged[section] = {}
+            merged[section][name] = value
+        else:
+            merged[key] = value
+    return merged
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML config file, turning every I/O and syntax problem into a ConfigError."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([f"no such file; the shipped configs are in configs/ (e.g. configs/lstm.yaml)"], str(path)) from None
+    except IsADirectoryError:
+        raise ConfigError(["is a folder, not a YAML file"], str(path)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"cannot be read: {exc}"], str(path)) from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([f"malformed YAML at {where}{problem}"], str(path)) from None
+    if raw is not None and not isinstance(raw, dict):
+        raise ConfigError([f"the top level must be a mapping of keys (seed, data, model, train, output), "
+                           f"got {type(raw).__name__}"], str(path))
+    return raw or {}
+
+
+def config_from_dict(raw: Any, source: str = "config") -> Config:
+    cfg, problems = _build(raw, source)
+    if problems or cfg is None:
+        raise ConfigError(problems, source)
+    return cfg
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Load a YAML file (or only defaults), apply `--set` overrides, validate everything."""
+    raw = read_yaml(path) if path is not None else {}
+    source = str(path) if path is not None else "defaults"
+    if overrides:
+        source += " with --set " + " ".join(overrides)
+    return config_from_dict(apply_overrides(raw, parse_overrides(overrides)), source)
+
+
+def to_dict(cfg: Config) -> dict[str, Any]:
+    """Plain nested dict (YAML- and checkpoint-safe) of a Config."""
+    return dataclasses.asdict(cfg)
+
+
+def to_yaml(cfg: Config) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+
+
+def replace(cfg: Config, key: str, value: Any) -> Config:
+    """A copy of cfg with one dotted key changed (no validation: for resolved values)."""
+    if "." not in key:
+        return dataclasses.replace(cfg, **{key: value})
+    section, name = key.split(".", 1)
+    return dataclasses.replace(cfg, **{section: dataclasses.replace(getattr(cfg, section), **{name: value})})
