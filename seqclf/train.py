@@ -1,0 +1,428 @@
+"""The training loop, written out: plain PyTorch, resumable to the bit, interrupt-safe."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import random
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from seqclf import checkpoint, runs
+from seqclf.checkpoint import CheckpointError
+from seqclf.config import Config, apply_overrides, config_from_dict, parse_overrides, to_dict, to_yaml
+from seqclf.console import Output
+from seqclf.data import Data, load_data
+from seqclf.errors import Interrupted, SeqclfError, TrainingError
+from seqclf.evaluate import score
+from seqclf.model import SequenceClassifier, count_parameters, resolve_hidden_size
+
+# Keys that `--resume` may change: they do not change what the run computes.
+RESUMABLE_KEYS = {"train.epochs", "train.device", "train.num_threads", "data.root", "data.download"}
+PER_BATCH_SCHEDULERS = {"cosine", "onecycle"}
+
+
+# ---------------------------------------------------------------- set-up helpers
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda"):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(name.split(":")[1]) if ":" in name else 0
+        if index >= count:
+            raise SeqclfError(f"train.device: {name!r} is not available here ({count} CUDA device(s) found); "
+                              f"use train.device=cpu or auto")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise SeqclfError("train.device: 'mps' is not available here; use train.device=cpu or auto")
+    return torch.device(name)
+
+
+def default_threads(share: int = 1) -> int:
+    """This process's share of the cores it may run on (taskset/cgroup affinity where known).
+
+    torch's own default is every core; under torchrun each of `share` local ranks gets its
+    part so that ranks do not oversubscribe the machine.
+    """
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        cores = os.cpu_count() or 1
+    return max(1, cores // max(1, share))
+
+
+def configure_threads(num_threads: int, share: int = 1) -> int:
+    threads = num_threads or default_threads(share)
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    return threads
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def build_optimizer(cfg: Config, params: Any) -> torch.optim.Optimizer:
+    t = cfg.train
+    if t.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
+    kind = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[t.optimizer]
+    return kind(params, lr=t.lr, weight_decay=t.weight_decay)
+
+
+def build_scheduler(cfg: Config, optimizer: torch.optim.Optimizer, steps_per_epoch: int) -> Any:
+    t = cfg.train
+    total = t.epochs * steps_per_epoch
+    if t.scheduler == "cosine":  # stepped per batch
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
+    if t.scheduler == "onecycle":  # stepped per batch; lr is the peak
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=t.lr, total_steps=total)
+    if t.scheduler == "step":  # stepped per epoch
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=t.step_size, gamma=t.gamma)
+    return None
+
+
+class GracefulStop:
+    """First SIGINT/SIGTERM: finish the step, save, stop. Second SIGINT: abort at once.
+
+    `should_stop()` is polled after every optimizer step; tests pass a subclass that
+    asks to stop after a chosen number of steps.
+    """
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def should_stop(self) -> bool:
+        return self.signum is not None
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # second Ctrl-C: atomic writes leave disk intact
+        self.signum = signum
+
+    def __enter__(self) -> "GracefulStop":
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+# ---------------------------------------------------------------- run state
+
+
+@dataclass
+class Position:
+    """Where the run is: epochs finished, steps done in the current epoch, and its data order."""
+
+    epoch: int = 0
+    step: int = 0
+    order: torch.Tensor | None = None  # (n_train,) the current epoch's permutation
+    sums: dict[str, torch.Tensor] = field(default_factory=dict)  # partial train metrics of the epoch
+    elapsed: float = 0.0  # training seconds already spent in the current epoch
+    best_accuracy: float = -1.0
+    best_epoch: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    total_seconds: float = 0.0
+
+
+def _zero_sums(device: torch.device) -> dict[str, torch.Tensor]:
+    # Accumulated on the device: no host sync per step.
+    return {name: torch.zeros((), dtype=torch.float64, device=device)
+            for name in ("loss", "correct", "grad_norm", "clipped", "steps")}
+
+
+@dataclass
+class Run:
+    cfg: Config
+    run_dir: Path
+    data: Data
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    shuffle: torch.Generator
+    device: torch.device
+    position: Position
+
+    def payload(self, with_state: bool) -> dict[str, Any]:
+        """Checkpoint contents: tensors and plain values only."""
+        data = {"mean": self.data.mean, "std": self.data.std, "permutation": self.data.permutation,
+                "input_size": self.data.input_size, "seq_len": self.data.seq_len,
+                "num_classes": self.data.num_classes}
+        pos = self.position
+        out: dict[str, Any] = {"config": to_dict(self.cfg), "model": self.model.state_dict(), "data": data,
+                               "epoch": pos.epoch, "history": list(pos.history)}
+        if with_state:
+            out["state"] = {
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+                "step": pos.step, "order": pos.order, "sums": {k: v.cpu() for k, v in pos.sums.items()},
+                "elapsed": pos.elapsed, "best_accuracy": pos.best_accuracy, "best_epoch": pos.best_epoch,
+                "total_seconds": pos.total_seconds, "rng": checkpoint.rng_state(),
+                "shuffle": self.shuffle.get_state(),
+            }
+        return out
+
+
+# ---------------------------------------------------------------- public entry points
+
+
+def train(cfg: Config, *, out: Output | None = None, stop: GracefulStop | None = None) -> dict[str, Any]:
+    """Train a new run from a validated config; returns the summary (what `--json` prints)."""
+    out = out or Output()
+    runs.check_writable(Path(cfg.output.dir))  # before loading data or training
+    _tensorboard_writer(cfg, None)
+    device = resolve_device(cfg.train.device)
+    configure_threads(cfg.train.num_threads)
+    data = load_data(cfg.data, cfg.seed, device)
+    cfg = resolve_hidden_size(cfg, data.input_size, data.num_classes)
+    run_dir = runs.create_run_dir(cfg)
+    run = _assemble(cfg, run_dir, data, device, state=None)
+    checkpoint.write_text(run_dir / runs.CONFIG, to_yaml(cfg))
+    out.info(f"run [bold]{run_dir}[/]: {cfg.model.cell} {cfg.model.num_layers}x{cfg.model.hidden_size}"
+             f"{' bidirectional' if cfg.model.bidirectional else ''}, {count_parameters(run.model):,} parameters, "
+             f"{len(data.train):,} train / {len(data.val):,} val / {len(data.test):,} test examples on {device}")
+    return _loop(run, out, stop or GracefulStop())
+
+
+def resume(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = (), *, out: Output | None = None,
+           stop: GracefulStop | None = None) -> dict[str, Any]:
+    """Continue a run from its last.pt with its own resolved config (`--set train.epochs=N` extends it)."""
+    out = out or Output()
+    run_dir = Path(run_dir)
+    if not runs.is_run_dir(run_dir):
+        raise SeqclfError(f"--resume {run_dir}: not a run directory (it should hold config.yaml and last.pt); "
+                          f"`seqclf runs` lists the runs")
+    payload = checkpoint.load(run_dir / runs.LAST)
+    if "state" not in payload:
+        raise CheckpointError(f"{run_dir / runs.LAST}: holds no training state to resume from")
+    saved = payload["config"]
+    changes = parse_overrides(overrides)
+    refused = sorted({key for key, _ in changes} - RESUMABLE_KEYS)
+    if refused:
+        raise SeqclfError(f"--resume: cannot change {', '.join(refused)}: it would change what the run computes. "
+                          f"Only {', '.join(sorted(RESUMABLE_KEYS))} may change; start a new run for the rest.")
+    cfg = config_from_dict(apply_overrides(saved, changes), f"{run_dir / runs.CONFIG} with --set")
+    if cfg.train.epochs != saved["train"]["epochs"] and cfg.train.scheduler in PER_BATCH_SCHEDULERS:
+        raise SeqclfError(f"--resume: train.epochs cannot change with scheduler={cfg.train.scheduler}: its "
+                          f"schedule spans exactly the planned {saved['train']['epochs']} epochs")
+    if cfg.train.epochs < payload["epoch"]:
+        raise SeqclfError(f"--resume: train.epochs={cfg.train.epochs} is fewer than the {payload['epoch']} "
+                          f"epochs already trained")
+    device = resolve_device(cfg.train.device)
+    configure_threads(cfg.train.num_threads)
+    meta = payload["data"]
+    data = load_data(cfg.data, cfg.seed, device, stats=(meta["mean"], meta["std"]), perm=meta["permutation"])
+    run = _assemble(cfg, run_dir, data, device, state=payload)
+    checkpoint.write_text(run_dir / runs.CONFIG, to_yaml(cfg))
+    pos = run.position
+    out.info(f"resuming [bold]{run_dir}[/] at epoch {pos.epoch + 1}, step {pos.step}")
+    return _loop(run, out, stop or GracefulStop())
+
+
+# ---------------------------------------------------------------- internals
+
+
+def _assemble(cfg: Config, run_dir: Path, data: Data, device: torch.device, state: dict | None) -> Run:
+    """Model, optimizer, scheduler and position: fresh from the seed, or exactly as saved."""
+    seed_everything(cfg.seed)
+    model = SequenceClassifier(cfg.model, data.input_size, data.num_classes).to(device)
+    optimizer = build_optimizer(cfg, model.parameters())
+    steps_per_epoch = math.ceil(len(data.train) / cfg.train.batch_size)
+    scheduler = build_scheduler(cfg, optimizer, steps_per_epoch)
+    shuffle = torch.Generator().manual_seed(cfg.seed)
+    position = Position(sums=_zero_sums(device))
+    if state is not None:
+        saved = state["state"]
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        if scheduler is not None and saved["scheduler"] is not None:
+            scheduler.load_state_dict(saved["scheduler"])
+        shuffle.set_state(saved["shuffle"])
+        checkpoint.set_rng_state(saved["rng"])
+        position = Position(epoch=state["epoch"], step=saved["step"], order=saved["order"],
+                            sums={k: v.to(device) for k, v in saved["sums"].items()}, elapsed=saved["elapsed"],
+                            best_accuracy=saved["best_accuracy"], best_epoch=saved["best_epoch"],
+                            history=list(state["history"]), total_seconds=saved["total_seconds"])
+    return Run(cfg, run_dir, data, model, optimizer, scheduler, shuffle, device, position)
+
+
+def _autocast(cfg: Config, device: torch.device) -> Any:
+    if cfg.train.precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if cfg.train.precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def _loop(run: Run, out: Output, stop: GracefulStop) -> dict[str, Any]:
+    cfg, model, data, pos = run.cfg, run.model, run.data, run.position
+    t = cfg.train
+    n_train, batch = len(data.train), t.batch_size
+    steps_per_epoch = math.ceil(n_train / batch)
+    clip = t.grad_clip if t.grad_clip > 0 else math.inf  # inf: measure the norm, scale by exactly 1
+    scaler = torch.amp.GradScaler(run.device.type, enabled=t.precision == "fp16")
+    check_every = 1 if run.device.type == "cpu" else 25  # non-finite check: free on CPU, a sync on GPU
+    writer = _tensorboard_writer(cfg, run.run_dir)
+    _write_summary(run, "running")
+    model.train()
+    with stop:
+        while pos.epoch < t.epochs:
+            if pos.order is None:
+                pos.order = torch.randperm(n_train, generator=run.shuffle)
+                pos.sums, pos.step, pos.elapsed = _zero_sums(run.device), 0, 0.0
+            order = pos.order.to(run.device)
+            lr = run.optimizer.param_groups[0]["lr"]
+            started = time.perf_counter()
+            loss = torch.zeros((), device=run.device)  # resumed exactly at an epoch's end: no step runs
+            with out.progress(steps_per_epoch, f"epoch {pos.epoch + 1}/{t.epochs}") as bar:
+                bar.advance(pos.step)
+                while pos.step < steps_per_epoch:
+                    idx = order[pos.step * batch:(pos.step + 1) * batch]
+                    x, y = data.train.x[idx], data.train.y[idx]  # (B, T, F), (B,)
+                    with _autocast(cfg, run.device):
+                        logits = model(x)  # (B, num_classes)
+                        loss = F.cross_entropy(logits.float(), y)
+                    run.optimizer.zero_grad(set_to_none=True)
+                    scaler.scale(loss).backward()
+                    scaler.unscale_(run.optimizer)
+                    norm = nn.utils.clip_grad_norm_(model.parameters(), clip)  # before clipping
+                    scaler.step(run.optimizer)
+                    scaler.update()
+                    if run.scheduler is not None and t.scheduler in PER_BATCH_SCHEDULERS:
+                        run.scheduler.step()
+                    sums = pos.sums
+                    sums["loss"] += loss.detach().double() * len(y)
+                    sums["correct"] += (logits.detach().argmax(1) == y).sum()
+                    sums["grad_norm"] += norm.detach().double()
+                    sums["clipped"] += (norm.detach() > clip).double()
+                    sums["steps"] += 1
+                    pos.step += 1
+                    bar.advance()
+                    if pos.step % check_every == 0 or pos.step == steps_per_epoch:
+                        _check_finite(run, loss, pos)
+                    if stop.should_stop():
+                        pos.elapsed += time.perf_counter() - started
+                        _check_finite(run, loss, pos, weights=True)
+                        return _interrupted(run, out, stop, writer)
+            pos.elapsed += time.perf_counter() - started
+            _check_finite(run, loss, pos, weights=True)
+            _finish_epoch(run, out, lr, writer)
+    if writer is not None:
+        writer.close()
+    return _final(run, out)
+
+
+def _check_finite(run: Run, loss: torch.Tensor, pos: Position, weights: bool = False) -> None:
+    """Stop on a non-finite loss (checked every few steps) or weights (checked before each save)."""
+    finite = bool(torch.isfinite(loss).item())
+    if finite and weights:
+        finite = all(bool(torch.isfinite(p).all()) for p in run.model.parameters())
+    if finite:
+        return
+    _write_summary(run, "failed")
+    raise TrainingError(
+        f"non-finite loss ({loss.item()}) at epoch {pos.epoch + 1}, step {pos.step}: training stopped and no "
+        f"checkpoint was overwritten ({run.run_dir} keeps the last good ones). Remedies: a lower train.lr "
+        f"(now {run.cfg.train.lr}), gradient clipping (train.grad_clip=1.0; now {run.cfg.train.grad_clip}), "
+        f"or train.precision=fp32.")
+
+
+def _finish_epoch(run: Run, out: Output, lr: float, writer: Any) -> None:
+    pos, cfg, data = run.position, run.cfg, run.data
+    if run.scheduler is not None and cfg.train.scheduler not in PER_BATCH_SCHEDULERS:
+        run.scheduler.step()
+    sums = {k: float(v) for k, v in pos.sums.items()}
+    n = len(data.train)
+    val = score(run.model, data.val, data.num_classes, _autocast(cfg, run.device))
+    pos.epoch += 1
+    row = {"epoch": pos.epoch, "train_loss": sums["loss"] / n, "train_accuracy": sums["correct"] / n,
+           "val_loss": val["loss"], "val_accuracy": val["accuracy"], "lr": lr,
+           "grad_norm": sums["grad_norm"] / max(sums["steps"], 1),
+           "clipped_fraction": sums["clipped"] / max(sums["steps"], 1),
+           "seconds": pos.elapsed, "examples_per_s": n / max(pos.elapsed, 1e-9)}
+    pos.history.append(row)
+    pos.total_seconds += pos.elapsed
+    pos.order, pos.step, pos.elapsed, pos.sums = None, 0, 0.0, _zero_sums(run.device)
+    improved = val["accuracy"] > pos.best_accuracy
+    if improved:
+        pos.best_accuracy, pos.best_epoch = val["accuracy"], pos.epoch
+        checkpoint.save(run.run_dir / runs.BEST, run.payload(with_state=False))
+    checkpoint.save(run.run_dir / runs.LAST, run.payload(with_state=True))
+    runs.write_metrics(run.run_dir, pos.history)
+    _write_summary(run, "running")
+    out.epoch({**row, "best": improved}, cfg.train.epochs)
+    if writer is not None:
+        for key, value in row.items():
+            if key != "epoch":
+                writer.add_scalar(key, value, pos.epoch)
+        writer.flush()
+
+
+def _final(run: Run, out: Output) -> dict[str, Any]:
+    """Score best.pt on the test split, exactly as `seqclf eval` will, and write summary.json."""
+    best = checkpoint.load(run.run_dir / runs.BEST)
+    run.model.load_state_dict(best["model"])
+    test = score(run.model, run.data.test, run.data.num_classes, _autocast(run.cfg, run.device))
+    summary = _write_summary(run, "finished", test)
+    out.info(f"best val accuracy {summary['val_accuracy']:.4f} (epoch {summary['best_epoch']}), "
+             f"test accuracy [bold]{test['accuracy']:.4f}[/] on {test['n']:,} examples; "
+             f"{summary['seconds']:.1f}s training. Checkpoint: {summary['checkpoint']}")
+    return summary
+
+
+def _write_summary(run: Run, status: str, test: dict[str, Any] | None = None) -> dict[str, Any]:
+    pos = run.position
+    previous = runs.read_summary(run.run_dir) or {}
+    summary = {
+        "run_dir": str(run.run_dir), "checkpoint": str(run.run_dir / runs.BEST), "epochs": pos.epoch,
+        "val_accuracy": pos.best_accuracy if pos.best_epoch else None, "best_epoch": pos.best_epoch,
+        "test_accuracy": test["accuracy"] if test else previous.get("test_accuracy"),
+        "test_loss": test["loss"] if test else previous.get("test_loss"),
+        "seconds": pos.total_seconds, "parameters": count_parameters(run.model), "status": status,
+    }
+    checkpoint.write_json(run.run_dir / runs.SUMMARY, summary)
+    return summary
+
+
+def _interrupted(run: Run, out: Output, stop: GracefulStop, writer: Any) -> dict[str, Any]:
+    checkpoint.save(run.run_dir / runs.LAST, run.payload(with_state=True))
+    _write_summary(run, "interrupted")
+    if writer is not None:
+        writer.close()
+    signum = stop.signum or signal.SIGINT
+    name = signal.Signals(signum).name
+    raise Interrupted(f"{name}: stopped at epoch {run.position.epoch + 1}, step {run.position.step}; saved "
+                      f"{run.run_dir / runs.LAST}. Continue with: seqclf train --resume {run.run_dir}", signum)
+
+
+def _tensorboard_writer(cfg: Config, run_dir: Path | None) -> Any:
+    """A SummaryWriter when output.tensorboard is on; run_dir=None only checks it can be made."""
+    if not cfg.output.tensorboard:
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise SeqclfError('output.tensorboard: needs the tensorboard package; install it with '
+                          'pip install "seqclf[tensorboard]" or set output.tensorboard=false') from None
+    return SummaryWriter(str(run_dir / "tensorboard")) if run_dir is not None else None
