@@ -1,0 +1,87 @@
+"""Shared fixtures: tiny, easily learnable IDX datasets written into tmp_path (no network)."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+FASHION = Path("/usr/share/datasets/fashion-mnist")
+FILES = {"train_images": "train-images-idx3-ubyte", "train_labels": "train-labels-idx1-ubyte",
+         "test_images": "t10k-images-idx3-ubyte", "test_labels": "t10k-labels-idx1-ubyte"}
+
+
+def write_idx(path: Path, array: np.ndarray | torch.Tensor) -> Path:
+    """Write `array` as a valid IDX file of unsigned bytes (magic 0x000008<ndim>); gzip if path ends in .gz."""
+    path = Path(path)
+    data = np.asarray(array.numpy() if isinstance(array, torch.Tensor) else array)
+    if data.size and (data.min() < 0 or data.max() > 255):
+        raise ValueError("IDX unsigned-byte data must lie in 0..255")
+    payload = bytes([0, 0, 0x08, data.ndim]) + np.asarray(data.shape, dtype=">i4").tobytes()
+    payload += data.astype(np.uint8).tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(gzip.compress(payload, compresslevel=1) if path.suffix == ".gz" else payload)
+    return path
+
+
+def _images(labels: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    """(N, size, size) uint8: class k has a bright bar over row band k and a bright stripe down column band k.
+
+    The stripe shows in every row and the bar in every column, so the last step an RNN reads
+    (rows or columns view) already says the class, whatever the noise.
+    """
+    n = len(labels)
+    band = max(size // 10, 1)
+    images = rng.integers(0, 40, size=(n, size, size))  # mild uniform noise
+    for k in range(10):
+        chosen = labels == k
+        lo = (k * size) // 10
+        images[chosen, lo:lo + band, :] = 255 - rng.integers(0, 40, size=(int(chosen.sum()), band, size))
+        images[chosen, :, lo:lo + band] = np.maximum(images[chosen, :, lo:lo + band], 220)
+    return images.astype(np.uint8)
+
+
+def make_dataset(root: Path, n_train: int = 600, n_test: int = 200, layout: str = "flat", gz: bool = False,
+                 name: str = "MNIST", size: int = 28, seed: int = 0) -> Path:
+    """Write the four IDX files of a tiny 10-class dataset under root; deterministic from seed.
+
+    layout "flat": ROOT/<file>[.gz]; "torchvision": ROOT/<name>/raw/<file>[.gz]. Labels are balanced and shuffled.
+    """
+    if layout not in ("flat", "torchvision"):
+        raise ValueError(f"layout must be flat or torchvision, got {layout!r}")
+    root = Path(root)
+    folder = root if layout == "flat" else root / name / "raw"
+    rng = np.random.default_rng(seed)
+    arrays = {}
+    for split, n in (("train", n_train), ("test", n_test)):
+        labels = rng.permutation(np.arange(n) % 10)
+        arrays[f"{split}_images"] = _images(labels, size, rng)
+        arrays[f"{split}_labels"] = labels.astype(np.uint8)
+    for key, filename in FILES.items():
+        write_idx(folder / (filename + (".gz" if gz else "")), arrays[key])
+    return root
+
+
+@pytest.fixture
+def tiny_data(tmp_path: Path) -> Path:
+    """Root of a flat, plain tiny dataset (600 train, 200 test, 28x28)."""
+    return make_dataset(tmp_path / "data")
+
+
+@pytest.fixture
+def tiny_overrides(tiny_data: Path, tmp_path: Path) -> list[str]:
+    """`--set` items for a run on tiny_data that takes a second or two on CPU."""
+    return ["data.name=idx", f"data.root={tiny_data}", "data.val_size=100", "model.hidden_size=16",
+            "train.epochs=2", "train.batch_size=32", "train.device=cpu", f"output.dir={tmp_path / 'runs'}"]
+
+
+@pytest.fixture
+def fashion_root() -> Path:
+    """The real Fashion-MNIST folder (apt-get install dataset-fashion-mnist); skips when absent."""
+    missing = [f for f in FILES.values() if not (FASHION / f).is_file() and not (FASHION / (f + ".gz")).is_file()]
+    if missing:
+        pytest.skip(f"Fashion-MNIST not installed at {FASHION} (missing {', '.join(missing)})")
+    return FASHION
