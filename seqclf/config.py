@@ -126,10 +126,20 @@ def describe_keys() -> list[tuple[str, str, Any, str]]:
         f = fields_of(cls)[name]
         hint = get_type_hints(cls)[name]
         choices = f.metadata.get("choices")
-        kind = " | ".join(choices) if choices else _type_name(hint)
-        default = f.default
-        rows.append((key, kind, default, f.metadata["help"]))
+        kind = " / ".join(choices) if choices else _type_name(hint).replace(" | ", " / ")
+        if key == "model.hidden_size":
+            kind = "int / auto"
+        rows.append((key, kind, f.default, f.metadata["help"]))
     return rows
+
+
+def reference_markdown() -> str:
+    """The README's config reference table, generated from the schema (a test keeps them equal)."""
+    lines = ["| key | type | default | meaning |", "| --- | --- | --- | --- |"]
+    for key, kind, default, help_text in describe_keys():
+        shown = yaml.safe_dump(default, default_flow_style=True).strip().removesuffix("...").strip()
+        lines.append(f"| `{key}` | {kind} | `{shown}` | {help_text} |")
+    return "\n".join(lines)
 
 
 def _type_name(hint: Any) -> str:
