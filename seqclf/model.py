@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import nn
 
 from seqclf.cells import IMPLEMENTATIONS
 from seqclf.config import AUTO, Config, ModelConfig, replace
+
+# torch says so on every forward of an LSTM with proj_size on CPU; it is expected, not actionable.
+warnings.filterwarnings("ignore", message="LSTM with projections is not supported with oneDNN")
 
 
 class SequenceClassifier(nn.Module):
@@ -65,12 +70,22 @@ def parameter_count(cfg: ModelConfig, input_size: int, num_classes: int = 10) ->
 
 
 def resolve_hidden_size(cfg: Config, input_size: int, num_classes: int = 10) -> Config:
-    """For `hidden_size: auto`, the largest hidden size whose model fits `param_budget`."""
+    """For `hidden_size: auto`, the largest hidden size whose model fits `param_budget`.
+
+    The resolved config keeps both keys (hidden_size: 97, param_budget: N); a config that gives an
+    integer hidden_size with a param_budget is checked against it.
+    """
+    from seqclf.errors import SeqclfError
+
     model = cfg.model
     if model.hidden_size != AUTO:
+        count = parameter_count(model, input_size, num_classes)
+        if model.param_budget is not None and count > model.param_budget:
+            raise SeqclfError(f"model.param_budget: a {model.cell} with hidden_size {model.hidden_size} has "
+                              f"{count:,} parameters, over the budget of "
+                              f"{model.param_budget:,}; use model.hidden_size=auto to pick the largest that fits")
         return cfg
     assert model.param_budget is not None
-    from seqclf.errors import SeqclfError
 
     def fits(hidden: int) -> bool:
         proj = model.proj_size if model.proj_size < hidden else 0

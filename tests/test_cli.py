@@ -1,0 +1,107 @@
+"""End to end through the real CLI: train -> files -> eval, JSON contracts, exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from seqclf.cli import app
+
+ROOT = Path(__file__).resolve().parents[1]
+runner = CliRunner()
+
+
+def run(*args: str):
+    return runner.invoke(app, list(args))
+
+
+def sets(overrides: list[str]) -> list[str]:
+    return [part for item in overrides for part in ("--set", item)]
+
+
+def test_train_then_eval_reproduces_test_accuracy(tiny_overrides: list[str]) -> None:
+    result = run("train", "--config", str(ROOT / "configs/lstm.yaml"), *sets(tiny_overrides),
+                 "--set", "train.lr=0.003", "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)  # stdout holds exactly one JSON object
+    for key in ("run_dir", "checkpoint", "epochs", "val_accuracy", "test_accuracy", "seconds"):
+        assert key in summary
+    run_dir = Path(summary["run_dir"])
+    assert {p.name for p in run_dir.iterdir()} >= {"config.yaml", "metrics.jsonl", "best.pt", "last.pt",
+                                                    "summary.json"}
+    assert summary["epochs"] == 2 and summary["test_accuracy"] > 0.3  # chance is 0.1
+    assert json.loads((run_dir / "summary.json").read_text()) == summary
+    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [row["epoch"] for row in lines] == [1, 2]
+    for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds"):
+        assert all(isinstance(row[key], float) for row in lines)
+    assert "epoch 1/2" in result.stderr  # human output moved to stderr by --json
+
+    evaluated = run("eval", summary["checkpoint"], "--json")
+    assert evaluated.exit_code == 0, evaluated.output
+    scores = json.loads(evaluated.stdout)
+    assert scores["accuracy"] == summary["test_accuracy"]
+    assert scores["loss"] == pytest.approx(summary["test_loss"], abs=1e-9)
+    assert scores["n"] == 200 and len(scores["per_class_accuracy"]) == 10
+    matrix = scores["confusion_matrix"]
+    assert len(matrix) == 10 and all(len(row) == 10 for row in matrix)
+    assert sum(map(sum, matrix)) == 200
+    assert sum(matrix[k][k] for k in range(10)) / 200 == scores["accuracy"]
+
+    val = json.loads(run("eval", summary["checkpoint"], "--json", "--split", "val").stdout)
+    assert val["n"] == 100 and val["accuracy"] == summary["val_accuracy"]
+
+
+def test_set_overrides_reach_the_run(tiny_overrides: list[str]) -> None:
+    result = run("train", "--config", str(ROOT / "configs/lstm.yaml"), *sets(tiny_overrides),
+                 "--set", "model.cell=gru", "--set", "train.epochs=1", "--set", "model.bidirectional=true",
+                 "--json")
+    assert result.exit_code == 0, result.output
+    run_dir = Path(json.loads(result.stdout)["run_dir"])
+    assert run_dir.name.startswith("gru-1x16-bi-")
+    config = (run_dir / "config.yaml").read_text()
+    assert "cell: gru" in config and "bidirectional: true" in config and "epochs: 1" in config
+
+
+def test_plain_output_has_no_control_codes(tiny_overrides: list[str]) -> None:
+    result = run("train", "--config", str(ROOT / "configs/gru.yaml"), *sets(tiny_overrides))
+    assert result.exit_code == 0, result.output
+    assert "\x1b" not in result.output and "\r" not in result.output
+    assert sum(line.startswith("epoch ") for line in result.stdout.splitlines()) == 2
+
+
+def test_missing_data_says_where_it_looked(tmp_path: Path) -> None:
+    result = run("train", "--config", str(ROOT / "configs/lstm.yaml"), "--set", f"data.root={tmp_path / 'none'}",
+                 "--set", "data.download=false", "--set", f"output.dir={tmp_path / 'runs'}")
+    assert result.exit_code == 2
+    assert str(tmp_path / "none") in result.stderr and "data.root" in result.stderr
+    assert "Traceback" not in result.output
+    assert not list((tmp_path / "runs").glob("*"))  # no run directory for a run that never started
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["train"], "--config"),
+    (["train", "--config", "no/such.yaml"], "no/such.yaml"),
+    (["train", "--config", "configs/lstm.yaml", "--set", "model.hiden_size=3"], "did you mean `model.hidden_size`"),
+    (["train", "--config", "configs/lstm.yaml", "--set", "model.cell=transformer"], "rnn, lstm, gru"),
+    (["eval", "no/such/best.pt"], "no such checkpoint"),
+])
+def test_bad_input_exits_2_with_a_message(args: list[str], fragment: str) -> None:
+    result = runner.invoke(app, [a if not a.startswith("configs/") else str(ROOT / a) for a in args])
+    assert result.exit_code == 2, result.output
+    assert fragment in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_python_dash_m_matches_the_entry_point(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "seqclf", "train", "--config", "missing.yaml"],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 2
+    assert "missing.yaml" in done.stderr and "Traceback" not in done.stderr
+    helped = subprocess.run([sys.executable, "-m", "seqclf", "--help"], capture_output=True, text=True)
+    assert helped.returncode == 0 and "train" in helped.stdout and "eval" in helped.stdout
