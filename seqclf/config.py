@@ -267,8 +267,8 @@ def _check(cfg: Config) -> list[str]:
         problems.append(f"model.nonlinearity: only cell=rnn has a choice of activation; remove it for cell={m.cell}")
     if m.hidden_size == AUTO and m.param_budget is None:
         problems.append("model.hidden_size: `auto` needs model.param_budget (the most parameters allowed)")
-    if m.param_budget is not None and m.hidden_size != AUTO:
-        problems.append("model.param_budget: only used with model.hidden_size: auto")
+    # param_budget with an integer hidden_size is what a resolved `auto` config records (config.yaml,
+    # checkpoints); training checks that such a model stays within it (model.resolve_hidden_size).
     for key, value in [("train.momentum", t.momentum), ("train.weight_decay", t.weight_decay),
                        ("train.grad_clip", t.grad_clip), ("train.gamma", t.gamma)]:
         if value < 0:
