@@ -42,11 +42,13 @@ class Output:
         self._print(text)
 
     def error(self, text: str) -> None:
-        self.errors.print(f"[bold red]error:[/] {escape(text)}" if self.errors.is_terminal else f"error: {text}")
+        terminal = self.errors.is_terminal
+        self.errors.print(f"[bold red]error:[/] {escape(text)}" if terminal else f"error: {text}", markup=terminal)
 
     def warn(self, text: str) -> None:
         if not self.quiet:
-            self.errors.print(f"[yellow]warning:[/] {escape(text)}" if self.errors.is_terminal else f"warning: {text}")
+            terminal = self.errors.is_terminal
+            self.errors.print(f"[yellow]warning:[/] {escape(text)}" if terminal else f"warning: {text}", markup=terminal)
 
     def epoch(self, row: dict[str, Any], epochs: int) -> None:
         """One line per epoch: the same fields as metrics.jsonl, aligned."""
@@ -83,7 +85,12 @@ class Output:
             table.add_column(column, justify="left" if column in ("name", "key", "status") else "right")
         for row in rows:
             table.add_row(*row)
-        self.console.print(table)
+        if self.terminal:
+            self.console.print(table)
+            return
+        # Plain: the table's natural width (never cut to 80 columns), no trailing blanks.
+        for line in self.console.render_lines(table, self.console.options.update(width=1_000_000), pad=False):
+            self.console.print("".join(segment.text for segment in line).rstrip(), markup=False)
 
 
 class _NoProgress:
