@@ -1,0 +1,78 @@
+"""`seqclf plot`: training curves and a confusion matrix rendered to real image files; exit 2 without matplotlib."""
+
+from __future__ import annotations
+
+import struct
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from seqclf import runs
+from seqclf.cli import app
+from seqclf.config import load_config
+from seqclf.train import train
+
+pytest.importorskip("matplotlib")
+ROOT = Path(__file__).resolve().parents[1]
+runner = CliRunner()
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    """(width, height) from the IHDR chunk that follows the signature in every valid PNG."""
+    data = path.read_bytes()
+    assert data[:8] == PNG_MAGIC and data[12:16] == b"IHDR"
+    return struct.unpack(">II", data[16:24])
+
+
+@pytest.fixture
+def two_runs(tiny_overrides: list[str]) -> list[Path]:
+    base = [*tiny_overrides, "train.num_threads=1", "model.hidden_size=8"]
+    return [Path(train(load_config(ROOT / f"configs/{cell}.yaml", base))["run_dir"]) for cell in ("rnn", "gru")]
+
+
+def test_curves_of_several_runs_render_to_a_png(two_runs: list[Path], tmp_path: Path) -> None:
+    from matplotlib.image import imread
+
+    target = tmp_path / "pictures" / "curves.png"
+    result = runner.invoke(app, ["plot", *map(str, two_runs), "-o", str(target)])
+    assert result.exit_code == 0, result.output
+    assert f"wrote {target}" in result.stdout
+    width, height = png_size(target)
+    assert 600 <= width <= 2000 and 250 <= height <= 1200
+    pixels = imread(target)  # matplotlib decodes it: a real image, not just a header
+    assert pixels.shape[:2] == (height, width) and 5_000 < target.stat().st_size < 300_000
+    assert pixels[..., :3].std() > 0.05  # lines and text drawn, not a blank canvas
+    folder = runner.invoke(app, ["plot", str(two_runs[0].parent), "-o", str(tmp_path / "all.svg")])
+    assert folder.exit_code == 0 and (tmp_path / "all.svg").read_text().lstrip().startswith("<?xml")
+
+
+def test_confusion_matrix_renders_to_a_png(two_runs: list[Path], tmp_path: Path) -> None:
+    target = tmp_path / "confusion.png"
+    result = runner.invoke(app, ["plot", "--confusion", str(two_runs[1] / runs.BEST), "-o", str(target)])
+    assert result.exit_code == 0, result.output
+    summary = runs.read_summary(two_runs[1])
+    assert f"test accuracy {summary['test_accuracy']:.4f}" in result.stdout  # scored like eval
+    width, height = png_size(target)
+    assert 300 <= width <= 1500 and 300 <= height <= 1500
+
+
+def test_bad_requests_exit_2(two_runs: list[Path], tmp_path: Path) -> None:
+    for args, fragment in [([], "RUN_DIR"), ([str(two_runs[0]), "-o", str(tmp_path / "x.jpg")], ".png"),
+                           ([str(tmp_path / "none")], "no such folder"),
+                           (["--confusion", str(tmp_path / "none.pt")], "no such checkpoint")]:
+        result = runner.invoke(app, ["plot", *args])
+        assert result.exit_code == 2 and fragment in result.stderr, result.output
+
+
+def test_without_matplotlib_it_says_how_to_get_it(two_runs: list[Path], tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in [name for name in sys.modules if name == "matplotlib" or name.startswith("matplotlib.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` now raises ImportError
+    result = runner.invoke(app, ["plot", str(two_runs[0]), "-o", str(tmp_path / "curves.png")])
+    assert result.exit_code == 2
+    assert 'pip install "seqclf[plot]"' in result.stderr and "Traceback" not in result.output
+    assert not (tmp_path / "curves.png").exists()

@@ -1,0 +1,257 @@
+"""The run table (`seqclf runs`), group-by, config show/validate/diff, run directories under parallel starts,
+hidden_size auto, and the per-epoch gradient statistics."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import statistics
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from seqclf import runs
+from seqclf.checkpoint import write_json, write_text
+from seqclf.cli import app
+from seqclf.config import ModelConfig, load_config, to_yaml
+from seqclf.errors import SeqclfError
+from seqclf.evaluate import evaluate_checkpoint
+from seqclf.model import parameter_count, resolve_hidden_size
+from seqclf.train import train
+
+ROOT = Path(__file__).resolve().parents[1]
+runner = CliRunner()
+
+
+def fake_run(folder: Path, name: str, overrides: list[str], summary: dict | None = None,
+             history: list[dict] | None = None) -> Path:
+    """A run directory as train writes it: config.yaml, and summary.json / metrics.jsonl when given."""
+    run_dir = folder / name
+    run_dir.mkdir(parents=True)
+    write_text(run_dir / runs.CONFIG, to_yaml(load_config(None, overrides)))
+    if summary is not None:
+        write_json(run_dir / runs.SUMMARY, {"epochs": 3, "parameters": 1000, "seconds": 10.0, "val_accuracy": 0.5,
+                                            "test_accuracy": 0.5, "status": "finished", **summary})
+    if history is not None:
+        runs.write_metrics(run_dir, history)
+    return run_dir
+
+
+def epoch(n: int, val_accuracy: float, seconds: float = 2.0) -> dict:
+    return {"epoch": n, "train_loss": 1.0 / n, "train_accuracy": 0.5, "val_loss": 1.2 / n,
+            "val_accuracy": val_accuracy, "lr": 1e-3, "grad_norm": 1.0, "clipped_fraction": 0.0,
+            "seconds": seconds, "examples_per_s": 100.0}
+
+
+@pytest.fixture
+def sweep(tmp_path: Path) -> Path:
+    """runs/: gru x3 seeds and rnn x2 seeds in a sweep folder, an lstm at top level, a killed run, clutter."""
+    root = tmp_path / "runs"
+    for seed, acc in [(0, 0.80), (1, 0.90), (2, 0.85)]:
+        fake_run(root / "sweep", f"gru-s{seed}", ["model.cell=gru", f"seed={seed}"],
+                 {"test_accuracy": acc, "val_accuracy": acc + 0.01, "seconds": 10.0 + seed, "parameters": 2378})
+    for seed, acc in [(0, 0.70), (1, 0.60)]:
+        fake_run(root / "sweep", f"rnn-s{seed}", ["model.cell=rnn", f"seed={seed}"],
+                 {"test_accuracy": acc, "val_accuracy": acc, "parameters": 906})
+    fake_run(root, "lstm-2x64-bi", ["model.cell=lstm", "model.num_layers=2", "model.hidden_size=64",
+                                    "model.bidirectional=true"], {"test_accuracy": 0.95, "epochs": 8})
+    killed = fake_run(root, "lstm-killed", ["model.cell=lstm"], None, [epoch(1, 0.6, 3.0), epoch(2, 0.7, 4.0)])
+    (killed / runs.LAST).write_bytes(b"")
+    (root / "sweep" / "logs").mkdir()
+    (root / "sweep" / "logs" / "gru.log").write_text("not a run\n")
+    (root / "notes.txt").write_text("not a run\n")
+    return root
+
+
+def by_name(rows: list[dict]) -> dict[str, dict]:
+    return {row["name"]: row for row in rows}
+
+
+def test_listing_reads_every_run_one_level_down(sweep: Path) -> None:
+    rows = by_name([record.row for record in runs.list_runs(sweep)])
+    assert set(rows) == {"sweep/gru-s0", "sweep/gru-s1", "sweep/gru-s2", "sweep/rnn-s0", "sweep/rnn-s1",
+                         "lstm-2x64-bi", "lstm-killed"}
+    assert all(list(row) == list(runs.FIELDS) for row in rows.values())
+    assert rows["lstm-2x64-bi"] == {"name": "lstm-2x64-bi", "cell": "lstm", "num_layers": 2, "hidden_size": 64,
+                                    "bidirectional": True, "parameters": 1000, "epochs": 8, "val_accuracy": 0.5,
+                                    "test_accuracy": 0.95, "seconds": 10.0, "status": "finished"}
+    assert rows["sweep/gru-s1"]["test_accuracy"] == 0.90 and rows["sweep/gru-s1"]["cell"] == "gru"
+
+
+def test_a_killed_run_without_summary_shows_what_its_files_say(sweep: Path) -> None:
+    killed = by_name([record.row for record in runs.list_runs(sweep)])["lstm-killed"]
+    assert killed["status"] == "interrupted"  # it left last.pt: resumable
+    assert killed["epochs"] == 2 and killed["val_accuracy"] == 0.7 and killed["seconds"] == 7.0
+    assert killed["test_accuracy"] is None and killed["parameters"] is None
+    (sweep / "lstm-killed" / runs.LAST).unlink()
+    assert runs.describe_run(sweep / "lstm-killed", sweep).row["status"] == "failed"
+
+
+def test_group_by_gives_count_mean_and_sample_std(sweep: Path) -> None:
+    records = runs.list_runs(sweep / "sweep")
+    groups = {row["model.cell"]: row for row in runs.group_runs(records, ["model.cell", "model.bidirectional"])}
+    gru, rnn = groups["gru"], groups["rnn"]
+    assert gru["count"] == 3 and rnn["count"] == 2
+    assert gru["test_accuracy"] == pytest.approx(0.85)
+    assert gru["test_accuracy_std"] == pytest.approx(statistics.stdev([0.80, 0.90, 0.85]))  # 0.05
+    assert gru["seconds"] == pytest.approx(11.0) and gru["seconds_std"] == pytest.approx(1.0)
+    assert gru["parameters"] == 2378 and gru["model.bidirectional"] is False
+    assert rnn["test_accuracy"] == pytest.approx(0.65) and rnn["test_accuracy_std"] == pytest.approx(0.0707107)
+    assert gru["differs"] == [] and gru["runs"] == ["gru-s0", "gru-s1", "gru-s2"]
+    single = runs.group_runs(runs.list_runs(sweep / "lstm-2x64-bi"), ["model.cell"])[0]
+    assert single["count"] == 1 and single["test_accuracy_std"] is None
+    # Grouping only by cell merges the 2x64 lstm with the 1x128 one: the row says what else varies.
+    lstm = [row for row in runs.group_runs(runs.list_runs(sweep), ["model.cell"]) if row["model.cell"] == "lstm"][0]
+    assert lstm["differs"] == ["model.bidirectional", "model.hidden_size", "model.num_layers"]
+
+
+def test_sort_puts_the_best_accuracy_first_and_missing_values_last(sweep: Path) -> None:
+    rows = [record.row for record in runs.list_runs(sweep)]
+    ordered = [row["name"] for row in runs.sort_rows(rows, "test_accuracy", list(runs.FIELDS))]
+    assert ordered[:3] == ["lstm-2x64-bi", "sweep/gru-s1", "sweep/gru-s2"] and ordered[-1] == "lstm-killed"
+    ascending = [row["name"] for row in runs.sort_rows(rows, "test_accuracy", list(runs.FIELDS), reverse=True)]
+    assert ascending[0] == "sweep/rnn-s1" and ascending[-1] == "lstm-killed"
+    assert [row["seconds"] for row in runs.sort_rows(rows, "seconds", list(runs.FIELDS))][:2] == [7.0, 10.0]
+    with pytest.raises(SeqclfError, match="not a column"):
+        runs.sort_rows(rows, "accuracy", list(runs.FIELDS))
+
+
+def test_cli_runs_json_csv_table_and_errors(sweep: Path) -> None:
+    listed = runner.invoke(app, ["runs", str(sweep), "--json", "--sort", "test_accuracy"])
+    assert listed.exit_code == 0, listed.output
+    rows = json.loads(listed.stdout)
+    assert [row["name"] for row in rows][0] == "lstm-2x64-bi" and len(rows) == 7
+    assert all(set(row) == set(runs.FIELDS) for row in rows)
+    table = list(csv.DictReader(io.StringIO(runner.invoke(app, ["runs", str(sweep), "--csv"]).stdout)))
+    assert len(table) == 7 and list(table[0]) == list(runs.FIELDS)
+    values = {row["name"]: row["test_accuracy"] for row in table}
+    assert float(values["sweep/gru-s2"]) == 0.85 and values["lstm-killed"] == ""  # None: an empty field
+    grouped = runner.invoke(app, ["runs", str(sweep / "sweep"), "--group-by", "model.cell,model.num_layers"])
+    assert grouped.exit_code == 0, grouped.output
+    assert "0.8500 ± 0.0500" in grouped.stdout and "\x1b" not in grouped.stdout  # mean ± std, plain
+    human = runner.invoke(app, ["runs", str(sweep)])
+    assert "sweep/gru-s0" in human.stdout and "interrupted" in human.stdout  # not cut to 80 columns
+    for args, fragment in [([str(sweep / "nope")], "no such folder"), ([str(sweep), "--sort", "acc"], "not a column"),
+                           ([str(sweep), "--group-by", "model.cel"], "did you mean `model.cell`"),
+                           ([str(sweep), "--json", "--csv"], "one of --json and --csv")]:
+        failed = runner.invoke(app, ["runs", *args])
+        assert failed.exit_code == 2 and fragment in failed.stderr, failed.output
+
+
+def test_config_diff_lists_the_keys_that_differ(sweep: Path) -> None:
+    a, b = sweep / "sweep" / "gru-s0", sweep / "lstm-2x64-bi"
+    assert runs.config_diff(a, b) == {"model.cell": ["gru", "lstm"], "model.hidden_size": [128, 64],
+                                      "model.num_layers": [1, 2], "model.bidirectional": [False, True]}
+    assert runs.config_diff(a, a) == {}
+    shown = runner.invoke(app, ["config", "diff", str(a), str(sweep / "sweep" / "gru-s2"), "--json"])
+    assert json.loads(shown.stdout) == {"seed": [0, 2]}
+    assert runner.invoke(app, ["config", "diff", str(a), str(sweep / "sweep")]).exit_code == 2  # not a run
+
+
+def test_config_show_composes_sets_and_resolves_auto() -> None:
+    shown = runner.invoke(app, ["config", "show", "--config", str(ROOT / "configs/lstm.yaml"),
+                                "--set", "model.cell=gru", "--set", "train.epochs=2", "--set", "model.cell=rnn"])
+    assert shown.exit_code == 0, shown.output
+    resolved = yaml.safe_load(shown.stdout)
+    assert resolved["model"]["cell"] == "rnn" and resolved["train"]["epochs"] == 2  # later --set wins
+    assert resolved["train"]["lr"] == 2e-3 and resolved["output"]["name"] is None  # file, then defaults
+    auto = runner.invoke(app, ["config", "show", "--set", "model.cell=gru", "--set", "model.hidden_size=auto",
+                               "--set", "model.param_budget=20000"])
+    model = ModelConfig(**yaml.safe_load(auto.stdout)["model"])
+    assert isinstance(model.hidden_size, int) and model.param_budget == 20000
+    larger = dataclasses.replace(model, hidden_size=model.hidden_size + 1)
+    assert parameter_count(model, 28) <= 20000 < parameter_count(larger, 28)  # the largest that fits
+
+
+def test_config_validate_exits_0_or_2(tmp_path: Path) -> None:
+    shipped = sorted(map(str, (ROOT / "configs").glob("*.yaml")))
+    ok = runner.invoke(app, ["config", "validate", *shipped])
+    assert ok.exit_code == 0 and ok.stdout.count(": ok") == len(shipped)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  cel: gru\ntrain:\n  lr: fast\n")
+    failed = runner.invoke(app, ["config", "validate", shipped[0], str(bad)])
+    assert failed.exit_code == 2
+    assert str(bad) in failed.stderr and "model.cel" in failed.stderr and "train.lr" in failed.stderr
+    assert "1 of 2 config files are invalid" in failed.stderr
+
+
+def test_hidden_size_auto_picks_the_largest_fit_and_records_it(tiny_overrides: list[str]) -> None:
+    budget = 6000
+    cfg = load_config(ROOT / "configs/gru.yaml", [*tiny_overrides, "model.hidden_size=auto",
+                                                  f"model.param_budget={budget}", "train.num_threads=1"])
+    summary = train(cfg)
+    saved = yaml.safe_load((Path(summary["run_dir"]) / runs.CONFIG).read_text())["model"]
+    hidden = saved["hidden_size"]
+    assert isinstance(hidden, int) and saved["param_budget"] == budget
+    fitted = load_config(None, ["model.cell=gru", f"model.hidden_size={hidden}"]).model
+    larger = load_config(None, ["model.cell=gru", f"model.hidden_size={hidden + 1}"]).model
+    assert summary["parameters"] == parameter_count(fitted, 28) <= budget < parameter_count(larger, 28)
+    assert f"gru-1x{hidden}-" in summary["run_dir"]  # the name carries the chosen size
+    assert evaluate_checkpoint(summary["checkpoint"])["accuracy"] == summary["test_accuracy"]  # config reloads
+    over = load_config(None, ["model.hidden_size=128", "model.param_budget=1000"])
+    with pytest.raises(SeqclfError, match="over the budget"):
+        resolve_hidden_size(over, 28)
+
+
+def test_gradient_norm_and_clipped_fraction_per_epoch(tiny_overrides: list[str]) -> None:
+    base = [*tiny_overrides, "train.num_threads=1", "train.epochs=1"]
+    clipped = train(load_config(ROOT / "configs/rnn.yaml", [*base, "train.grad_clip=1e-6"]))
+    free = train(load_config(ROOT / "configs/rnn.yaml", [*base, "train.grad_clip=0"]))
+    row_clipped = runs.read_metrics(Path(clipped["run_dir"]))[0]
+    row_free = runs.read_metrics(Path(free["run_dir"]))[0]
+    assert row_clipped["clipped_fraction"] == 1.0 and row_free["clipped_fraction"] == 0.0
+    # Measured before clipping: after it, every norm of the first run would be at most 1e-6.
+    assert row_clipped["grad_norm"] > 1e-3 and row_free["grad_norm"] > 1e-3
+
+
+def test_same_second_starts_in_threads_get_distinct_dirs(tmp_path: Path) -> None:
+    cfg = load_config(None, [f"output.dir={tmp_path}"])
+    made: list[Path] = []
+    barrier = threading.Barrier(8)
+
+    def start() -> None:
+        barrier.wait()
+        made.append(runs.create_run_dir(cfg))
+
+    threads = [threading.Thread(target=start) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(set(made)) == 8 and all(path.is_dir() for path in made)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in made)
+
+
+def test_parallel_train_processes_get_distinct_run_dirs(tiny_overrides: list[str], tmp_path: Path) -> None:
+    args = [sys.executable, "-m", "seqclf", "train", "--config", str(ROOT / "configs/rnn.yaml"), "--quiet",
+            *[part for item in [*tiny_overrides, "train.epochs=1", "train.num_threads=1", "model.hidden_size=8"]
+              for part in ("--set", item)]]
+    processes = [subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for _ in range(3)]
+    outputs = [process.communicate(timeout=120) for process in processes]
+    assert [process.returncode for process in processes] == [0, 0, 0], outputs
+    assert all(stdout == "" for stdout, _ in outputs)  # --quiet: nothing but errors
+    made = runs.list_runs(tmp_path / "runs")
+    assert len(made) == 3 and len({record.path for record in made}) == 3
+    assert all(record.row["status"] == "finished" for record in made)
+
+
+def test_tensorboard_is_an_optional_extra(tiny_overrides: list[str]) -> None:
+    cfg = load_config(ROOT / "configs/rnn.yaml", [*tiny_overrides, "train.num_threads=1", "train.epochs=1",
+                                                  "model.hidden_size=8", "output.tensorboard=true"])
+    try:
+        import torch.utils.tensorboard  # noqa: F401
+    except ImportError:
+        with pytest.raises(SeqclfError, match=r'pip install "seqclf\[tensorboard\]"'):
+            train(cfg)
+        assert not list(Path(cfg.output.dir).glob("*/config.yaml"))  # refused before any run dir exists
+        return
+    run_dir = Path(train(cfg)["run_dir"])
+    assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
