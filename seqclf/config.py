@@ -19,6 +19,7 @@ import yaml
 from seqclf.errors import SeqclfError
 
 AUTO = "auto"
+MAX_THREADS = 4096  # torch.set_num_threads overflows past 2**31 - 1; no machine needs more than this
 
 
 def opt(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
@@ -165,17 +166,17 @@ def _coerce(key: str, value: Any, hint: Any, choices: tuple[str, ...] | None) ->
             return value, None
         if kind is int and isinstance(value, int) and not isinstance(value, bool):
             return value, None
-        if kind is float and not isinstance(value, bool):
-            if isinstance(value, (int, float)):
-                return float(value), None
-            if isinstance(value, str):  # PyYAML reads `1e-3` as a string
-                try:
-                    number = float(value)
-                except ValueError:
-                    continue
-                if math.isfinite(number):
-                    return number, None
+        if kind is float and not isinstance(value, bool) and isinstance(value, (int, float, str)):
+            try:  # PyYAML reads `1e-3` as a string
+                number = float(value)
+            except (ValueError, OverflowError):
+                continue
+            if not math.isfinite(number):
+                return None, f"{key}: expected a finite number, got {value!r}"
+            return number, None
         if kind is str and isinstance(value, str):
+            if "\x00" in value:  # no path or name may hold one; the OS would refuse it later
+                return None, f"{key}: must not contain a NUL character, got {value!r}"
             if key == "model.hidden_size" and value != AUTO:
                 return None, f"{key}: expected a positive integer or `auto`, got {value!r}"
             if choices and value not in choices:
@@ -250,6 +251,9 @@ def _check(cfg: Config) -> list[str]:
         positive(key, value)
     if isinstance(m.hidden_size, int):
         positive("model.hidden_size", m.hidden_size)
+    for key, value in [("seed", cfg.seed), ("data.permutation_seed", d.permutation_seed)]:
+        if not -2**63 <= value < 2**64:  # torch's generators take 64-bit seeds
+            problems.append(f"{key}: must fit in 64 bits ({-2**63} to {2**64 - 1}), got {value}")
     if d.val_size < 0:
         problems.append(f"data.val_size: must be 0 or more, got {d.val_size}")
     if d.max_train is not None and d.val_size >= d.max_train:
@@ -273,8 +277,9 @@ def _check(cfg: Config) -> list[str]:
                        ("train.grad_clip", t.grad_clip), ("train.gamma", t.gamma)]:
         if value < 0:
             problems.append(f"{key}: must be 0 or more, got {value}")
-    if t.num_threads < 0:
-        problems.append(f"train.num_threads: must be 0 (auto) or positive, got {t.num_threads}")
+    if not 0 <= t.num_threads <= MAX_THREADS:
+        problems.append(f"train.num_threads: must be 0 (auto) or a thread count up to {MAX_THREADS}, "
+                        f"got {t.num_threads}")
     if not _valid_device(t.device):
         problems.append(f"train.device: {t.device!r} is not one of: auto, cpu, cuda, cuda:N, mps")
     if t.precision == "fp16" and t.device in ("cpu", "mps"):

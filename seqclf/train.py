@@ -141,6 +141,7 @@ class Position:
     order: torch.Tensor | None = None  # (n_train,) the current epoch's permutation
     sums: dict[str, torch.Tensor] = field(default_factory=dict)  # partial train metrics of the epoch
     elapsed: float = 0.0  # training seconds already spent in the current epoch
+    lr: float = 0.0  # the rate when the current epoch began (metrics.jsonl's lr), even if resumed mid-epoch
     best_accuracy: float = -1.0
     best_epoch: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -179,7 +180,7 @@ class Run:
                 "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
                 "step": pos.step, "order": pos.order, "sums": {k: v.cpu() for k, v in pos.sums.items()},
                 "elapsed": pos.elapsed, "best_accuracy": pos.best_accuracy, "best_epoch": pos.best_epoch,
-                "total_seconds": pos.total_seconds, "rng": checkpoint.rng_state(),
+                "total_seconds": pos.total_seconds, "lr": pos.lr, "rng": checkpoint.rng_state(),
                 "shuffle": self.shuffle.get_state(),
             }
         return out
@@ -234,7 +235,11 @@ def resume(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = (), *, 
     configure_threads(cfg.train.num_threads)
     meta = payload["data"]
     data = load_data(cfg.data, cfg.seed, device, stats=(meta["mean"], meta["std"]), perm=meta["permutation"])
-    run = _assemble(cfg, run_dir, data, device, state=payload)
+    try:
+        run = _assemble(cfg, run_dir, data, device, state=payload)
+    except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as exc:  # a damaged or foreign state
+        raise CheckpointError(f"{run_dir / runs.LAST}: its training state is incomplete or does not fit its "
+                              f"config ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
     checkpoint.write_text(run_dir / runs.CONFIG, to_yaml(cfg))
     pos = run.position
     out.info(f"resuming [bold]{run_dir}[/] at epoch {pos.epoch + 1}, step {pos.step}")
@@ -264,7 +269,7 @@ def _assemble(cfg: Config, run_dir: Path, data: Data, device: torch.device, stat
         position = Position(epoch=state["epoch"], step=saved["step"], order=saved["order"],
                             sums={k: v.to(device) for k, v in saved["sums"].items()}, elapsed=saved["elapsed"],
                             best_accuracy=saved["best_accuracy"], best_epoch=saved["best_epoch"],
-                            history=list(state["history"]), total_seconds=saved["total_seconds"])
+                            history=list(state["history"]), total_seconds=saved["total_seconds"], lr=saved["lr"])
     return Run(cfg, run_dir, data, model, optimizer, scheduler, shuffle, device, position)
 
 
@@ -291,8 +296,9 @@ def _loop(run: Run, out: Output, stop: GracefulStop) -> dict[str, Any]:
             if pos.order is None:
                 pos.order = torch.randperm(n_train, generator=run.shuffle)
                 pos.sums, pos.step, pos.elapsed = _zero_sums(run.device), 0, 0.0
+                pos.lr = run.optimizer.param_groups[0]["lr"]
             order = pos.order.to(run.device)
-            lr = run.optimizer.param_groups[0]["lr"]
+            lr = pos.lr
             started = time.perf_counter()
             loss = torch.zeros((), device=run.device)  # resumed exactly at an epoch's end: no step runs
             with out.progress(steps_per_epoch, f"epoch {pos.epoch + 1}/{t.epochs}") as bar:
@@ -328,6 +334,8 @@ def _loop(run: Run, out: Output, stop: GracefulStop) -> dict[str, Any]:
             pos.elapsed += time.perf_counter() - started
             _check_finite(run, loss, pos, weights=True)
             _finish_epoch(run, out, lr, writer)
+            if stop.should_stop():  # a signal during validation or saving: stop at the epoch boundary
+                return _interrupted(run, out, stop, writer)
     if writer is not None:
         writer.close()
     return _final(run, out)
@@ -341,11 +349,12 @@ def _check_finite(run: Run, loss: torch.Tensor, pos: Position, weights: bool = F
     if finite:
         return
     _write_summary(run, "failed")
+    what = f"loss ({loss.item()})" if not torch.isfinite(loss) else "weights"
     raise TrainingError(
-        f"non-finite loss ({loss.item()}) at epoch {pos.epoch + 1}, step {pos.step}: training stopped and no "
+        f"non-finite {what} at epoch {pos.epoch + 1}, step {pos.step}: training stopped and no "
         f"checkpoint was overwritten ({run.run_dir} keeps the last good ones). Remedies: a lower train.lr "
-        f"(now {run.cfg.train.lr}), gradient clipping (train.grad_clip=1.0; now {run.cfg.train.grad_clip}), "
-        f"or train.precision=fp32.")
+        f"(now {run.cfg.train.lr}), gradient clipping (train.grad_clip=1.0; now {run.cfg.train.grad_clip})"
+        f"{'' if run.cfg.train.precision == 'fp32' else ', or train.precision=fp32'}.")
 
 
 def _finish_epoch(run: Run, out: Output, lr: float, writer: Any) -> None:
@@ -412,7 +421,9 @@ def _interrupted(run: Run, out: Output, stop: GracefulStop, writer: Any) -> dict
         writer.close()
     signum = stop.signum or signal.SIGINT
     name = signal.Signals(signum).name
-    raise Interrupted(f"{name}: stopped at epoch {run.position.epoch + 1}, step {run.position.step}; saved "
+    pos = run.position
+    where = f"after epoch {pos.epoch}" if pos.order is None else f"at epoch {pos.epoch + 1}, step {pos.step}"
+    raise Interrupted(f"{name}: stopped {where}; saved "
                       f"{run.run_dir / runs.LAST}. Continue with: seqclf train --resume {run.run_dir}", signum)
 
 

@@ -1,0 +1,367 @@
+"""Trustworthy runs: bitwise-exact resume, safe interrupts, atomic files, non-finite losses, clear errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import seqclf.train as training
+from conftest import make_dataset, write_idx
+from seqclf import checkpoint, runs
+from seqclf.cli import app
+from seqclf.config import load_config
+from seqclf.errors import Interrupted, TrainingError
+from seqclf.evaluate import evaluate_checkpoint
+from seqclf.train import GracefulStop, resume, train
+from test_checkpoint import fail_writes
+
+runner = CliRunner()
+TIMING = {"seconds", "examples_per_s"}
+STEPS = 10  # 500 training examples / batch 50
+# 2 layers with dropout (torch RNG), onecycle (stepped per batch), clipping, a shuffled order per epoch
+EXACT = ["data.name=idx", "data.val_size=100", "model.hidden_size=12", "model.num_layers=2", "model.dropout=0.25",
+         "train.epochs=2", "train.batch_size=50", "train.scheduler=onecycle", "train.lr=0.01", "train.grad_clip=0.5",
+         "train.device=cpu", "train.num_threads=1", "seed=5"]
+
+
+class StopAt(GracefulStop):
+    """Asks to stop at the given calls of should_stop(), as if a signal had arrived just before.
+
+    should_stop() is polled after every optimizer step and once after each epoch's validation
+    and save, so with 10 steps an epoch: call 3 = epoch 1 step 3, call 10 = its last step
+    (before validation), call 11 = between epochs 1 and 2, call 22 = after the last epoch.
+    `on_call` runs extra test actions at chosen calls.
+    """
+
+    def __init__(self, *calls: int, signum: int = signal.SIGINT, on_call: dict[int, Any] | None = None) -> None:
+        super().__init__()
+        self.calls, self.count, self.stop_signum, self.on_call = set(calls), 0, signum, on_call or {}
+
+    def should_stop(self) -> bool:
+        self.count += 1
+        if self.count in self.on_call:
+            self.on_call[self.count]()
+        if self.count in self.calls:
+            self.signum = self.stop_signum
+        return super().should_stop()
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_dataset(tmp_path_factory.mktemp("reliability") / "data")
+
+
+def config(data_root: Path, out: Path, name: str, *extra: str):
+    return load_config(None, [*EXACT, f"data.root={data_root}", f"output.dir={out}", f"output.name={name}", *extra])
+
+
+@pytest.fixture(scope="module")
+def reference(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The uninterrupted run every interrupted-and-resumed run must match bit for bit."""
+    out = tmp_path_factory.mktemp("reference")
+    return Path(train(config(data_root, out, "ref"))["run_dir"])
+
+
+def values(run_dir: Path) -> list[dict[str, Any]]:
+    return [{k: v for k, v in row.items() if k not in TIMING} for row in runs.read_metrics(run_dir)]
+
+
+def assert_equal_nested(a: Any, b: Any, where: str) -> None:
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b), where
+    elif isinstance(a, dict):
+        assert isinstance(b, dict) and a.keys() == b.keys(), where
+        for key in a:
+            assert_equal_nested(a[key], b[key], f"{where}.{key}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_equal_nested(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, (where, a, b)
+
+
+def assert_same_run(expected: Path, got: Path) -> None:
+    """Bitwise-identical weights, optimizer state, metrics values and eval results."""
+    assert values(got) == values(expected) and len(values(got)) == 2
+    for name in ("best.pt", "last.pt"):
+        a, b = checkpoint.load(expected / name), checkpoint.load(got / name)
+        assert_equal_nested(a["model"], b["model"], f"{name} model")
+        assert a["epoch"] == b["epoch"]
+    a, b = checkpoint.load(expected / "last.pt")["state"], checkpoint.load(got / "last.pt")["state"]
+    for key in ("optimizer", "scheduler", "best_accuracy", "best_epoch", "shuffle", "lr"):
+        assert_equal_nested(a[key], b[key], f"last.pt state.{key}")
+    assert evaluate_checkpoint(got / "best.pt") == {**evaluate_checkpoint(expected / "best.pt"),
+                                                    "checkpoint": str(got / "best.pt")}
+    keep = ("epochs", "val_accuracy", "best_epoch", "test_accuracy", "test_loss", "parameters", "status")
+    summary_a, summary_b = runs.read_summary(expected), runs.read_summary(got)
+    assert {k: summary_b[k] for k in keep} == {k: summary_a[k] for k in keep}
+    assert summary_b["status"] == "finished"
+
+
+# ---------------------------------------------------------------- exact resume
+
+
+def test_same_config_and_seed_twice_gives_identical_runs(reference: Path, data_root: Path, tmp_path: Path) -> None:
+    again = Path(train(config(data_root, tmp_path, "again"))["run_dir"])
+    assert_same_run(reference, again)
+    lines = lambda d: [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()]  # noqa: E731
+    assert [{k: v for k, v in r.items() if k not in TIMING} for r in lines(again)] == values(reference)
+
+
+@pytest.mark.parametrize("stops", [
+    pytest.param([3], id="mid-epoch-1"),
+    pytest.param([STEPS], id="after-last-step-before-validation"),
+    pytest.param([STEPS + 1], id="between-epochs"),
+    pytest.param([STEPS + 1 + 6], id="mid-epoch-2"),
+    pytest.param([2 * STEPS + 2], id="after-the-last-epoch"),
+    pytest.param([4, 9, 1], id="three-interrupts"),
+])
+def test_interrupted_and_resumed_equals_uninterrupted(reference: Path, data_root: Path, tmp_path: Path,
+                                                      stops: list[int]) -> None:
+    with pytest.raises(Interrupted) as info:
+        train(config(data_root, tmp_path, "run"), stop=StopAt(stops[0]))
+    assert info.value.exit_code == 130
+    run_dir = tmp_path / "run"
+    assert runs.read_summary(run_dir)["status"] == "interrupted"
+    for later in stops[1:]:  # interrupted again, `later` calls into each resume
+        with pytest.raises(Interrupted):
+            resume(run_dir, stop=StopAt(later))
+    resume(run_dir)
+    assert_same_run(reference, run_dir)
+
+
+def test_interrupt_message_says_where_and_how_to_resume(data_root: Path, tmp_path: Path) -> None:
+    with pytest.raises(Interrupted) as info:
+        train(config(data_root, tmp_path, "r"), stop=StopAt(3, signum=signal.SIGTERM))
+    message = str(info.value)
+    assert info.value.exit_code == 143
+    assert "SIGTERM" in message and "epoch 1, step 3" in message
+    assert f"seqclf train --resume {tmp_path / 'r'}" in message
+    state = checkpoint.load(tmp_path / "r" / "last.pt")["state"]
+    assert state["step"] == 3 and state["order"].shape == (500,)
+    with pytest.raises(Interrupted, match="after epoch 1"):
+        resume(tmp_path / "r", stop=StopAt(STEPS - 3 + 1))
+
+
+def test_extending_a_finished_run_equals_training_longer(data_root: Path, tmp_path: Path) -> None:
+    """`--resume --set train.epochs=N` continues exactly (with a schedule that does not span the run)."""
+    common = ("model.num_layers=1", "train.scheduler=step", "train.step_size=1", "train.gamma=0.5")
+    longer = Path(train(config(data_root, tmp_path, "two", *common))["run_dir"])
+    short = Path(train(config(data_root, tmp_path, "one", *common, "train.epochs=1"))["run_dir"])
+    result = runner.invoke(app, ["train", "--resume", str(short), "--set", "train.epochs=2"])
+    assert result.exit_code == 0, result.output
+    assert values(short) == values(longer) and len(values(short)) == 2
+    assert_equal_nested(checkpoint.load(short / "last.pt")["model"], checkpoint.load(longer / "last.pt")["model"],
+                        "last.pt")
+    assert load_config(short / "config.yaml").train.epochs == 2  # the run's config records the extension
+    result = runner.invoke(app, ["train", "--resume", str(short), "--set", "train.epochs=1"])
+    assert result.exit_code == 2 and "fewer than the 2 epochs already trained" in result.output
+
+
+def test_resume_refuses_changes_to_what_the_run_computes(reference: Path, data_root: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "ref"
+    shutil.copytree(reference, run_dir)
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir()}
+    for args, fragment in [
+        (["--set", "model.hidden_size=8"], "cannot change model.hidden_size"),
+        (["--set", "train.lr=0.1", "--set", "seed=1"], "cannot change seed, train.lr"),
+        (["--set", "train.epochs=3"], "train.epochs cannot change with scheduler=onecycle"),
+        (["--set", "model.hiden_size=8"], "did you mean `model.hidden_size`"),
+        (["--config", "configs/lstm.yaml"], "drop --config"),
+    ]:
+        result = runner.invoke(app, ["train", "--resume", str(run_dir), *args])
+        assert result.exit_code == 2 and fragment in result.output, (args, result.output)
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir()} == before  # refused: nothing touched
+    result = runner.invoke(app, ["train", "--resume", str(tmp_path / "nowhere")])
+    assert result.exit_code == 2 and "not a run directory" in result.output
+    moved = tmp_path / "moved-data"
+    shutil.copytree(data_root, moved)  # where the data lives may change
+    result = runner.invoke(app, ["train", "--resume", str(run_dir), "--set", f"data.root={moved}"])
+    assert result.exit_code == 0, result.output
+
+
+# ---------------------------------------------------------------- signals
+
+
+def start_long_run(tmp_path: Path, data_root: Path, name: str) -> subprocess.Popen:
+    """A long CLI run in its own process: many epochs of tiny data."""
+    cfg = tmp_path / f"{name}.yaml"
+    cfg.write_text(f"data:\n  name: idx\n  root: {data_root}\n  val_size: 100\n  max_train: 300\n"
+                   f"model:\n  hidden_size: 8\ntrain:\n  epochs: 100000\n  batch_size: 50\n  device: cpu\n"
+                   f"  num_threads: 1\noutput:\n  dir: {tmp_path}\n  name: {name}\n")
+    return subprocess.Popen([sys.executable, "-m", "seqclf", "train", "--config", str(cfg)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_real_signal_saves_last_pt_and_exits_with_its_code(tmp_path: Path, data_root: Path, signum: int,
+                                                             code: int) -> None:
+    run_dir = tmp_path / "long"
+    proc = start_long_run(tmp_path, data_root, run_dir.name)
+    deadline = time.monotonic() + 60
+    while not (run_dir / "metrics.jsonl").exists():  # an epoch is saved: the loop has its handlers
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the run never finished an epoch"
+        time.sleep(0.02)
+    proc.send_signal(signum)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == code, (stdout, stderr)
+    assert f"Continue with: seqclf train --resume {run_dir}" in stderr
+    assert "Traceback" not in stderr
+    payload = checkpoint.load(run_dir / "last.pt")
+    assert "state" in payload and runs.read_summary(run_dir)["status"] == "interrupted"
+    assert not [p for p in run_dir.iterdir() if p.name.endswith(".tmp")]
+    target = payload["epoch"] + 1  # finish the interrupted epoch, then stop
+    result = runner.invoke(app, ["train", "--resume", str(run_dir), "--set", f"train.epochs={target}", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["status"] == "finished"
+    assert [row["epoch"] for row in runs.read_metrics(run_dir)] == list(range(1, target + 1))
+
+
+def test_a_second_ctrl_c_aborts_at_once_leaving_files_intact(data_root: Path, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Real SIGINTs to this process: the first asks to stop, the second lands while last.pt is being written."""
+    run_dir = tmp_path / "r"
+    saved: dict[str, bytes] = {}
+    real_fsync = os.fsync
+
+    def second_ctrl_c(fd: int) -> None:
+        real_fsync(fd)
+        os.kill(os.getpid(), signal.SIGINT)  # mid-write: after the bytes, before the rename
+
+    def first_ctrl_c() -> None:
+        saved.update({p.name: p.read_bytes() for p in run_dir.iterdir()})
+        os.kill(os.getpid(), signal.SIGINT)
+        monkeypatch.setattr(checkpoint.os, "fsync", second_ctrl_c)
+
+    monkeypatch.setattr(training, "GracefulStop", lambda: StopAt(on_call={STEPS + 4: first_ctrl_c}))
+    handler = signal.getsignal(signal.SIGINT)
+    args = ["train", "--config", "/dev/null"] + [f"--set={s}" for s in EXACT]
+    result = runner.invoke(app, args + [f"--set=data.root={data_root}", f"--set=output.dir={tmp_path}",
+                                        "--set=output.name=r"])
+    assert result.exit_code == 130, result.output
+    assert "aborted" in result.output and "Traceback" not in result.output
+    assert saved and {p.name: p.read_bytes() for p in run_dir.iterdir()} == saved  # epoch 1's files, untouched
+    assert signal.getsignal(signal.SIGINT) is handler  # handlers restored
+
+
+# ---------------------------------------------------------------- failures
+
+
+def test_a_diverging_run_stops_with_exit_1_and_remedies(data_root: Path, tmp_path: Path) -> None:
+    args = ["train", "--config", "/dev/null"] + [f"--set={s}" for s in EXACT] + [
+        f"--set=data.root={data_root}", f"--set=output.dir={tmp_path}", "--set=output.name=r",
+        "--set=train.optimizer=sgd", "--set=train.lr=1e38", "--set=train.scheduler=none", "--set=train.grad_clip=0"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1, result.output
+    assert "non-finite loss" in result.output and "at epoch 1, step" in result.output
+    assert "train.lr" in result.output and "train.grad_clip" in result.output
+    assert not (tmp_path / "r" / "last.pt").exists() and not (tmp_path / "r" / "best.pt").exists()
+    assert runs.read_summary(tmp_path / "r")["status"] == "failed"
+
+
+@pytest.mark.parametrize("poison_at, where", [(STEPS + 1 + 2, "loss (nan) at epoch 2, step 3"),
+                                              (2 * STEPS + 1, "weights at epoch 2, step 10")])
+def test_non_finite_weights_never_reach_a_checkpoint(data_root: Path, tmp_path: Path, poison_at: int,
+                                                     where: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A divergence in epoch 2 (a NaN put into the weights after a step) leaves epoch 1's files as they were."""
+    run_dir = tmp_path / "r"
+    saved: dict[str, bytes] = {}
+    model: list[torch.nn.Module] = []
+    real_assemble = training._assemble
+    monkeypatch.setattr(training, "_assemble", lambda *a, **k: model.append(real_assemble(*a, **k)) or model[-1])
+
+    def poison() -> None:
+        with torch.no_grad():
+            next(model[0].model.parameters()).view(-1)[0] = float("nan")
+
+    stop = StopAt(on_call={STEPS + 1: lambda: saved.update({p.name: p.read_bytes() for p in run_dir.iterdir()}),
+                           poison_at: poison})
+    with pytest.raises(TrainingError) as info:
+        train(config(data_root, tmp_path, "r"), stop=stop)
+    assert info.value.exit_code == 1
+    assert f"non-finite {where}" in str(info.value) and "train.lr" in str(info.value)
+    after = {p.name: p.read_bytes() for p in run_dir.iterdir()}
+    assert {k: after[k] for k in ("best.pt", "last.pt", "metrics.jsonl")} == \
+           {k: saved[k] for k in ("best.pt", "last.pt", "metrics.jsonl")}
+    assert runs.read_summary(run_dir)["status"] == "failed"
+
+
+def test_a_full_disk_while_saving_keeps_the_previous_checkpoint(data_root: Path, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    run_dir = tmp_path / "r"
+    saved: dict[str, bytes] = {}
+
+    def disk_fills_up() -> None:
+        saved.update({p.name: p.read_bytes() for p in run_dir.iterdir()})
+        fail_writes(monkeypatch, run_dir, room=4096)
+
+    with pytest.raises(TrainingError, match="No space left on device") as info:
+        train(config(data_root, tmp_path, "r", "train.scheduler=none"), stop=StopAt(on_call={STEPS + 1: disk_fills_up}))
+    assert info.value.exit_code == 1
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir()} == saved  # epoch 1's files, no temp files
+
+
+def test_an_unwritable_output_dir_is_reported_before_training(data_root: Path, tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    for out in (blocker / "runs", blocker):
+        args = ["train", "--config", "/dev/null", "--set", "data.name=idx", "--set", f"data.root={data_root}",
+                "--set", f"output.dir={out}"]
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2 and "output.dir" in result.output and "cannot be written" in result.output
+        assert "epoch" not in result.output and "run " not in result.output
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write to read-only folders")
+def test_a_read_only_output_dir_is_reported_before_training(data_root: Path, tmp_path: Path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    result = runner.invoke(app, ["train", "--config", "/dev/null", "--set", "data.name=idx",
+                                 "--set", f"data.root={data_root}", "--set", f"output.dir={locked}"])
+    assert result.exit_code == 2 and "cannot be written" in result.output
+
+
+# ---------------------------------------------------------------- bad IDX files
+
+
+@pytest.mark.parametrize("damage, fragment", [
+    ("magic", "not an IDX file"),
+    ("dims", "dims"),
+    ("truncated", "truncated"),
+])
+def test_bad_idx_files_are_named_with_exit_2(tmp_path: Path, damage: str, fragment: str) -> None:
+    root = make_dataset(tmp_path / "data", n_train=200, n_test=50)
+    target = root / "train-images-idx3-ubyte"
+    raw = target.read_bytes()
+    if damage == "magic":
+        target.write_bytes(b"\x12\x34" + raw[2:])
+    elif damage == "dims":
+        write_idx(target, torch.zeros(200, 28 * 28, dtype=torch.uint8).view(200, 28, 28, 1).numpy())
+    else:
+        target.write_bytes(raw[:len(raw) // 2])
+    result = runner.invoke(app, ["train", "--config", "/dev/null", "--set", "data.name=idx", "--set", f"data.root={root}",
+                                 "--set", "data.val_size=50", "--set", f"output.dir={tmp_path / 'runs'}"])
+    assert result.exit_code == 2, result.output
+    assert str(target) in result.output and fragment in result.output
+    assert "Traceback" not in result.output
+
+
+def test_readme_explains_reliability() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("## Reliability"):readme.index("## Config reference")]
+    assert readme.index("## Data") < readme.index("## Reliability")
+    for fragment in ("--resume", "bitwise", "| 130 |", "| 143 |", "| 1 |", "| 2 |", "weights_only=True", "2.10"):
+        assert fragment in section, fragment
