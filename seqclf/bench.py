@@ -1,0 +1,280 @@
+"""`seqclf bench`: how fast training and evaluation run, and how close to the machine's limit.
+
+Everything is measured in one process, after a warm-up, in interleaved rounds (one chunk of
+each pipeline per round) and reported as medians over the rounds, so that other processes
+sharing the cores slow every pipeline alike and the ratios hold:
+- the real training loop: `train.run_steps` (the function `seqclf train` runs) on the
+  configured data, with its metric sums, progress handling and finite checks, plus the
+  per-epoch checkpoint writes amortized over an epoch;
+- a bare loop: forward, backward and optimizer step on random tensors of the same shape,
+  with the same model and optimizer (the most the network alone could do);
+- optionally (`baseline=True`) the conventional pipeline: a torchvision-style dataset that
+  turns each image into a PIL image, then ToTensor and Normalize, a DataLoader, the same
+  model, batch size and optimizer;
+- evaluation: `evaluate.score` over the test split;
+- a square fp32 matmul: the machine's practical peak, to which the achieved rate is compared.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+
+from seqclf import checkpoint, runs
+from seqclf.config import Config, ModelConfig
+from seqclf.console import Output
+from seqclf.data import Data, Split, load_arrays, load_data, to_sequences
+from seqclf.evaluate import score
+from seqclf.model import SequenceClassifier, resolve_hidden_size
+from seqclf.train import (GracefulStop, Run, _assemble, _autocast, _zero_sums, build_optimizer,
+                          configure_threads, resolve_device, run_steps)
+
+GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+MATMUL_SIZE = 1024  # square fp32 matmul timed for the peak: big enough for full-speed kernels on CPU
+MATMUL_REPS = 5  # per round; the round's best, then the median over rounds
+
+
+# ---------------------------------------------------------------- analytic FLOPs
+
+
+def forward_flops(cfg: ModelConfig, input_size: int, seq_len: int, num_classes: int = 10) -> int:
+    """Multiply-add FLOPs (2 per multiply-accumulate) of one example's forward pass.
+
+    For each layer and direction, every step multiplies the G gate blocks of H rows by the
+    layer's input and the previous hidden state: `T * 2 * G * H * (I_l + H_out)`, with G = 4
+    (LSTM), 3 (GRU), 1 (RNN), `I_l` the view's features for layer 0 and `D * H_out` after,
+    `H_out` = proj_size or hidden_size. An LSTM with proj_size P also projects h every step:
+    `T * 2 * H * P`. The head adds `2 * D * H_out * C`. Gate nonlinearities and biases are
+    elementwise (O(G*H) per step, under 1% for H >= 32) and not counted.
+    """
+    hidden = cfg.hidden_size
+    assert isinstance(hidden, int), "resolve model.hidden_size (auto) first"
+    gates, directions = GATES[cfg.cell], 2 if cfg.bidirectional else 1
+    h_out = cfg.proj_size or hidden
+    total = 0
+    for layer in range(cfg.num_layers):
+        layer_input = input_size if layer == 0 else directions * h_out
+        per_direction = seq_len * 2 * gates * hidden * (layer_input + h_out)
+        if cfg.proj_size:
+            per_direction += seq_len * 2 * hidden * cfg.proj_size
+        total += directions * per_direction
+    return total + 2 * directions * h_out * num_classes
+
+
+def train_flops(cfg: ModelConfig, input_size: int, seq_len: int, num_classes: int = 10) -> int:
+    """Training FLOPs of one example: forward plus backward, which costs about twice the forward
+    (a gradient for the inputs and one for the weights of every matmul): 3x forward."""
+    return 3 * forward_flops(cfg, input_size, seq_len, num_classes)
+
+
+# ---------------------------------------------------------------- timing helpers
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timed(device: torch.device, work: Callable[[], int]) -> float:
+    """Examples per second of `work()`, which returns how many examples it processed."""
+    _sync(device)
+    start = time.perf_counter()
+    examples = work()
+    _sync(device)
+    return examples / max(time.perf_counter() - start, 1e-9)
+
+
+def matmul_gflops(device: torch.device, size: int = MATMUL_SIZE, reps: int = MATMUL_REPS) -> float:
+    """The best of `reps` square fp32 matmuls, in GFLOP/s (2 * size^3 FLOPs each)."""
+    a = torch.randn(size, size, device=device)
+    b = torch.randn(size, size, device=device)
+    c = torch.empty(size, size, device=device)
+    torch.mm(a, b, out=c)  # warm-up: kernels chosen, memory touched
+    best = math.inf
+    for _ in range(reps):
+        _sync(device)
+        start = time.perf_counter()
+        torch.mm(a, b, out=c)
+        _sync(device)
+        best = min(best, time.perf_counter() - start)
+    return 2 * size ** 3 / best / 1e9
+
+
+# ---------------------------------------------------------------- the pipelines
+
+
+def _real_loop(run: Run, k: int) -> Callable[[], int]:
+    """k steps of the real loop, starting a new epoch (new order, zeroed sums) whenever one ends."""
+    pos, n_train, batch = run.position, len(run.data.train), run.cfg.train.batch_size
+    steps_per_epoch = math.ceil(n_train / batch)
+    scaler = torch.amp.GradScaler(run.device.type, enabled=run.cfg.train.precision == "fp16")
+    stop = GracefulStop()  # never entered: no signal handlers, never asks to stop
+    out = Output(quiet=True)  # what a non-terminal run gets: no bar, no per-step output
+
+    def work() -> int:
+        done, examples = 0, 0
+        while done < k:
+            if pos.order is None or pos.step >= steps_per_epoch:
+                pos.order = torch.randperm(n_train, generator=run.shuffle)
+                pos.sums, pos.step = _zero_sums(run.device), 0
+            first = pos.step
+            last = min(steps_per_epoch, first + k - done)
+            with out.progress(steps_per_epoch, "bench") as bar:
+                run_steps(run, bar, stop, last, scaler)
+            done += last - first
+            examples += min(last * batch, n_train) - first * batch
+        return examples
+
+    return work
+
+
+def _bare_loop(run: Run, k: int) -> Callable[[], int]:
+    """k plain steps on one random batch of the same shape, with the run's model and optimizer."""
+    cfg, model, data = run.cfg, run.model, run.data
+    batch = cfg.train.batch_size
+    x = torch.randn(batch, data.seq_len, data.input_size, device=run.device)  # (B, T, F)
+    y = torch.randint(data.num_classes, (batch,), device=run.device)  # (B,)
+
+    def work() -> int:
+        for _ in range(k):
+            with _autocast(cfg, run.device):
+                loss = F.cross_entropy(model(x).float(), y)
+            run.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            run.optimizer.step()
+        return k * batch
+
+    return work
+
+
+class TorchvisionStyle(torch.utils.data.Dataset):
+    """What torchvision.datasets.MNIST does per item: a uint8 image -> PIL image -> transform."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, transform: Any) -> None:
+        self.images, self.labels, self.transform = images, labels, transform  # (N, H, W) uint8, (N,)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        from PIL import Image
+
+        image = Image.fromarray(self.images[index].numpy(), mode="L")
+        return self.transform(image), int(self.labels[index])  # (1, H, W) float32, class
+
+
+def _conventional_loop(cfg: Config, data: Data, device: torch.device, k: int) -> Callable[[], int]:
+    """k steps of the conventional recipe: DataLoader over per-image transforms, same model and optimizer."""
+    from torchvision import transforms
+
+    arrays = load_arrays(cfg.data)
+    n = len(data.train)
+    transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((data.mean,), (data.std,))])
+    dataset = TorchvisionStyle(arrays.train_images[:n], arrays.train_labels[:n], transform)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=cfg.train.batch_size, shuffle=True, num_workers=0,
+                                         generator=torch.Generator().manual_seed(cfg.seed))
+    model = SequenceClassifier(cfg.model, data.input_size, data.num_classes).to(device)
+    optimizer = build_optimizer(cfg, model.parameters())
+    model.train()
+    batches = iter(loader)
+
+    def work() -> int:
+        nonlocal batches
+        examples = 0
+        for _ in range(k):
+            try:
+                images, labels = next(batches)
+            except StopIteration:
+                batches = iter(loader)
+                images, labels = next(batches)
+            x = to_sequences(images.squeeze(1), cfg.data.sequence, data.permutation).to(device)  # (B, T, F)
+            y = labels.to(device)
+            with _autocast(cfg, device):
+                loss = F.cross_entropy(model(x).float(), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            examples += len(y)
+        return examples
+
+    return work
+
+
+def _checkpoint_seconds(run: Run) -> float:
+    """What the loop writes at an epoch's end (last.pt, best.pt, metrics.jsonl): the median of 3."""
+    times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        checkpoint.save(run.run_dir / runs.BEST, run.payload(with_state=False))
+        checkpoint.save(run.run_dir / runs.LAST, run.payload(with_state=True))
+        runs.write_metrics(run.run_dir, run.position.history)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+# ---------------------------------------------------------------- the benchmark
+
+
+def bench(cfg: Config, baseline: bool = False, steps: int = 100, rounds: int = 5) -> dict[str, Any]:
+    """Throughputs (examples/s), FLOP rates and their ratios for `cfg`'s model on `cfg`'s data.
+
+    `steps` training steps are timed per pipeline, split over `rounds` interleaved rounds;
+    each round also scores the test split once and times the matmul.
+    """
+    device = resolve_device(cfg.train.device)
+    threads = configure_threads(cfg.train.num_threads)
+    data = load_data(cfg.data, cfg.seed, device, splits=("train", "test"))
+    cfg = resolve_hidden_size(cfg, data.input_size, data.num_classes)
+    k = max(1, steps // rounds)
+    with tempfile.TemporaryDirectory(prefix="seqclf-bench-") as run_dir:
+        run = _assemble(cfg, Path(run_dir), data, device, state=None)
+        run.model.train()
+        pipelines = {"train": _real_loop(run, k), "bare": _bare_loop(run, k)}
+        if baseline:
+            pipelines["baseline"] = _conventional_loop(cfg, data, device, k)
+        seconds_per_save = _checkpoint_seconds(run)
+    autocast = _autocast(cfg, device)
+    score(run.model, Split(data.test.x[:256], data.test.y[:256]), data.num_classes, autocast)  # warm-up
+    rates: dict[str, list[float]] = {name: [] for name in [*pipelines, "eval", "peak"]}
+    for work in pipelines.values():
+        work()  # warm-up: kernels chosen, buffers and optimizer state allocated
+    for _ in range(rounds):
+        for name, work in pipelines.items():
+            rates[name].append(_timed(device, work))
+        rates["eval"].append(_timed(device, lambda: score(run.model, data.test, data.num_classes, autocast)["n"]))
+        rates["peak"].append(matmul_gflops(device))
+    median = {name: statistics.median(values) for name, values in rates.items()}
+
+    # an epoch of the real loop = its steps + the checkpoint writes at its end (validation is scoring)
+    n_train = len(data.train)
+    train_rate = n_train / (n_train / median["train"] + seconds_per_save)
+    flops = train_flops(cfg.model, data.input_size, data.seq_len, data.num_classes)
+    achieved = train_rate * flops / 1e9
+    m = cfg.model
+    result: dict[str, Any] = {
+        "model": f"{m.cell} {m.num_layers}x{m.hidden_size}{' bidirectional' if m.bidirectional else ''}"
+                 f"{f' proj {m.proj_size}' if m.proj_size else ''}",
+        "batch_size": cfg.train.batch_size, "device": str(device), "threads": threads,
+        "precision": cfg.train.precision, "steps": k * rounds, "rounds": rounds,
+        "train_examples_per_s": train_rate,
+        "eval_examples_per_s": median["eval"],
+        "eval_to_train": median["eval"] / train_rate,
+        "flops_per_example": flops,
+        "achieved_gflops": achieved,
+        "peak_gflops": median["peak"],
+        "efficiency": achieved / median["peak"],
+        "bare_examples_per_s": median["bare"],
+        "loop_efficiency": train_rate / median["bare"],
+        "checkpoint_seconds": seconds_per_save,
+    }
+    if baseline:
+        result["baseline_train_examples_per_s"] = median["baseline"]
+        result["speedup"] = train_rate / median["baseline"]
+    return result
