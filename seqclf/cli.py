@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any, Iterator, List, Optional
@@ -103,6 +104,39 @@ def eval_cmd(
     classes = range(len(result["per_class_accuracy"]))
     out.table("per-class accuracy", ["class", *map(str, classes)],
               [["accuracy", *(f"{a:.3f}" for a in result["per_class_accuracy"])]])
+
+
+@app.command(epilog="Examples:\n\n  seqclf shapes --config configs/bilstm.yaml\n\n"
+             "  seqclf shapes --config configs/lstm.yaml --set data.sequence=pixels --batch 32\n\n"
+             "  seqclf shapes --config configs/lstm.yaml --set model.proj_size=64 --json | jq .total_parameters")
+def shapes(
+    config: Path = typer.Option(..., "--config", "-c", help="YAML config (see configs/)."),
+    set_: Optional[List[str]] = SetOption,
+    batch: int = typer.Option(8, "--batch", metavar="N", help="Batch size B of the forward pass."),
+    json_: bool = JsonOption,
+) -> None:
+    """Show the model's tensor shapes (from a real forward pass) and every parameter with its formula."""
+    from seqclf.config import load_config
+    from seqclf.shapes import TENSORS, inspect_shapes
+
+    out = Output(json_mode=json_)
+    with reported(out):
+        result = inspect_shapes(load_config(config, set_ or []), batch)
+    if json_:
+        emit_json(result)
+        return
+    m = result["model"]
+    out.info(f"{m['cell']} ({m['impl']}), {m['num_layers']} layer(s), "
+             f"{'bidirectional' if m['bidirectional'] else 'unidirectional'}, hidden_size {result['hidden_size']}"
+             f"{', proj_size ' + str(m['proj_size']) if m['proj_size'] else ''}; data.sequence {result['sequence']}: "
+             f"T={result['seq_len']} steps of F={result['input_size']} features; batch B={result['batch']}")
+    out.table("tensors", ["name", "formula", "shape"],
+              [[name, formula, str(tuple(result[name])) if result[name] is not None else "none (LSTM only)"]
+               for name, formula in TENSORS.items()])
+    rows = [[name, result["formulas"][name], str(tuple(shape)), f"{math.prod(shape):,}"]
+            for name, shape in result["parameters"].items()]
+    out.table("parameters", ["name", "formula", "shape", "count"],
+              rows + [["total", "", "", f"{result['total_parameters']:,}"]])
 
 
 # ---------------------------------------------------------------- configs, the run table, pictures

@@ -82,7 +82,7 @@ class Output:
             return
         table = Table(title=title, box=None, show_edge=False, pad_edge=False)
         for column in columns:
-            table.add_column(column, justify="left" if column in ("name", "key", "status") else "right")
+            table.add_column(column, justify="left" if column in ("name", "key", "status", "formula") else "right")
         for row in rows:
             table.add_row(*row)
         if self.terminal:

@@ -27,6 +27,24 @@ def write_idx(path: Path, array: np.ndarray | torch.Tensor) -> Path:
     return path
 
 
+def set_args(items: list[str]) -> list[str]:
+    """["a=1", "b=2"] -> ["--set", "a=1", "--set", "b=2"]."""
+    return [part for item in items for part in ("--set", item)]
+
+
+def cli_json(*args: str) -> dict:
+    """Run `seqclf ARGS --json` in-process; it must succeed and print exactly one JSON object."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from seqclf.cli import app
+
+    result = CliRunner().invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
 def _images(labels: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
     """(N, size, size) uint8: class k has a bright bar over row band k and a bright stripe down column band k.
 
