@@ -333,43 +333,6 @@ def bench(
              f"GFLOP/s achieved, fp32 matmul {result['peak_gflops']:,.1f} GFLOP/s: {result['efficiency']:.0%} of it")
 
 
-@app.command(epilog="Examples:\n\n  seqclf bench --config configs/lstm.yaml --set data.name=fashion_mnist "
-             "--set data.root=/usr/share/datasets/fashion-mnist\n\n"
-             "  seqclf bench --config configs/lstm.yaml --set model.hidden_size=256 --set train.batch_size=256 --json\n\n"
-             "  seqclf bench --config configs/lstm.yaml --baseline --steps 200   # also the DataLoader pipeline\n\n"
-             "  bash scripts/bench.sh -o bench.md   # the standard table")
-def bench(
-    config: Path = typer.Option(..., "--config", "-c", help="YAML config (see configs/)."),
-    set_: Optional[List[str]] = SetOption,
-    baseline: bool = typer.Option(False, "--baseline",
-                                  help="Also time the conventional pipeline (per-image ToTensor/Normalize, "
-                                       "DataLoader) with the same model, batch size and optimizer."),
-    steps: int = typer.Option(100, "--steps", min=1, metavar="N", help="Training steps timed per pipeline."),
-    json_: bool = JsonOption,
-) -> None:
-    """Time training and evaluation: examples/s, GFLOP/s against this machine's fp32 matmul, loop overhead."""
-    from seqclf.bench import bench as run_bench
-    from seqclf.config import load_config
-
-    out = Output(json_mode=json_)
-    with reported(out):
-        result = run_bench(load_config(config, set_ or []), baseline=baseline, steps=steps)
-    if json_:
-        emit_json(result)
-        return
-    out.info(f"{result['model']}, batch {result['batch_size']}, {result['precision']} on {result['device']} "
-             f"({result['threads']} threads); medians of {result['rounds']} rounds, {result['steps']} steps each pipeline")
-    rows = [["train (seqclf loop)", f"{result['train_examples_per_s']:,.0f}", ""],
-            ["bare step", f"{result['bare_examples_per_s']:,.0f}", f"loop efficiency {result['loop_efficiency']:.0%}"],
-            ["eval (test split)", f"{result['eval_examples_per_s']:,.0f}", f"{result['eval_to_train']:.1f}x train"]]
-    if baseline:
-        rows.append(["conventional DataLoader", f"{result['baseline_train_examples_per_s']:,.0f}",
-                     f"seqclf {result['speedup']:.1f}x faster"])
-    out.table(None, ["pipeline", "examples/s", "ratio"], rows)
-    out.info(f"training {result['flops_per_example'] / 1e6:,.2f} MFLOP/example: {result['achieved_gflops']:,.1f} "
-             f"GFLOP/s achieved, fp32 matmul {result['peak_gflops']:,.1f} GFLOP/s: {result['efficiency']:.0%} of it")
-
-
 def main() -> None:
     app()
 
