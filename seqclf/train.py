@@ -332,7 +332,8 @@ def run_steps(run: Run, bar: Any, stop: GracefulStop, until: int,
     loss = torch.zeros((), device=run.device)  # resumed exactly at an epoch's end: no step runs
     while pos.step < until:
         idx = order[pos.step * batch:(pos.step + 1) * batch]
-        x, y = data.train.x[idx], data.train.y[idx]  # (B, T, F), (B,)
+        # index_select copies whole rows: same values as x[idx], several times faster on CPU
+        x, y = data.train.x.index_select(0, idx), data.train.y.index_select(0, idx)  # (B, T, F), (B,)
         with _autocast(cfg, run.device):
             logits = model(x)  # (B, num_classes)
             loss = F.cross_entropy(logits.float(), y)
