@@ -62,9 +62,11 @@ for line in open(sys.argv[1]):
           f"| {r['loop_efficiency']:.0%} | {r['eval_examples_per_s']:,.0f} | {r['eval_to_train']:.1f}x "
           f"| {r['baseline_train_examples_per_s']:,.0f} | {r['speedup']:.1f}x | {r['flops_per_example'] / 1e6:.2f} "
           f"| {r['achieved_gflops']:.1f} | {r['peak_gflops']:.0f} | {r['efficiency']:.0%} |")
-r = json.loads(open(sys.argv[1]).readline().split("\t", 1)[1])
-print(f"\n{r['device']}, {r['threads']} threads, {r['precision']}; medians of {r['rounds']} interleaved rounds, "
-      f"{r['steps']} timed steps per pipeline.")
+rows = [json.loads(line.split("\t", 1)[1]) for line in open(sys.argv[1])]
+r = rows[0]
+print(f"\n{r['device']}, train.num_threads {r['threads']}, {r['precision']}; medians of {r['rounds']} interleaved rounds, "
+      f"{r['steps']} timed steps per pipeline; 1-minute load average {max(x['load_average'] for x in rows):.2f} "
+      f"at most.")
 EOF
 )"
 echo "$table"

@@ -100,6 +100,7 @@ def test_bench_json_fields(tiny_overrides: list[str]) -> None:
     assert r["flops_per_example"] == 3 * (28 * 2 * 4 * 16 * (28 + 16) + 2 * 16 * 10)
     assert r["achieved_gflops"] == pytest.approx(r["train_examples_per_s"] * r["flops_per_example"] / 1e9)
     assert r["efficiency"] == pytest.approx(r["achieved_gflops"] / r["peak_gflops"])
+    assert r["peak_gflops"] == max(r["matmul_gflops"].values()) and "torch.mm" in r["matmul_gflops"]
     assert r["loop_efficiency"] == pytest.approx(r["train_examples_per_s"] / r["bare_examples_per_s"])
     assert r["steps"] == 5 and r["batch_size"] == 32 and r["device"] == "cpu" and r["threads"] == 1
 
