@@ -15,6 +15,7 @@ from typing import Any, Iterator, List, Optional
 
 import typer
 
+from seqclf import ranks
 from seqclf.console import Output
 from seqclf.errors import SeqclfError
 
@@ -39,7 +40,10 @@ def reported(out: Output) -> Iterator[None]:
     try:
         yield
     except SeqclfError as exc:
-        out.error(str(exc))
+        if ranks.should_report(exc):  # under torchrun rank 0 reports what every rank shares
+            out.error(str(exc))
+        else:
+            ranks.linger()
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
         out.error("aborted; files already on disk are intact (every file is written atomically)")
@@ -76,7 +80,7 @@ def train(
             if config is None:
                 raise SeqclfError("train needs --config FILE (e.g. --config configs/lstm.yaml) or --resume RUN_DIR")
             summary = training.train(load_config(config, set_ or []), out=out)
-    if json_:
+    if json_ and ranks.is_main_process():
         emit_json(summary)
 
 
@@ -334,7 +338,7 @@ def bench(
 
 
 def main() -> None:
-    app()
+    ranks.run_cli(app)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -15,8 +15,13 @@ EVAL_BATCH_SIZE = 1024  # fixed, so train's final test score and `seqclf eval` c
 
 
 @torch.no_grad()
-def score(model: nn.Module, split: Split, num_classes: int, autocast: Any = None) -> dict[str, Any]:
-    """Counts over the whole split; the loss is summed in float64 so batch order barely matters."""
+def score(model: nn.Module, split: Split, num_classes: int, autocast: Any = None,
+          reduce: Callable[..., None] | None = None) -> dict[str, Any]:
+    """Counts over the whole split; the loss is summed in float64 so batch order barely matters.
+
+    `reduce(loss_sum, confusion)` sums both over torchrun's ranks in place, each rank having scored
+    its own share of the split: every rank then gets the figures of the whole split.
+    """
     was_training = model.training
     model.eval()
     loss_sum = torch.zeros((), dtype=torch.float64, device=split.y.device)
@@ -29,6 +34,8 @@ def score(model: nn.Module, split: Split, num_classes: int, autocast: Any = None
         loss_sum += F.cross_entropy(logits.float(), y, reduction="sum").double()
         confusion += torch.bincount(y * num_classes + logits.argmax(1), minlength=num_classes * num_classes)
     model.train(was_training)
+    if reduce is not None:
+        reduce(loss_sum, confusion)
     return summarize(loss_sum, confusion.view(num_classes, num_classes))
 
 

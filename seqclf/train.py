@@ -18,17 +18,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from seqclf import checkpoint, runs
+from seqclf import checkpoint, distributed, runs
 from seqclf.checkpoint import CheckpointError
 from seqclf.config import Config, apply_overrides, config_from_dict, parse_overrides, to_dict, to_yaml
 from seqclf.console import Output
-from seqclf.data import Data, load_data
+from seqclf.data import Data, Split, load_data
 from seqclf.errors import Interrupted, SeqclfError, TrainingError
 from seqclf.evaluate import score
 from seqclf.model import SequenceClassifier, count_parameters, resolve_hidden_size
 
 # Keys that `--resume` may change: they do not change what the run computes.
-RESUMABLE_KEYS = {"train.epochs", "train.device", "train.num_threads", "data.root", "data.download"}
+RESUMABLE_KEYS = {"train.epochs", "train.device", "train.num_threads", "train.dist_backend", "data.root",
+                  "data.download"}
 PER_BATCH_SCHEDULERS = {"cosine", "onecycle"}
 
 
@@ -167,6 +168,8 @@ class Run:
     shuffle: torch.Generator
     device: torch.device
     position: Position
+    dist: distributed.Context = field(default_factory=distributed.Context)  # torchrun's rank and world
+    ddp: nn.Module | None = None  # under torchrun: the model in DistributedDataParallel, for training steps
 
     def payload(self, with_state: bool) -> dict[str, Any]:
         """Checkpoint contents: tensors and plain values only."""
@@ -192,28 +195,68 @@ class Run:
 
 
 def train(cfg: Config, *, out: Output | None = None, stop: GracefulStop | None = None) -> dict[str, Any]:
-    """Train a new run from a validated config; returns the summary (what `--json` prints)."""
-    out = out or Output()
-    runs.check_writable(Path(cfg.output.dir))  # before loading data or training
-    _tensorboard_writer(cfg, None)
-    device = resolve_device(cfg.train.device)
-    configure_threads(cfg.train.num_threads)
-    data = load_data(cfg.data, cfg.seed, device)
-    cfg = resolve_hidden_size(cfg, data.input_size, data.num_classes)
-    run_dir = runs.create_run_dir(cfg)
-    run = _assemble(cfg, run_dir, data, device, state=None)
-    checkpoint.write_text(run_dir / runs.CONFIG, to_yaml(cfg))
-    out.info(f"run [bold]{run_dir}[/]: {cfg.model.cell} {cfg.model.num_layers}x{cfg.model.hidden_size}"
-             f"{' bidirectional' if cfg.model.bidirectional else ''}, {count_parameters(run.model):,} parameters, "
-             f"{len(data.train):,} train / {len(data.val):,} val / {len(data.test):,} test examples on {device}")
-    return _loop(run, out, stop or GracefulStop())
+    """Train a new run from a validated config; returns the summary (what `--json` prints).
+
+    Under torchrun every rank calls this (see seqclf.distributed): rank 0 alone prints and writes.
+    """
+    with distributed.session() as dist:
+        out = (out or Output()) if dist.is_main else Output(quiet=True)
+        with dist.agree():  # under torchrun: a failure on any rank stops every rank, reported once
+            dist.check_batch_size(cfg.train.batch_size)
+            if dist.is_main:
+                runs.check_writable(Path(cfg.output.dir))  # before loading data or training
+            _tensorboard_writer(cfg, None)
+            device = dist.place(resolve_device(cfg.train.device), cfg.train.device, cfg.train.dist_backend)
+            configure_threads(cfg.train.num_threads, share=dist.local_world_size)
+            data = load_data(cfg.data, cfg.seed, device)
+            cfg = resolve_hidden_size(cfg, data.input_size, data.num_classes)
+        with dist.agree():  # once every rank is ready: exactly one run directory, made by rank 0
+            run_dir = runs.create_run_dir(cfg) if dist.is_main else None
+            if run_dir is not None:
+                checkpoint.write_text(run_dir / runs.CONFIG, to_yaml(cfg))
+        run = _assemble(cfg, dist.broadcast_object(run_dir), data, device, state=None, dist=dist)
+        out.info(f"run [bold]{run.run_dir}[/]: {cfg.model.cell} {cfg.model.num_layers}x{cfg.model.hidden_size}"
+                 f"{' bidirectional' if cfg.model.bidirectional else ''}, {count_parameters(run.model):,} parameters, "
+                 f"{len(data.train):,} train / {len(data.val):,} val / {len(data.test):,} test examples on {device}"
+                 f"{f' x {dist.world_size} ranks ({dist.backend})' if dist.active else ''}")
+        return _supervised(run, out, stop or GracefulStop())
 
 
 def resume(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = (), *, out: Output | None = None,
            stop: GracefulStop | None = None) -> dict[str, Any]:
-    """Continue a run from its last.pt with its own resolved config (`--set train.epochs=N` extends it)."""
-    out = out or Output()
+    """Continue a run from its last.pt with its own resolved config (`--set train.epochs=N` extends it).
+
+    Under torchrun rank 0 reads the run and hands it to the others; the world size may differ from
+    the original run's (train.batch_size must divide by it).
+    """
     run_dir = Path(run_dir)
+    with distributed.session() as dist:
+        out = (out or Output()) if dist.is_main else Output(quiet=True)
+        with dist.agree():
+            found = _read_resumable(run_dir, overrides) if dist.is_main else None
+        cfg, payload = dist.broadcast_object(found)
+        with dist.agree():
+            dist.check_batch_size(cfg.train.batch_size)
+            device = dist.place(resolve_device(cfg.train.device), cfg.train.device, cfg.train.dist_backend)
+            configure_threads(cfg.train.num_threads, share=dist.local_world_size)
+            meta = payload["data"]
+            data = load_data(cfg.data, cfg.seed, device, stats=(meta["mean"], meta["std"]), perm=meta["permutation"])
+            try:
+                run = _assemble(cfg, run_dir, data, device, state=payload, dist=dist)
+            except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as exc:  # a damaged or foreign state
+                raise CheckpointError(f"{run_dir / runs.LAST}: its training state is incomplete or does not fit "
+                                      f"its config ({type(exc).__name__}: "
+                                      f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+            if dist.is_main:
+                checkpoint.write_text(run_dir / runs.CONFIG, to_yaml(cfg))
+        pos = run.position
+        out.info(f"resuming [bold]{run_dir}[/] at epoch {pos.epoch + 1}, step {pos.step}"
+                 f"{f' x {dist.world_size} ranks ({dist.backend})' if dist.active else ''}")
+        return _supervised(run, out, stop or GracefulStop())
+
+
+def _read_resumable(run_dir: Path, overrides: list[str] | tuple[str, ...]) -> tuple[Config, dict[str, Any]]:
+    """The run's config with the allowed `--set` changes, and its last.pt, both checked."""
     if not runs.is_run_dir(run_dir):
         raise SeqclfError(f"--resume {run_dir}: not a run directory (it should hold config.yaml and last.pt); "
                           f"`seqclf runs` lists the runs")
@@ -233,25 +276,14 @@ def resume(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = (), *, 
     if cfg.train.epochs < payload["epoch"]:
         raise SeqclfError(f"--resume: train.epochs={cfg.train.epochs} is fewer than the {payload['epoch']} "
                           f"epochs already trained")
-    device = resolve_device(cfg.train.device)
-    configure_threads(cfg.train.num_threads)
-    meta = payload["data"]
-    data = load_data(cfg.data, cfg.seed, device, stats=(meta["mean"], meta["std"]), perm=meta["permutation"])
-    try:
-        run = _assemble(cfg, run_dir, data, device, state=payload)
-    except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as exc:  # a damaged or foreign state
-        raise CheckpointError(f"{run_dir / runs.LAST}: its training state is incomplete or does not fit its "
-                              f"config ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
-    checkpoint.write_text(run_dir / runs.CONFIG, to_yaml(cfg))
-    pos = run.position
-    out.info(f"resuming [bold]{run_dir}[/] at epoch {pos.epoch + 1}, step {pos.step}")
-    return _loop(run, out, stop or GracefulStop())
+    return cfg, payload
 
 
 # ---------------------------------------------------------------- internals
 
 
-def _assemble(cfg: Config, run_dir: Path, data: Data, device: torch.device, state: dict | None) -> Run:
+def _assemble(cfg: Config, run_dir: Path, data: Data, device: torch.device, state: dict | None,
+              dist: distributed.Context | None = None) -> Run:
     """Model, optimizer, scheduler and position: fresh from the seed, or exactly as saved."""
     seed_everything(cfg.seed)
     model = SequenceClassifier(cfg.model, data.input_size, data.num_classes).to(device)
@@ -272,7 +304,23 @@ def _assemble(cfg: Config, run_dir: Path, data: Data, device: torch.device, stat
                             sums={k: v.to(device) for k, v in saved["sums"].items()}, elapsed=saved["elapsed"],
                             best_accuracy=saved["best_accuracy"], best_epoch=saved["best_epoch"],
                             history=list(state["history"]), total_seconds=saved["total_seconds"], lr=saved["lr"])
-    return Run(cfg, run_dir, data, model, optimizer, scheduler, shuffle, device, position)
+    dist = dist or distributed.Context()
+    if dist.active:
+        _split_streams(dist, cfg.seed, position, state)
+    return Run(cfg, run_dir, data, model, optimizer, scheduler, shuffle, device, position, dist)
+
+
+def _split_streams(dist: distributed.Context, seed: int, pos: Position, state: dict | None) -> None:
+    """Under torchrun, after the identical set-up: each rank its own dropout stream (restored exactly
+    when the world size is the one saved), and the epoch's saved partial sums on rank 0 only."""
+    saved = state["state"].get("rank_rng") if state is not None else None
+    if saved is not None and len(saved) == dist.world_size:
+        checkpoint.set_rng_state(saved[dist.rank])
+    elif dist.rank:
+        torch.manual_seed(hash((seed, dist.rank, pos.epoch, pos.step)))  # ints hash the same in every process
+    if state is not None and dist.rank:
+        pos.sums["loss"].zero_()
+        pos.sums["correct"].zero_()
 
 
 def _autocast(cfg: Config, device: torch.device) -> Any:
@@ -288,7 +336,7 @@ def _loop(run: Run, out: Output, stop: GracefulStop) -> dict[str, Any]:
     n_train = len(data.train)
     steps_per_epoch = math.ceil(n_train / t.batch_size)
     scaler = torch.amp.GradScaler(run.device.type, enabled=t.precision == "fp16")
-    writer = _tensorboard_writer(cfg, run.run_dir)
+    writer = _tensorboard_writer(cfg, run.run_dir) if run.dist.is_main else None
     _write_summary(run, "running")
     model.train()
     with stop:
@@ -307,7 +355,7 @@ def _loop(run: Run, out: Output, stop: GracefulStop) -> dict[str, Any]:
             if stopped:
                 return _interrupted(run, out, stop, writer)
             _finish_epoch(run, out, lr, writer)
-            if stop.should_stop():  # a signal during validation or saving: stop at the epoch boundary
+            if _verdict(run, stop, loss)[1]:  # a signal during validation or saving: stop at the epoch boundary
                 return _interrupted(run, out, stop, writer)
     if writer is not None:
         writer.close()
@@ -331,12 +379,16 @@ def run_steps(run: Run, bar: Any, stop: GracefulStop, until: int,
     order = pos.order.to(run.device)
     loss = torch.zeros((), device=run.device)  # resumed exactly at an epoch's end: no step runs
     while pos.step < until:
-        idx = order[pos.step * batch:(pos.step + 1) * batch]
-        # index_select copies whole rows: same values as x[idx], several times faster on CPU
-        x, y = data.train.x.index_select(0, idx), data.train.y.index_select(0, idx)  # (B, T, F), (B,)
-        with _autocast(cfg, run.device):
-            logits = model(x)  # (B, num_classes)
-            loss = F.cross_entropy(logits.float(), y)
+        idx = order[pos.step * batch:(pos.step + 1) * batch]  # (B,) the global batch
+        if run.ddp is None:
+            # index_select copies whole rows: same values as x[idx], several times faster on CPU
+            x, y = data.train.x.index_select(0, idx), data.train.y.index_select(0, idx)  # (B, T, F), (B,)
+            with _autocast(cfg, run.device):
+                logits = model(x)  # (B, num_classes)
+                loss = F.cross_entropy(logits.float(), y)
+            loss_sum = loss.detach().double() * len(y)
+        else:
+            logits, y, loss, loss_sum = _shard_forward(run, idx)
         run.optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.unscale_(run.optimizer)
@@ -348,7 +400,7 @@ def run_steps(run: Run, bar: Any, stop: GracefulStop, until: int,
         if run.scheduler is not None and t.scheduler in PER_BATCH_SCHEDULERS:
             run.scheduler.step()
         sums = pos.sums
-        sums["loss"] += loss.detach().double() * len(y)
+        sums["loss"] += loss_sum
         sums["correct"] += (logits.detach().argmax(1) == y).sum()
         sums["grad_norm"] += norm.detach().double()
         sums["clipped"] += (norm.detach() > clip).double()
@@ -356,10 +408,42 @@ def run_steps(run: Run, bar: Any, stop: GracefulStop, until: int,
         pos.step += 1
         bar.advance()
         if pos.step % check_every == 0 or pos.step == steps_per_epoch:
+            loss, stopping = _verdict(run, stop, loss)  # under torchrun: taken together, at the same steps
             _check_finite(run, loss, pos)
-        if stop.should_stop():
+            if stopping:
+                return loss, True
+        elif run.ddp is None and stop.should_stop():
             return loss, True
     return loss, False
+
+
+def _shard_forward(run: Run, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Under torchrun: this rank's contiguous share of the global batch `idx` (B,).
+
+    Its summed loss is scaled by world_size / B, so DDP's mean of the ranks' gradients is the
+    gradient of the mean over the whole batch: what one process computes. Returns (logits (b, C),
+    labels (b,), the scaled loss, the unscaled float64 sum for the epoch's metrics).
+    """
+    data, dist = run.data.train, run.dist
+    mine = idx[dist.shard(len(idx))]  # (b,), b = B / world_size, or near it in the last batch
+    x, y = data.x.index_select(0, mine), data.y.index_select(0, mine)  # (b, T, F), (b,)
+    if len(mine) == 0:  # fewer examples left than ranks: still join the gradient all-reduce, with zeros
+        x = data.x.index_select(0, idx[:1])  # (1, T, F)
+    with _autocast(run.cfg, run.device):
+        logits = run.ddp(x)  # (b, num_classes)
+        total = F.cross_entropy(logits.float(), y, reduction="sum") if len(mine) else logits.float().sum() * 0.0
+    return logits[:len(mine)], y, total * (dist.world_size / len(idx)), total.detach().double()
+
+
+def _verdict(run: Run, stop: GracefulStop, loss: torch.Tensor) -> tuple[torch.Tensor, bool]:
+    """(The loss to check, stop now?): this process's own; under torchrun the global batch's mean
+    loss and a stop if any rank got a signal, the same on every rank."""
+    if run.ddp is None:
+        return loss, stop.should_stop()
+    loss, signum = run.dist.decide(loss, (stop.signum or signal.SIGINT) if stop.should_stop() else 0)
+    if signum:
+        stop.signum = signum
+    return loss, bool(signum)
 
 
 def _check_finite(run: Run, loss: torch.Tensor, pos: Position, weights: bool = False) -> None:
@@ -382,9 +466,10 @@ def _finish_epoch(run: Run, out: Output, lr: float, writer: Any) -> None:
     pos, cfg, data = run.position, run.cfg, run.data
     if run.scheduler is not None and cfg.train.scheduler not in PER_BATCH_SCHEDULERS:
         run.scheduler.step()
+    run.dist.sum_(pos.sums["loss"], pos.sums["correct"])  # under torchrun: every rank's share of the epoch
     sums = {k: float(v) for k, v in pos.sums.items()}
     n = len(data.train)
-    val = score(run.model, data.val, data.num_classes, _autocast(cfg, run.device))
+    val = _score(run, data.val)
     pos.epoch += 1
     row = {"epoch": pos.epoch, "train_loss": sums["loss"] / n, "train_accuracy": sums["correct"] / n,
            "val_loss": val["loss"], "val_accuracy": val["accuracy"], "lr": lr,
@@ -397,9 +482,11 @@ def _finish_epoch(run: Run, out: Output, lr: float, writer: Any) -> None:
     improved = val["accuracy"] > pos.best_accuracy
     if improved:
         pos.best_accuracy, pos.best_epoch = val["accuracy"], pos.epoch
-        checkpoint.save(run.run_dir / runs.BEST, run.payload(with_state=False))
-    checkpoint.save(run.run_dir / runs.LAST, run.payload(with_state=True))
-    runs.write_metrics(run.run_dir, pos.history)
+        if run.dist.is_main:
+            checkpoint.save(run.run_dir / runs.BEST, run.payload(with_state=False))
+    _save_last(run)
+    if run.dist.is_main:
+        runs.write_metrics(run.run_dir, pos.history)
     _write_summary(run, "running")
     out.epoch({**row, "best": improved}, cfg.train.epochs)
     if writer is not None:
@@ -411,9 +498,10 @@ def _finish_epoch(run: Run, out: Output, lr: float, writer: Any) -> None:
 
 def _final(run: Run, out: Output) -> dict[str, Any]:
     """Score best.pt on the test split, exactly as `seqclf eval` will, and write summary.json."""
-    best = checkpoint.load(run.run_dir / runs.BEST)
-    run.model.load_state_dict(best["model"])
-    test = score(run.model, run.data.test, run.data.num_classes, _autocast(run.cfg, run.device))
+    if run.dist.is_main:  # under torchrun the others get its weights: only rank 0 sees the run directory
+        run.model.load_state_dict(checkpoint.load(run.run_dir / runs.BEST)["model"])
+    run.dist.broadcast_(run.model.state_dict().values())
+    test = _score(run, run.data.test)
     summary = _write_summary(run, "finished", test)
     out.info(f"best val accuracy {summary['val_accuracy']:.4f} (epoch {summary['best_epoch']}), "
              f"test accuracy [bold]{test['accuracy']:.4f}[/] on {test['n']:,} examples; "
@@ -423,7 +511,7 @@ def _final(run: Run, out: Output) -> dict[str, Any]:
 
 def _write_summary(run: Run, status: str, test: dict[str, Any] | None = None) -> dict[str, Any]:
     pos = run.position
-    previous = runs.read_summary(run.run_dir) or {}
+    previous = (runs.read_summary(run.run_dir) or {}) if run.dist.is_main else {}
     summary = {
         "run_dir": str(run.run_dir), "checkpoint": str(run.run_dir / runs.BEST), "epochs": pos.epoch,
         "val_accuracy": pos.best_accuracy if pos.best_epoch else None, "best_epoch": pos.best_epoch,
@@ -431,13 +519,16 @@ def _write_summary(run: Run, status: str, test: dict[str, Any] | None = None) ->
         "test_loss": test["loss"] if test else previous.get("test_loss"),
         "seconds": pos.total_seconds, "parameters": count_parameters(run.model), "status": status,
     }
-    checkpoint.write_json(run.run_dir / runs.SUMMARY, summary)
+    if run.dist.is_main:
+        checkpoint.write_json(run.run_dir / runs.SUMMARY, summary)
     return summary
 
 
 def _interrupted(run: Run, out: Output, stop: GracefulStop, writer: Any) -> dict[str, Any]:
-    checkpoint.save(run.run_dir / runs.LAST, run.payload(with_state=True))
+    run.dist.sum_(run.position.sums["loss"], run.position.sums["correct"])  # rank 0 saves the epoch's sums
+    _save_last(run)
     _write_summary(run, "interrupted")
+    run.dist.barrier()  # every rank stays until last.pt is written
     if writer is not None:
         writer.close()
     signum = stop.signum or signal.SIGINT
@@ -446,6 +537,39 @@ def _interrupted(run: Run, out: Output, stop: GracefulStop, writer: Any) -> dict
     where = f"after epoch {pos.epoch}" if pos.order is None else f"at epoch {pos.epoch + 1}, step {pos.step}"
     raise Interrupted(f"{name}: stopped {where}; saved "
                       f"{run.run_dir / runs.LAST}. Continue with: seqclf train --resume {run.run_dir}", signum)
+
+
+def _supervised(run: Run, out: Output, stop: GracefulStop) -> dict[str, Any]:
+    """The loop; under torchrun, when a collective fails because another rank went away, a message."""
+    try:
+        if run.dist.active:
+            run.ddp = run.dist.wrap(run.model, run.device)
+        return _loop(run, out, stop)
+    except RuntimeError as exc:
+        if not (run.dist.active and distributed.is_peer_failure(exc)):
+            raise
+        _write_summary(run, "failed")
+        raise run.dist.lost_contact(exc) from None
+
+
+def _score(run: Run, split: Split) -> dict[str, Any]:
+    """`score` as one process computes it: under torchrun each rank scores its contiguous share of
+    the split (no padding, no example twice) and the counts are summed over the ranks."""
+    if run.dist.active:
+        share = run.dist.shard(len(split))
+        split = Split(split.x[share], split.y[share])
+    return score(run.model, split, run.data.num_classes, _autocast(run.cfg, run.device),
+                 reduce=run.dist.sum_ if run.dist.active else None)
+
+
+def _save_last(run: Run) -> None:
+    """last.pt, written by rank 0; under torchrun it keeps every rank's RNG state (a collective)."""
+    rank_rng = run.dist.gather_object(checkpoint.rng_state()) if run.dist.active else None
+    if run.dist.is_main:
+        payload = run.payload(with_state=True)
+        if rank_rng is not None:
+            payload["state"]["rank_rng"] = rank_rng
+        checkpoint.save(run.run_dir / runs.LAST, payload)
 
 
 def _tensorboard_writer(cfg: Config, run_dir: Path | None) -> Any:
