@@ -242,7 +242,7 @@ def bench(cfg: Config, baseline: bool = False, steps: int = 100, rounds: int = 5
     `steps` training steps are timed per pipeline, split over `rounds` interleaved rounds;
     each round also scores the test split once and times the matmul.
     """
-    device = resolve_device(cfg.train.device)
+    device = resolve_device(cfg.train.device, cfg.train.precision)
     threads = configure_threads(cfg.train.num_threads)
     data = load_data(cfg.data, cfg.seed, device, splits=("train", "test"))
     cfg = resolve_hidden_size(cfg, data.input_size, data.num_classes)

@@ -107,7 +107,7 @@ def eval_cmd(
              f"on {result['n']:,} examples")
     classes = range(len(result["per_class_accuracy"]))
     out.table("per-class accuracy", ["class", *map(str, classes)],
-              [["accuracy", *(f"{a:.3f}" for a in result["per_class_accuracy"])]])
+              [["accuracy", *("-" if a is None else f"{a:.3f}" for a in result["per_class_accuracy"])]])
 
 
 @app.command(epilog="Examples:\n\n  seqclf shapes --config configs/bilstm.yaml\n\n"
@@ -311,7 +311,9 @@ def bench(
     baseline: bool = typer.Option(False, "--baseline",
                                   help="Also time the conventional pipeline (per-image ToTensor/Normalize, "
                                        "DataLoader) with the same model, batch size and optimizer."),
-    steps: int = typer.Option(100, "--steps", min=1, metavar="N", help="Training steps timed per pipeline."),
+    steps: int = typer.Option(100, "--steps", min=1, metavar="N",
+                              help="Training steps timed per pipeline, split over 5 interleaved rounds "
+                                   "(rounded down to a multiple of 5, at least 5)."),
     json_: bool = JsonOption,
 ) -> None:
     """Time training and evaluation: examples/s, GFLOP/s against this machine's fp32 matmul, loop overhead."""

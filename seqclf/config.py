@@ -51,7 +51,7 @@ class ModelConfig:
     param_budget: Union[int, None] = opt(None, "with hidden_size: auto, the most parameters the model may have")
     num_layers: int = opt(1, "stacked recurrent layers")
     bidirectional: bool = opt(False, "also read the sequence backwards; the head sees both final states")
-    dropout: float = opt(0.0, "dropout between recurrent layers (needs num_layers >= 2), in [0, 1)")
+    dropout: float = opt(0.0, "dropout between recurrent layers, in [0, 1) (no effect with num_layers=1)")
     nonlinearity: str = opt("tanh", "activation of a plain RNN (cell=rnn only)", ("tanh", "relu"))
     proj_size: int = opt(0, "LSTM only: project h to this size (0 = off); must be < hidden_size")
     bias: bool = opt(True, "use the b_ih and b_hh bias vectors")
@@ -254,8 +254,9 @@ def _check(cfg: Config) -> list[str]:
     for key, value in [("seed", cfg.seed), ("data.permutation_seed", d.permutation_seed)]:
         if not -2**63 <= value < 2**64:  # torch's generators take 64-bit seeds
             problems.append(f"{key}: must fit in 64 bits ({-2**63} to {2**64 - 1}), got {value}")
-    if d.val_size < 0:
-        problems.append(f"data.val_size: must be 0 or more, got {d.val_size}")
+    if d.val_size < 1:  # best.pt is the epoch with the best validation accuracy: it needs examples
+        problems.append(f"data.val_size: must be at least 1 (best.pt is chosen on the validation split), "
+                        f"got {d.val_size}")
     if d.max_train is not None and d.val_size >= d.max_train:
         problems.append(f"data.val_size ({d.val_size}) must be smaller than the training split "
                         f"(data.max_train = {d.max_train}); lower val_size or raise max_train")

@@ -42,12 +42,14 @@ def score(model: nn.Module, split: Split, num_classes: int, autocast: Any = None
 def summarize(loss_sum: torch.Tensor, confusion: torch.Tensor) -> dict[str, Any]:
     """Metrics from a summed loss and a confusion matrix (rows = true class): exact counts."""
     n = int(confusion.sum())
-    per_class_total = confusion.sum(1).clamp(min=1)
+    per_class_total = confusion.sum(1)  # (C,) examples of each true class
     return {
         "accuracy": int(confusion.diag().sum()) / max(n, 1),
         "loss": float(loss_sum) / max(n, 1),
         "n": n,
-        "per_class_accuracy": (confusion.diag().double() / per_class_total).tolist(),
+        # null for a class with no examples in the split (0/0), not a misleading 0.0
+        "per_class_accuracy": [int(hit) / int(total) if total else None
+                               for hit, total in zip(confusion.diag(), per_class_total)],
         "confusion_matrix": confusion.tolist(),
     }
 
@@ -84,11 +86,12 @@ def evaluate_checkpoint(path: str | Path, overrides: list[str] | tuple[str, ...]
         raise SeqclfError(f"eval --set: cannot change {', '.join(refused)} (it would change what is scored); "
                           f"eval accepts {', '.join(sorted(EVAL_KEYS))}")
     cfg = config_from_dict(apply_overrides(payload["config"], changes), f"{path} with --set")
-    device = resolve_device(cfg.train.device)
+    device = resolve_device(cfg.train.device, cfg.train.precision)
     configure_threads(cfg.train.num_threads)
     meta = payload["data"]
     data = load_data(cfg.data, cfg.seed, device, splits=(split,), stats=(meta["mean"], meta["std"]),
                      perm=meta["permutation"])
+    check_data_fits(data, meta, cfg.data.root, path)
     model = SequenceClassifier(cfg.model, meta["input_size"], meta["num_classes"]).to(device)
     try:
         model.load_state_dict(payload["model"])
@@ -97,3 +100,15 @@ def evaluate_checkpoint(path: str | Path, overrides: list[str] | tuple[str, ...]
                                          f"({str(exc).splitlines()[0]})") from None
     result = score(model, getattr(data, split), meta["num_classes"], _autocast(cfg, device))
     return {"checkpoint": str(path), "split": split, **result}
+
+
+def check_data_fits(data: Any, meta: dict[str, Any], root: str, source: str | Path) -> None:
+    """The data found under `root` must have the shape the checkpoint's model was trained on."""
+    from seqclf.data import DataError
+
+    trained = (meta["seq_len"], meta["input_size"])
+    if (data.seq_len, data.input_size) != trained or data.num_classes > meta["num_classes"]:
+        raise DataError(f"data.root {root}: its data ({data.seq_len} steps of {data.input_size} features, "
+                        f"{data.num_classes} classes) does not fit {source}, trained on {trained[0]} steps of "
+                        f"{trained[1]} features and {meta['num_classes']} classes; point data.root at the "
+                        f"dataset the run was trained on")

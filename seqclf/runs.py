@@ -82,10 +82,23 @@ def write_metrics(run_dir: Path, history: list[dict[str, Any]]) -> None:
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    """metrics.jsonl's rows ([] when absent); a damaged file is a SeqclfError naming the line."""
     path = run_dir / METRICS
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = []
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError as exc:
+            raise SeqclfError(f"{path}: line {number} is not valid JSON ({exc}); seqclf rewrites this file "
+                              f"whole after every epoch, so it was changed by something else") from None
+        if not isinstance(row, dict) or not isinstance(row.get("epoch"), int):
+            raise SeqclfError(f"{path}: line {number} is not an epoch's metrics object") from None
+        rows.append(row)
+    return rows
 
 
 def read_summary(run_dir: Path) -> dict[str, Any] | None:
@@ -153,11 +166,17 @@ def describe_run(run_dir: Path, root: Path) -> RunRecord:
     except SeqclfError:
         config = {}
     summary = read_summary(run_dir)
-    if summary is None:  # killed before its first summary: status from the files it left
-        history = read_metrics(run_dir)
-        summary = {"epochs": len(history), "seconds": sum(row["seconds"] for row in history),
-                   "val_accuracy": max((row["val_accuracy"] for row in history), default=None),
-                   "status": "interrupted" if (run_dir / LAST).exists() else "failed"}
+    if summary is None:  # killed before its first summary (or it was damaged): status from the files left
+        try:
+            history = read_metrics(run_dir)
+        except SeqclfError:
+            history = []
+        status = "interrupted" if (run_dir / LAST).exists() else "failed"
+        if (run_dir / SUMMARY).exists():
+            status = "damaged"  # summary.json is there but unreadable: do not guess
+        summary = {"epochs": len(history), "seconds": sum(row.get("seconds", 0.0) for row in history),
+                   "val_accuracy": max((row.get("val_accuracy", 0.0) for row in history), default=None),
+                   "status": status}
     row = {"name": str(run_dir.relative_to(root)) if run_dir != root else run_dir.name,
            "cell": config.get("model.cell"), "num_layers": config.get("model.num_layers"),
            "hidden_size": config.get("model.hidden_size"), "bidirectional": config.get("model.bidirectional"),

@@ -24,7 +24,7 @@ from seqclf.config import Config, apply_overrides, config_from_dict, parse_overr
 from seqclf.console import Output
 from seqclf.data import Data, Split, load_data
 from seqclf.errors import Interrupted, SeqclfError, TrainingError
-from seqclf.evaluate import score
+from seqclf.evaluate import check_data_fits, score
 from seqclf.model import SequenceClassifier, count_parameters, resolve_hidden_size
 
 # Keys that `--resume` may change: they do not change what the run computes.
@@ -36,7 +36,16 @@ PER_BATCH_SCHEDULERS = {"cosine", "onecycle"}
 # ---------------------------------------------------------------- set-up helpers
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str, precision: str = "fp32") -> torch.device:
+    """The torch device `train.device` names, checked to exist (and to run `train.precision`)."""
+    device = _device(name)
+    if precision == "fp16" and device.type != "cuda":
+        raise SeqclfError(f"train.precision: fp16 runs on CUDA only, and train.device={name} resolved to "
+                          f"{device}; use train.precision=bf16 or fp32")
+    return device
+
+
+def _device(name: str) -> torch.device:
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -206,7 +215,7 @@ def train(cfg: Config, *, out: Output | None = None, stop: GracefulStop | None =
             if dist.is_main:
                 runs.check_writable(Path(cfg.output.dir))  # before loading data or training
             _tensorboard_writer(cfg, None)
-            device = dist.place(resolve_device(cfg.train.device), cfg.train.device, cfg.train.dist_backend)
+            device = dist.place(resolve_device(cfg.train.device, cfg.train.precision), cfg.train.device, cfg.train.dist_backend)
             configure_threads(cfg.train.num_threads, share=dist.local_world_size)
             data = load_data(cfg.data, cfg.seed, device)
             cfg = resolve_hidden_size(cfg, data.input_size, data.num_classes)
@@ -215,6 +224,9 @@ def train(cfg: Config, *, out: Output | None = None, stop: GracefulStop | None =
             if run_dir is not None:
                 checkpoint.write_text(run_dir / runs.CONFIG, to_yaml(cfg))
         run = _assemble(cfg, dist.broadcast_object(run_dir), data, device, state=None, dist=dist)
+        if cfg.model.dropout > 0 and cfg.model.num_layers < 2:  # allowed so sweeps over depth keep one config
+            out.warn(f"model.dropout={cfg.model.dropout} has no effect with model.num_layers=1: it acts "
+                     f"between recurrent layers")
         out.info(f"run [bold]{run.run_dir}[/]: {cfg.model.cell} {cfg.model.num_layers}x{cfg.model.hidden_size}"
                  f"{' bidirectional' if cfg.model.bidirectional else ''}, {count_parameters(run.model):,} parameters, "
                  f"{len(data.train):,} train / {len(data.val):,} val / {len(data.test):,} test examples on {device}"
@@ -237,10 +249,11 @@ def resume(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = (), *, 
         cfg, payload = dist.broadcast_object(found)
         with dist.agree():
             dist.check_batch_size(cfg.train.batch_size)
-            device = dist.place(resolve_device(cfg.train.device), cfg.train.device, cfg.train.dist_backend)
+            device = dist.place(resolve_device(cfg.train.device, cfg.train.precision), cfg.train.device, cfg.train.dist_backend)
             configure_threads(cfg.train.num_threads, share=dist.local_world_size)
             meta = payload["data"]
             data = load_data(cfg.data, cfg.seed, device, stats=(meta["mean"], meta["std"]), perm=meta["permutation"])
+            check_data_fits(data, meta, cfg.data.root, run_dir / runs.LAST)
             try:
                 run = _assemble(cfg, run_dir, data, device, state=payload, dist=dist)
             except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as exc:  # a damaged or foreign state
@@ -460,7 +473,8 @@ def _check_finite(run: Run, loss: torch.Tensor, pos: Position, weights: bool = F
     raise TrainingError(
         f"non-finite {what} at epoch {pos.epoch + 1}, step {pos.step}: training stopped and no "
         f"checkpoint was overwritten ({run.run_dir} keeps the last good ones). Remedies: a lower train.lr "
-        f"(now {run.cfg.train.lr}), gradient clipping (train.grad_clip=1.0; now {run.cfg.train.grad_clip})"
+        f"(now {run.cfg.train.lr})"
+        f"{', gradient clipping (train.grad_clip=1.0)' if run.cfg.train.grad_clip == 0 else ', a tighter train.grad_clip (now ' + str(run.cfg.train.grad_clip) + ')'}"
         f"{'' if run.cfg.train.precision == 'fp32' else ', or train.precision=fp32'}.")
 
 
