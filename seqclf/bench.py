@@ -35,8 +35,14 @@ from seqclf.console import Output
 from seqclf.data import Data, Split, load_arrays, load_data, to_sequences
 from seqclf.evaluate import score
 from seqclf.model import SequenceClassifier, resolve_hidden_size
-from seqclf.train import (GracefulStop, Run, _assemble, _autocast, _zero_sums, build_optimizer,
-                          configure_threads, resolve_device, run_steps)
+from seqclf.runtime import (
+    GracefulStop,
+    autocast,
+    build_optimizer,
+    configure_threads,
+    resolve_device,
+)
+from seqclf.train import Run, _assemble, _zero_sums, run_steps
 
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 MATMUL_SIZE = 1024  # square fp32 matmul timed for the peak: big enough for full-speed kernels on CPU
@@ -158,7 +164,7 @@ def _bare_loop(run: Run, k: int) -> Callable[[], int]:
 
     def work() -> int:
         for _ in range(k):
-            with _autocast(cfg, run.device):
+            with autocast(cfg, run.device):
                 loss = F.cross_entropy(model(x).float(), y)
             run.optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -210,7 +216,7 @@ def _conventional_loop(cfg: Config, data: Data, device: torch.device, k: int) ->
                 images, labels = next(batches)
             x = to_sequences(images.squeeze(1), cfg.data.sequence, data.permutation).to(device)  # (B, T, F)
             y = labels.to(device)
-            with _autocast(cfg, device):
+            with autocast(cfg, device):
                 loss = F.cross_entropy(model(x).float(), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -254,15 +260,15 @@ def bench(cfg: Config, baseline: bool = False, steps: int = 100, rounds: int = 5
         if baseline:
             pipelines["baseline"] = _conventional_loop(cfg, data, device, k)
         seconds_per_save = _checkpoint_seconds(run)
-    autocast = _autocast(cfg, device)
-    score(run.model, Split(data.test.x[:256], data.test.y[:256]), data.num_classes, autocast)  # warm-up
+    precision = autocast(cfg, device)
+    score(run.model, Split(data.test.x[:256], data.test.y[:256]), data.num_classes, precision)  # warm-up
     rates: dict[str, list[float]] = {name: [] for name in [*pipelines, "eval"]}
     for work in pipelines.values():
         work()  # warm-up: kernels chosen, buffers and optimizer state allocated
     for _ in range(rounds):
         for name, work in pipelines.items():
             rates[name].append(_timed(device, work))
-        rates["eval"].append(_timed(device, lambda: score(run.model, data.test, data.num_classes, autocast)["n"]))
+        rates["eval"].append(_timed(device, lambda: score(run.model, data.test, data.num_classes, precision)["n"]))
         for library, rate in matmul_gflops(device).items():
             rates.setdefault(library, []).append(rate)
     median = {name: statistics.median(values) for name, values in rates.items()}

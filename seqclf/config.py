@@ -345,7 +345,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError([f"no such file; the shipped configs are in configs/ (e.g. configs/lstm.yaml)"], str(path)) from None
+        raise ConfigError(["no such file; the shipped configs are in configs/ (e.g. configs/lstm.yaml)"], str(path)) from None
     except IsADirectoryError:
         raise ConfigError(["is a folder, not a YAML file"], str(path)) from None
     except (OSError, UnicodeDecodeError) as exc:

@@ -75,7 +75,7 @@ def evaluate_checkpoint(path: str | Path, overrides: list[str] | tuple[str, ...]
     from seqclf.data import load_data
     from seqclf.errors import SeqclfError
     from seqclf.model import SequenceClassifier
-    from seqclf.train import _autocast, configure_threads, resolve_device
+    from seqclf.runtime import autocast, configure_threads, resolve_device
 
     if split not in ("test", "val"):
         raise SeqclfError(f"--split {split!r}: choose test or val")
@@ -98,7 +98,7 @@ def evaluate_checkpoint(path: str | Path, overrides: list[str] | tuple[str, ...]
     except RuntimeError as exc:
         raise checkpoint.CheckpointError(f"{path}: its weights do not fit the model its config describes "
                                          f"({str(exc).splitlines()[0]})") from None
-    result = score(model, getattr(data, split), meta["num_classes"], _autocast(cfg, device))
+    result = score(model, getattr(data, split), meta["num_classes"], autocast(cfg, device))
     return {"checkpoint": str(path), "split": split, **result}
 
 

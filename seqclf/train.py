@@ -2,143 +2,46 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
-import random
 import signal
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from seqclf import checkpoint, distributed, runs
 from seqclf.checkpoint import CheckpointError
-from seqclf.config import Config, apply_overrides, config_from_dict, parse_overrides, to_dict, to_yaml
+from seqclf.config import (
+    Config,
+    apply_overrides,
+    config_from_dict,
+    parse_overrides,
+    to_dict,
+    to_yaml,
+)
 from seqclf.console import Output
 from seqclf.data import Data, Split, load_data
 from seqclf.errors import Interrupted, SeqclfError, TrainingError
 from seqclf.evaluate import check_data_fits, score
 from seqclf.model import SequenceClassifier, count_parameters, resolve_hidden_size
+from seqclf.runtime import (
+    PER_BATCH_SCHEDULERS,
+    GracefulStop,
+    autocast,
+    build_optimizer,
+    build_scheduler,
+    configure_threads,
+    resolve_device,
+    seed_everything,
+)
 
 # Keys that `--resume` may change: they do not change what the run computes.
 RESUMABLE_KEYS = {"train.epochs", "train.device", "train.num_threads", "train.dist_backend", "data.root",
                   "data.download"}
-PER_BATCH_SCHEDULERS = {"cosine", "onecycle"}
-
-
-# ---------------------------------------------------------------- set-up helpers
-
-
-def resolve_device(name: str, precision: str = "fp32") -> torch.device:
-    """The torch device `train.device` names, checked to exist (and to run `train.precision`)."""
-    device = _device(name)
-    if precision == "fp16" and device.type != "cuda":
-        raise SeqclfError(f"train.precision: fp16 runs on CUDA only, and train.device={name} resolved to "
-                          f"{device}; use train.precision=bf16 or fp32")
-    return device
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name.startswith("cuda"):
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        index = int(name.split(":")[1]) if ":" in name else 0
-        if index >= count:
-            raise SeqclfError(f"train.device: {name!r} is not available here ({count} CUDA device(s) found); "
-                              f"use train.device=cpu or auto")
-    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise SeqclfError("train.device: 'mps' is not available here; use train.device=cpu or auto")
-    return torch.device(name)
-
-
-def default_threads(share: int = 1) -> int:
-    """This process's share of the cores it may run on (taskset/cgroup affinity where known).
-
-    torch's own default is every core; under torchrun each of `share` local ranks gets its
-    part so that ranks do not oversubscribe the machine.
-    """
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        cores = os.cpu_count() or 1
-    return max(1, cores // max(1, share))
-
-
-def configure_threads(num_threads: int, share: int = 1) -> int:
-    threads = num_threads or default_threads(share)
-    if torch.get_num_threads() != threads:
-        torch.set_num_threads(threads)
-    return threads
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def build_optimizer(cfg: Config, params: Any) -> torch.optim.Optimizer:
-    t = cfg.train
-    # foreach: one call per update op for all tensors instead of a Python loop over them (CUDA's
-    # default already); on CPU it computes bit-identical updates, with less per-step overhead
-    if t.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay, foreach=True)
-    kind = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[t.optimizer]
-    return kind(params, lr=t.lr, weight_decay=t.weight_decay, foreach=True)
-
-
-def build_scheduler(cfg: Config, optimizer: torch.optim.Optimizer, steps_per_epoch: int) -> Any:
-    t = cfg.train
-    total = t.epochs * steps_per_epoch
-    if t.scheduler == "cosine":  # stepped per batch
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
-    if t.scheduler == "onecycle":  # stepped per batch; lr is the peak
-        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=t.lr, total_steps=total)
-    if t.scheduler == "step":  # stepped per epoch
-        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=t.step_size, gamma=t.gamma)
-    return None
-
-
-class GracefulStop:
-    """First SIGINT/SIGTERM: finish the step, save, stop. Second SIGINT: abort at once.
-
-    `should_stop()` is polled after every optimizer step; tests pass a subclass that
-    asks to stop after a chosen number of steps.
-    """
-
-    def __init__(self) -> None:
-        self.signum: int | None = None
-        self._previous: dict[int, Any] = {}
-
-    def should_stop(self) -> bool:
-        return self.signum is not None
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.signum is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt  # second Ctrl-C: atomic writes leave disk intact
-        self.signum = signum
-
-    def __enter__(self) -> "GracefulStop":
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
 
 
 # ---------------------------------------------------------------- run state
@@ -336,13 +239,6 @@ def _split_streams(dist: distributed.Context, seed: int, pos: Position, state: d
         pos.sums["correct"].zero_()
 
 
-def _autocast(cfg: Config, device: torch.device) -> Any:
-    if cfg.train.precision == "fp32":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if cfg.train.precision == "bf16" else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
 def _loop(run: Run, out: Output, stop: GracefulStop) -> dict[str, Any]:
     cfg, model, data, pos = run.cfg, run.model, run.data, run.position
     t = cfg.train
@@ -398,7 +294,7 @@ def run_steps(run: Run, bar: Any, stop: GracefulStop, until: int,
         if run.ddp is None:
             # index_select copies whole rows: same values as x[idx], several times faster on CPU
             x, y = data.train.x.index_select(0, idx), data.train.y.index_select(0, idx)  # (B, T, F), (B,)
-            with _autocast(cfg, run.device):
+            with autocast(cfg, run.device):
                 logits = model(x)  # (B, num_classes)
                 loss = F.cross_entropy(logits.float(), y)
             loss_sum = loss.detach().double() * len(y)
@@ -444,7 +340,7 @@ def _shard_forward(run: Run, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
     x, y = data.x.index_select(0, mine), data.y.index_select(0, mine)  # (b, T, F), (b,)
     if len(mine) == 0:  # fewer examples left than ranks: still join the gradient all-reduce, with zeros
         x = data.x.index_select(0, idx[:1])  # (1, T, F)
-    with _autocast(run.cfg, run.device):
+    with autocast(run.cfg, run.device):
         logits = run.ddp(x)  # (b, num_classes)
         total = F.cross_entropy(logits.float(), y, reduction="sum") if len(mine) else logits.float().sum() * 0.0
     return logits[:len(mine)], y, total * (dist.world_size / len(idx)), total.detach().double()
@@ -574,7 +470,7 @@ def _score(run: Run, split: Split) -> dict[str, Any]:
     if run.dist.active:
         share = run.dist.shard(len(split))
         split = Split(split.x[share], split.y[share])
-    return score(run.model, split, run.data.num_classes, _autocast(run.cfg, run.device),
+    return score(run.model, split, run.data.num_classes, autocast(run.cfg, run.device),
                  reduce=run.dist.sum_ if run.dist.active else None)
 
 

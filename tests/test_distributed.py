@@ -143,7 +143,7 @@ def test_a_signal_to_one_rank_stops_both_and_the_run_resumes_in_one_process(over
     procs[1].send_signal(signal.SIGTERM)  # rank 1 alone
     (code0, out0, err0), (code1, out1, err1) = finish(procs)
     assert (code0, code1) == (143, 143), (err0, err1)
-    assert f"SIGTERM: stopped at epoch" in err0 and "Traceback" not in err0
+    assert "SIGTERM: stopped at epoch" in err0 and "Traceback" not in err0
     assert (out1, err1) == ("", "")  # rank 1 stays silent: rank 0 reports
     assert runs.read_summary(run_dir)["status"] == "interrupted"
     saved = checkpoint.load(run_dir / "last.pt")
