@@ -25,6 +25,49 @@ FUSED = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 Weights = tuple[Tensor, Tensor, "Tensor | None", "Tensor | None", "Tensor | None"]  # w_ih, w_hh, b_ih, b_hh, w_hr
 
 
+Dims = tuple[tuple[str, int], ...]  # each dimension as (symbol, size), e.g. (("4*hidden", 512), ("input", 28))
+
+
+def parameter_layout(cell: str, input_size: int, hidden_size: int, num_layers: int = 1, bidirectional: bool = False,
+                     proj_size: int = 0, bias: bool = True) -> dict[str, Dims]:
+    """Every parameter of the fused layer, in torch's registration order, with its symbolic shape.
+
+    The one home of the layout: the layers below register exactly these, and the parameter count,
+    the shapes inspector and the benchmark's FLOPs are read from it.
+    """
+    directions = 2 if bidirectional else 1
+    gates = GATES[cell]
+    rows = (_times(gates, "hidden"), gates * hidden_size)  # one block of rows per gate
+    h_out = ("proj", proj_size) if proj_size else ("hidden", hidden_size)  # what h carries between steps
+    joined = (_times(directions, h_out[0]), directions * h_out[1])  # a later layer reads both directions
+    layout: dict[str, Dims] = {}
+    for layer in range(num_layers):
+        layer_input = ("input", input_size) if layer == 0 else joined
+        for direction in range(directions):
+            suffix = f"_l{layer}" + ("_reverse" if direction else "")
+            layout[f"weight_ih{suffix}"] = (rows, layer_input)
+            layout[f"weight_hh{suffix}"] = (rows, h_out)
+            if bias:
+                layout[f"bias_ih{suffix}"] = (rows,)
+                layout[f"bias_hh{suffix}"] = (rows,)
+            if proj_size:
+                layout[f"weight_hr{suffix}"] = (("proj", proj_size), ("hidden", hidden_size))
+    return layout
+
+
+def shape_of(dims: Dims) -> tuple[int, ...]:
+    return tuple(size for _, size in dims)
+
+
+def formula_of(dims: Dims) -> str:
+    """(("4*hidden", 512), ("input", 28)) -> "(4*hidden, input)"."""
+    return "(" + ", ".join(symbol for symbol, _ in dims) + ("," if len(dims) == 1 else "") + ")"
+
+
+def _times(factor: int, symbol: str) -> str:
+    return symbol if factor == 1 else f"{factor}*{symbol}"
+
+
 def _check_options(cell: str, hidden_size: int, num_layers: int, dropout: float, proj_size: int,
                    nonlinearity: str) -> None:
     """Reject what torch's fused layers reject, with the same kind of error (ValueError)."""
@@ -71,20 +114,10 @@ class _Recurrent(nn.Module):
         self.bias, self.batch_first, self.dropout, self.bidirectional = bias, batch_first, float(dropout), bidirectional
         self.proj_size, self.nonlinearity = proj_size, nonlinearity
         self.directions = 2 if bidirectional else 1
-        h_out = proj_size or hidden_size
-        rows = GATES[cell] * hidden_size
         # Same names, shapes and registration order as torch's RNNBase, so state_dicts match key for key.
-        for layer in range(num_layers):
-            layer_input = input_size if layer == 0 else self.directions * h_out
-            for direction in range(self.directions):
-                suffix = f"_l{layer}" + ("_reverse" if direction else "")
-                shapes = {"weight_ih": (rows, layer_input), "weight_hh": (rows, h_out)}
-                if bias:
-                    shapes.update(bias_ih=(rows,), bias_hh=(rows,))
-                if proj_size:
-                    shapes["weight_hr"] = (proj_size, hidden_size)
-                for name, shape in shapes.items():
-                    self.register_parameter(name + suffix, nn.Parameter(torch.empty(shape)))
+        layout = parameter_layout(cell, input_size, hidden_size, num_layers, bidirectional, proj_size, bias)
+        for name, dims in layout.items():
+            self.register_parameter(name, nn.Parameter(torch.empty(shape_of(dims))))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

@@ -22,20 +22,31 @@ AUTO = "auto"
 MAX_THREADS = 4096  # torch.set_num_threads overflows past 2**31 - 1; no machine needs more than this
 
 
-def opt(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
-    """A config field: its default, a one-line help text and, for strings, the valid choices."""
-    return field(default=default, metadata={"help": help, "choices": choices})
+# What a key's value changes, as field metadata (one home for these key sets):
+#   resume: `train --resume --set` may change it (it does not change what the run computes)
+#   eval: `eval --set` may change it (where the data is and how to compute, never what is scored)
+#   incidental: runs that differ only in it are the same experiment (`seqclf runs --group-by`)
+ROLES = ("resume", "eval", "incidental")
+
+
+def opt(default: Any, help: str, choices: tuple[str, ...] | None = None, *, roles: tuple[str, ...] = ()) -> Any:
+    """A config field: its default, a one-line help text, for strings the valid choices, and its ROLES."""
+    return field(default=default, metadata={"help": help, "choices": choices, "roles": roles})
+
+
+WHERE = ("resume", "eval", "incidental")  # where the data is and where it runs: never what is computed
 
 
 @dataclass(frozen=True)
 class DataConfig:
     name: str = opt("mnist", "dataset: torchvision's MNIST-format sets, or any folder of four IDX files",
                     ("mnist", "fashion_mnist", "kmnist", "idx"))
-    root: str = opt("data", "folder with torchvision's layout (ROOT/MNIST/raw) or the four IDX files (plain or .gz)")
-    download: bool = opt(True, "download with torchvision when the files are not under root")
+    root: str = opt("data", "folder with torchvision's layout (ROOT/MNIST/raw) or the four IDX files (plain or .gz)",
+                    roles=WHERE)
+    download: bool = opt(True, "download with torchvision when the files are not under root", roles=WHERE)
     val_size: int = opt(5000, "examples held out of the training split for validation (seeded)")
     max_train: Union[int, None] = opt(None, "use at most this many examples of the training split (null = all)")
-    max_test: Union[int, None] = opt(None, "score at most this many test examples (null = all)")
+    max_test: Union[int, None] = opt(None, "score at most this many test examples (null = all)", roles=("eval",))
     normalize: bool = opt(True, "standardize pixels with the training data's mean and std")
     sequence: str = opt("rows", "how an image becomes a sequence: 28 rows, 28 columns, 784 pixels, or permuted pixels",
                         ("rows", "columns", "pixels", "permuted_pixels"))
@@ -46,7 +57,7 @@ class DataConfig:
 class ModelConfig:
     cell: str = opt("lstm", "recurrent layer", ("rnn", "lstm", "gru"))
     impl: str = opt("fused", "fused torch layer, torch cells stepped by hand, or the equations from scratch",
-                    ("fused", "cell", "scratch"))
+                    ("fused", "cell", "scratch"), roles=("eval",))
     hidden_size: Union[int, str] = opt(128, "features in the hidden state h; `auto` picks the largest within param_budget")
     param_budget: Union[int, None] = opt(None, "with hidden_size: auto, the most parameters the model may have")
     num_layers: int = opt(1, "stacked recurrent layers")
@@ -59,7 +70,7 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = opt(8, "passes over the training data")
+    epochs: int = opt(8, "passes over the training data", roles=("resume",))
     batch_size: int = opt(128, "examples per optimizer step (the global batch under torchrun)")
     optimizer: str = opt("adam", "optimizer", ("sgd", "adam", "adamw"))
     lr: float = opt(1e-3, "learning rate (the peak rate for scheduler=onecycle)")
@@ -70,22 +81,26 @@ class TrainConfig:
     step_size: int = opt(5, "scheduler=step: multiply the rate by gamma every step_size epochs")
     gamma: float = opt(0.1, "scheduler=step: the factor applied every step_size epochs")
     grad_clip: float = opt(0.0, "clip the gradient norm at this value (0 = off); RNNs can have exploding gradients")
-    device: str = opt("auto", "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
-    num_threads: int = opt(0, "CPU threads for torch (0 = auto: the machine's cores, shared between torchrun ranks)")
-    precision: str = opt("fp32", "fp32, or bf16/fp16 autocast (fp16 on CUDA only)", ("fp32", "bf16", "fp16"))
-    dist_backend: str = opt("auto", "under torchrun: nccl on CUDA, gloo otherwise, or force one", ("auto", "gloo", "nccl"))
+    device: str = opt("auto", "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps", roles=WHERE)
+    num_threads: int = opt(0, "CPU threads for torch (0 = auto: the machine's cores, shared between torchrun ranks)",
+                            roles=WHERE)
+    precision: str = opt("fp32", "fp32, or bf16/fp16 autocast (fp16 on CUDA only)", ("fp32", "bf16", "fp16"),
+                          roles=("eval",))
+    dist_backend: str = opt("auto", "under torchrun: nccl on CUDA, gloo otherwise, or force one", ("auto", "gloo", "nccl"),
+                             roles=("resume",))
 
 
 @dataclass(frozen=True)
 class OutputConfig:
-    dir: str = opt("runs", "folder that holds the run directories")
-    name: Union[str, None] = opt(None, "run directory name (null = derived from the model and the time)")
-    tensorboard: bool = opt(False, "also write TensorBoard event files into the run directory")
+    dir: str = opt("runs", "folder that holds the run directories", roles=("incidental",))
+    name: Union[str, None] = opt(None, "run directory name (null = derived from the model and the time)",
+                                 roles=("incidental",))
+    tensorboard: bool = opt(False, "also write TensorBoard event files into the run directory", roles=("incidental",))
 
 
 @dataclass(frozen=True)
 class Config:
-    seed: int = opt(0, "drives the validation split, initialisation, shuffling and dropout")
+    seed: int = opt(0, "drives the validation split, initialisation, shuffling and dropout", roles=("incidental",))
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -124,7 +139,7 @@ def describe_keys() -> list[tuple[str, str, Any, str]]:
     rows = []
     for key in all_keys():
         cls, name = (Config, key) if "." not in key else (SECTIONS[key.split(".")[0]], key.split(".")[1])
-        f = fields_of(cls)[name]
+        f = field_of(key)
         hint = get_type_hints(cls)[name]
         choices = f.metadata.get("choices")
         kind = " / ".join(choices) if choices else _type_name(hint).replace(" | ", " / ")
@@ -149,7 +164,22 @@ def _type_name(hint: Any) -> str:
     return hint.__name__
 
 
-def _suggest(key: str, candidates: list[str]) -> str:
+def keys_where(role: str) -> frozenset[str]:
+    """The dotted keys whose field has `role` (see ROLES), e.g. keys_where("resume")."""
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}; valid: {', '.join(ROLES)}")
+    return frozenset(key for key in all_keys() if role in field_of(key).metadata["roles"])
+
+
+def field_of(key: str) -> dataclasses.Field:
+    """The dataclass field behind a dotted key (`seed`, `model.hidden_size`)."""
+    if "." not in key:
+        return fields_of(Config)[key]
+    section, name = key.split(".", 1)
+    return fields_of(SECTIONS[section])[name]
+
+
+def suggest(key: str, candidates: list[str]) -> str:
     match = difflib.get_close_matches(key, candidates, n=1, cutoff=0.6)
     return f"; did you mean `{match[0]}`?" if match else f"; valid keys: {', '.join(candidates)}"
 
@@ -207,7 +237,7 @@ def _build(raw: Any, source: str) -> tuple[Config | None, list[str]]:
                 problems.append(problem)
             continue
         if key not in SECTIONS:
-            problems.append(f"{key}: unknown key" + _suggest(key, top + all_keys()))
+            problems.append(f"{key}: unknown key" + suggest(key, top + all_keys()))
             continue
         cls = SECTIONS[key]
         if value is None:
@@ -221,7 +251,7 @@ def _build(raw: Any, source: str) -> tuple[Config | None, list[str]]:
             name = str(name)
             if name not in known:
                 others = [k.split(".", 1)[1] for k in all_keys() if k.startswith(key + ".")]
-                problems.append(f"{key}.{name}: unknown key" + _suggest(name, others))
+                problems.append(f"{key}.{name}: unknown key" + suggest(name, others))
                 continue
             coerced, problem = _coerce(f"{key}.{name}", item, hints[name], known[name].metadata.get("choices"))
             if problem:
@@ -310,7 +340,7 @@ def parse_overrides(overrides: list[str] | tuple[str, ...]) -> list[tuple[str, A
             problems.append(f"--set {item!r}: expected KEY=VALUE, e.g. --set model.cell=gru")
             continue
         if key not in all_keys():
-            problems.append(f"--set {key}: unknown key" + _suggest(key, all_keys()))
+            problems.append(f"--set {key}: unknown key" + suggest(key, all_keys()))
             continue
         try:
             value = yaml.safe_load(text) if text.strip() else None

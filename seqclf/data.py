@@ -173,12 +173,33 @@ def to_sequences(images: torch.Tensor, sequence: str, perm: torch.Tensor | None 
     raise DataError(f"data.sequence: {sequence!r} is not one of: {', '.join(SEQUENCES)}")
 
 
-def input_size_of(sequence: str, height: int = 28, width: int = 28) -> int:
-    """Features per step of a view: rows -> W, columns -> H, (permuted) pixels -> 1."""
-    sizes = {"rows": width, "columns": height, "pixels": 1, "permuted_pixels": 1}
-    if sequence not in sizes:
+def view_shape(sequence: str, height: int = 28, width: int = 28) -> tuple[int, int]:
+    """(T, F) of a view of height x width images: rows -> (H, W), columns -> (W, H), (permuted) pixels -> (H*W, 1)."""
+    shapes = {"rows": (height, width), "columns": (width, height), "pixels": (height * width, 1),
+              "permuted_pixels": (height * width, 1)}
+    if sequence not in shapes:
         raise DataError(f"data.sequence: {sequence!r} is not one of: {', '.join(SEQUENCES)}")
-    return sizes[sequence]
+    return shapes[sequence]
+
+
+# ---------------------------------------------------------------- class names
+
+DIGITS = tuple(str(k) for k in range(10))
+CLASS_NAMES = {
+    "mnist": DIGITS,
+    "fashion_mnist": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                      "Ankle boot"),
+    # KMNIST's ten cursive hiragana, romanized as in its class map (kmnist_classmap.csv)
+    "kmnist": ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"),
+}
+
+
+def class_names(name: str, num_classes: int) -> list[str]:
+    """The name of each label: the dataset's own ten, or the label itself ("0", "1", ...) for `idx`."""
+    known = CLASS_NAMES.get(name)
+    if known is not None and len(known) == num_classes:
+        return list(known)
+    return [str(k) for k in range(num_classes)]
 
 
 # ---------------------------------------------------------------- splits on the device
@@ -204,6 +225,9 @@ class Data:
     mean: float  # normalization actually applied: x = (pixel / 255 - mean) / std
     std: float  # (0.0, 1.0) when data.normalize is false
     permutation: torch.Tensor | None  # (H*W,) int64 for permuted_pixels, else None
+    height: int  # H, W: the images' size before the view
+    width: int
+    class_names: list[str]  # the name of each label
 
 
 def _stats(images: torch.Tensor) -> tuple[float, float]:
@@ -270,8 +294,8 @@ def load_data(cfg: DataConfig, seed: int, device: torch.device | str = "cpu", *,
         n_test = len(arrays.test_images) if cfg.max_test is None else cfg.max_test
         built["test"] = build(arrays.test_images[:n_test], arrays.test_labels[:n_test])
 
-    seq_len = {"rows": h, "columns": w}.get(cfg.sequence, h * w)
+    seq_len, input_size = view_shape(cfg.sequence, h, w)
     # over the whole files, so max_train/max_test never change the model's output size
     num_classes = int(torch.cat([arrays.train_labels, arrays.test_labels]).max()) + 1  # train is never empty here
-    return Data(built["train"], built["val"], built["test"], input_size_of(cfg.sequence, h, w), seq_len,
-                num_classes, mean, std, perm)
+    return Data(built["train"], built["val"], built["test"], input_size, seq_len, num_classes, mean, std, perm,
+                h, w, class_names(cfg.name, num_classes))

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import torch
 from torch import nn
 
-from seqclf.cells import IMPLEMENTATIONS
+from seqclf import cells
+from seqclf.cells import IMPLEMENTATIONS, Dims
 from seqclf.config import AUTO, Config, ModelConfig, replace
+from seqclf.errors import SeqclfError
 
 # torch says so on every forward of an LSTM with proj_size on CPU; it is expected, not actionable.
 warnings.filterwarnings("ignore", message="LSTM with projections is not supported with oneDNN")
@@ -48,25 +51,45 @@ class SequenceClassifier(nn.Module):
         return self.head(self.final_state(x))  # (B, num_classes)
 
 
+def load_weights(model: nn.Module, weights: dict[str, torch.Tensor], source: str) -> None:
+    """Load a state_dict strictly; a mismatch names the parameters and shapes that differ."""
+    own = model.state_dict()
+    missing = [name for name in own if name not in weights]
+    unexpected = [name for name in weights if name not in own]
+    resized = [f"{name} {tuple(weights[name].shape)} vs {tuple(own[name].shape)}"
+               for name in own if name in weights and weights[name].shape != own[name].shape]
+    if missing or unexpected or resized:
+        parts = [f"{label}: {', '.join(names[:6])}{' ...' if len(names) > 6 else ''}" for label, names in
+                 (("missing", missing), ("unexpected", unexpected), ("shape differs (saved vs model)", resized))
+                 if names]
+        raise SeqclfError(f"{source}: its weights do not fit the model the config describes ({'; '.join(parts)}); "
+                          f"the model's cell, hidden_size, num_layers, bidirectional, proj_size and bias must "
+                          f"match the checkpoint's")
+    model.load_state_dict(weights)
+
+
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def parameter_count(cfg: ModelConfig, input_size: int, num_classes: int = 10) -> int:
-    """Parameters of the model `cfg` describes, computed from the fused layer's layout."""
-    gates = {"rnn": 1, "lstm": 4, "gru": 3}[cfg.cell]
+def parameter_layout(cfg: ModelConfig, input_size: int, num_classes: int = 10) -> dict[str, Dims]:
+    """Every parameter of the model `cfg` describes, named as in its state_dict, with symbolic shapes."""
     hidden = cfg.hidden_size
-    assert isinstance(hidden, int)
-    h_out = cfg.proj_size or hidden
+    if not isinstance(hidden, int):
+        raise ValueError("resolve model.hidden_size (auto) before asking for the layout")
+    layout = {f"rnn.{name}": dims for name, dims in cells.parameter_layout(
+        cfg.cell, input_size, hidden, cfg.num_layers, cfg.bidirectional, cfg.proj_size, cfg.bias).items()}
     directions = 2 if cfg.bidirectional else 1
-    total = 0
-    for layer in range(cfg.num_layers):
-        layer_input = input_size if layer == 0 else directions * h_out
-        per_direction = gates * hidden * (layer_input + h_out)  # weight_ih, weight_hh
-        per_direction += 2 * gates * hidden if cfg.bias else 0  # bias_ih, bias_hh
-        per_direction += h_out * hidden if cfg.proj_size else 0  # weight_hr
-        total += directions * per_direction
-    return total + (directions * h_out + 1) * num_classes  # the head
+    h_out = ("proj", cfg.proj_size) if cfg.proj_size else ("hidden", hidden)
+    joined = (f"{directions}*{h_out[0]}" if directions > 1 else h_out[0], directions * h_out[1])
+    layout["head.weight"] = (("classes", num_classes), joined)  # the head reads the last layer's final h
+    layout["head.bias"] = (("classes", num_classes),)
+    return layout
+
+
+def parameter_count(cfg: ModelConfig, input_size: int, num_classes: int = 10) -> int:
+    """Parameters of the model `cfg` describes, from its layout (no model is built)."""
+    return sum(math.prod(cells.shape_of(dims)) for dims in parameter_layout(cfg, input_size, num_classes).values())
 
 
 def resolve_hidden_size(cfg: Config, input_size: int, num_classes: int = 10) -> Config:
@@ -75,8 +98,6 @@ def resolve_hidden_size(cfg: Config, input_size: int, num_classes: int = 10) -> 
     The resolved config keeps both keys (hidden_size: 97, param_budget: N); a config that gives an
     integer hidden_size with a param_budget is checked against it.
     """
-    from seqclf.errors import SeqclfError
-
     model = cfg.model
     if model.hidden_size != AUTO:
         count = parameter_count(model, input_size, num_classes)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from seqclf.config import Config, _suggest, all_keys, read_yaml
+from seqclf.config import Config, all_keys, keys_where, read_yaml, suggest
 from seqclf.errors import SeqclfError
 
 CONFIG, METRICS, SUMMARY, BEST, LAST = "config.yaml", "metrics.jsonl", "summary.json", "best.pt", "last.pt"
@@ -74,13 +74,6 @@ def create_run_dir(cfg: Config) -> Path:
     raise SeqclfError(f"could not create a new run directory under {root}")
 
 
-def write_metrics(run_dir: Path, history: list[dict[str, Any]]) -> None:
-    """metrics.jsonl: one JSON object per finished epoch, rewritten whole (atomically)."""
-    from seqclf.checkpoint import write_text  # it imports torch, which `seqclf runs` does without
-
-    write_text(run_dir / METRICS, "".join(json.dumps(row) + "\n" for row in history))
-
-
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     """metrics.jsonl's rows ([] when absent); a damaged file is a SeqclfError naming the line."""
     path = run_dir / METRICS
@@ -121,8 +114,7 @@ AVERAGED = ("parameters", "epochs", "val_accuracy", "test_accuracy", "seconds") 
 SPREAD = ("val_accuracy", "test_accuracy", "seconds")  # ... and these with their sample std (`<field>_std`)
 BEST_FIRST = {"val_accuracy", "test_accuracy"}  # sorted high to low; everything else low to high
 # Keys that may differ inside a group without making its runs different experiments.
-INCIDENTAL = {"seed", "data.root", "data.download", "train.device", "train.num_threads", "output.dir",
-              "output.name", "output.tensorboard"}
+INCIDENTAL = keys_where("incidental")
 
 
 @dataclass(frozen=True)
@@ -222,7 +214,7 @@ def check_keys(keys: list[str], option: str) -> None:
     known = all_keys()
     unknown = [key for key in keys if key not in known]
     if unknown:
-        raise SeqclfError(f"{option}: {', '.join(unknown)}: not a config key" + _suggest(unknown[0], known))
+        raise SeqclfError(f"{option}: {', '.join(unknown)}: not a config key" + suggest(unknown[0], known))
 
 
 def sort_rows(rows: list[dict[str, Any]], field_name: str, columns: list[str],

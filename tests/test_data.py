@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from seqclf.config import DataConfig
-from seqclf.data import (FILES, DataError, input_size_of, load_arrays, load_data, locate, permutation, read_idx,
+from seqclf.data import (FILES, DataError, view_shape, load_arrays, load_data, locate, permutation, read_idx,
                          to_sequences)
 from conftest import make_dataset, write_idx
 
@@ -138,10 +138,11 @@ def test_sequence_views_shapes_and_pixel_order():
     assert all(v.dtype == torch.uint8 for v in (columns, pixels, permuted))
 
 
-@pytest.mark.parametrize("sequence, expected", [("rows", 4), ("columns", 3), ("pixels", 1), ("permuted_pixels", 1)])
-def test_input_size_matches_the_view(sequence, expected):
+@pytest.mark.parametrize("sequence, expected", [("rows", (3, 4)), ("columns", (4, 3)), ("pixels", (12, 1)),
+                                                ("permuted_pixels", (12, 1))])
+def test_view_shape_matches_the_view(sequence, expected):
     perm = permutation(12, 0) if sequence == "permuted_pixels" else None
-    assert input_size_of(sequence, height=3, width=4) == expected == to_sequences(IMAGE, sequence, perm).shape[-1]
+    assert view_shape(sequence, height=3, width=4) == expected == tuple(to_sequences(IMAGE, sequence, perm).shape[1:])
 
 
 def test_bad_sequence_and_bad_permutation():

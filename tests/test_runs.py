@@ -17,8 +17,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from seqclf import runs
-from seqclf.checkpoint import write_json, write_text
+from seqclf import runlog, runs
+from seqclf.files import write_json, write_text
 from seqclf.cli import app
 from seqclf.config import ModelConfig, load_config, to_yaml
 from seqclf.errors import SeqclfError
@@ -40,7 +40,7 @@ def fake_run(folder: Path, name: str, overrides: list[str], summary: dict | None
         write_json(run_dir / runs.SUMMARY, {"epochs": 3, "parameters": 1000, "seconds": 10.0, "val_accuracy": 0.5,
                                             "test_accuracy": 0.5, "status": "finished", **summary})
     if history is not None:
-        runs.write_metrics(run_dir, history)
+        runlog.write_metrics(run_dir, history)
     return run_dir
 
 

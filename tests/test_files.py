@@ -1,0 +1,115 @@
+"""Atomic writes: a full disk or an interrupt mid-write never damages the previous file."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from seqclf import checkpoint, files
+from seqclf.errors import TrainingError
+
+
+class FullDisk:
+    """A file handle that writes `room` bytes (or chars), then fails like a full disk (or a second Ctrl-C)."""
+
+    def __init__(self, handle: Any, room: int, error: BaseException, folder: Path) -> None:
+        self.handle, self.room, self.error, self.folder = handle, room, error, folder
+        self.partial: dict[str, int] = {}  # temp files on disk when the write failed, with their sizes
+
+    def write(self, data: Any) -> int:
+        if len(data) <= self.room:
+            self.room -= len(data)
+            return self.handle.write(data)
+        self.handle.write(data[:self.room])
+        self.handle.flush()
+        self.partial = {p.name: p.stat().st_size for p in self.folder.iterdir() if p.name.endswith(".tmp")}
+        raise self.error
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.handle, name)
+
+    def __enter__(self) -> "FullDisk":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.handle.close()
+
+
+def fail_writes(monkeypatch: pytest.MonkeyPatch, folder: Path, room: int,
+                error: BaseException | None = None) -> list[FullDisk]:
+    """Make every file seqclf opens for writing fail after `room` bytes; returns the handles made."""
+    made: list[FullDisk] = []
+    real = os.fdopen
+
+    def fdopen(fd: int, *args: Any, **kwargs: Any) -> FullDisk:
+        made.append(FullDisk(real(fd, *args, **kwargs), room,
+                             error or OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), folder))
+        return made[-1]
+
+    monkeypatch.setattr(files.os, "fdopen", fdopen)
+    return made
+
+
+@pytest.mark.parametrize("kind", ["checkpoint", "text", "json"])
+def test_a_write_failing_half_way_leaves_the_previous_file_intact(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                  kind: str) -> None:
+    path = tmp_path / {"checkpoint": "last.pt", "text": "config.yaml", "json": "summary.json"}[kind]
+    base = {"config": {"seed": 0}, "model": {"w": torch.arange(5000.0)}, "data": {}}
+
+    def write(version: int) -> None:
+        if kind == "checkpoint":
+            checkpoint.save(path, {**base, "epoch": version})
+        elif kind == "text":
+            files.write_text(path, f"seed: {version}\n" * 500)
+        else:
+            files.write_json(path, {"epoch": version, "pad": "x" * 5000})
+
+    write(1)
+    before = path.read_bytes()
+    handles = fail_writes(monkeypatch, tmp_path, room=len(before) // 2)
+    with pytest.raises(TrainingError, match="No space left on device") as info:
+        write(2)
+    assert str(path) in str(info.value) and "previous version is intact" in str(info.value)
+    assert handles and list(handles[0].partial.values()) == [len(before) // 2]  # really failed half way
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temp file left behind
+    monkeypatch.undo()
+    write(3)
+    assert path.read_bytes() != before
+    if kind == "json":
+        assert json.loads(path.read_text())["epoch"] == 3
+
+
+def test_a_second_ctrl_c_mid_write_leaves_the_previous_file_intact(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "last.pt"
+    checkpoint.save(path, {"config": {}, "model": {"w": torch.ones(4000)}, "data": {}})
+    before = path.read_bytes()
+    fail_writes(monkeypatch, tmp_path, room=1000, error=KeyboardInterrupt())
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint.save(path, {"config": {}, "model": {"w": torch.zeros(4000)}, "data": {}})
+    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+def test_a_first_write_that_fails_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fail_writes(monkeypatch, tmp_path, room=10)
+    with pytest.raises(TrainingError, match="nothing was written"):
+        files.write_text(tmp_path / "config.yaml", "x" * 100)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_written_files_get_the_usual_permissions(tmp_path: Path) -> None:
+    """mkstemp creates 0600 files; renamed into place they should read like any other file (umask)."""
+    old = os.umask(0o022)
+    try:
+        files.write_text(tmp_path / "a.txt", "hi")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "a.txt").stat().st_mode) == 0o644
