@@ -29,22 +29,18 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-from seqclf import checkpoint, runs
+from seqclf import runs
+from seqclf.cells import shape_of
 from seqclf.config import Config, ModelConfig
 from seqclf.console import Output
-from seqclf.data import Data, Split, load_arrays, load_data, to_sequences
+from seqclf.data import Data, Split, load_arrays, to_sequences
 from seqclf.evaluate import score
-from seqclf.model import SequenceClassifier, resolve_hidden_size
-from seqclf.runtime import (
-    GracefulStop,
-    autocast,
-    build_optimizer,
-    configure_threads,
-    resolve_device,
-)
-from seqclf.train import Run, _assemble, _zero_sums, run_steps
-
-GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+from seqclf.model import SequenceClassifier, parameter_layout
+from seqclf.runlog import RunLog
+from seqclf.runtime import GracefulStop, autocast, build_optimizer
+from seqclf.setup import prepare
+from seqclf.loop import Run, run_steps
+from seqclf.train import new_run
 MATMUL_SIZE = 1024  # square fp32 matmul timed for the peak: big enough for full-speed kernels on CPU
 MATMUL_REPS = 5  # per round; the round's best, then the median over rounds
 
@@ -55,25 +51,17 @@ MATMUL_REPS = 5  # per round; the round's best, then the median over rounds
 def forward_flops(cfg: ModelConfig, input_size: int, seq_len: int, num_classes: int = 10) -> int:
     """Multiply-add FLOPs (2 per multiply-accumulate) of one example's forward pass.
 
-    For each layer and direction, every step multiplies the G gate blocks of H rows by the
-    layer's input and the previous hidden state: `T * 2 * G * H * (I_l + H_out)`, with G = 4
-    (LSTM), 3 (GRU), 1 (RNN), `I_l` the view's features for layer 0 and `D * H_out` after,
-    `H_out` = proj_size or hidden_size. An LSTM with proj_size P also projects h every step:
-    `T * 2 * H * P`. The head adds `2 * D * H_out * C`. Gate nonlinearities and biases are
-    elementwise (O(G*H) per step, under 1% for H >= 32) and not counted.
+    Every step multiplies each recurrent weight matrix once: per layer and direction the G gate
+    blocks of H rows by the layer's input and the previous h, `T * 2 * G * H * (I_l + H_out)`
+    (G = 4 LSTM, 3 GRU, 1 RNN; `I_l` the view's features for layer 0 and `D * H_out` after,
+    H_out = proj_size or hidden_size), and with proj_size P the projection `T * 2 * H * P`: in
+    all, T * 2 * (the number of recurrent weights). The head adds `2 * D * H_out * C`. Gate
+    nonlinearities and biases are elementwise (O(G*H) per step, under 1% for H >= 32), not counted.
     """
-    hidden = cfg.hidden_size
-    assert isinstance(hidden, int), "resolve model.hidden_size (auto) first"
-    gates, directions = GATES[cfg.cell], 2 if cfg.bidirectional else 1
-    h_out = cfg.proj_size or hidden
-    total = 0
-    for layer in range(cfg.num_layers):
-        layer_input = input_size if layer == 0 else directions * h_out
-        per_direction = seq_len * 2 * gates * hidden * (layer_input + h_out)
-        if cfg.proj_size:
-            per_direction += seq_len * 2 * hidden * cfg.proj_size
-        total += directions * per_direction
-    return total + 2 * directions * h_out * num_classes
+    layout = parameter_layout(cfg, input_size, num_classes)
+    recurrent = sum(math.prod(shape_of(dims)) for name, dims in layout.items()
+                    if name.startswith("rnn.weight_"))  # weight_ih, weight_hh, weight_hr of every layer
+    return seq_len * 2 * recurrent + 2 * math.prod(shape_of(layout["head.weight"]))
 
 
 def train_flops(cfg: ModelConfig, input_size: int, seq_len: int, num_classes: int = 10) -> int:
@@ -132,7 +120,7 @@ def matmul_gflops(device: torch.device, size: int = MATMUL_SIZE, reps: int = MAT
 
 def _real_loop(run: Run, k: int) -> Callable[[], int]:
     """k steps of the real loop, starting a new epoch (new order, zeroed sums) whenever one ends."""
-    pos, n_train, batch = run.position, len(run.data.train), run.cfg.train.batch_size
+    state, n_train, batch = run.state, len(run.data.train), run.cfg.train.batch_size
     steps_per_epoch = math.ceil(n_train / batch)
     scaler = torch.amp.GradScaler(run.device.type, enabled=run.cfg.train.precision == "fp16")
     stop = GracefulStop()  # never entered: no signal handlers, never asks to stop
@@ -141,10 +129,9 @@ def _real_loop(run: Run, k: int) -> Callable[[], int]:
     def work() -> int:
         done, examples = 0, 0
         while done < k:
-            if pos.order is None or pos.step >= steps_per_epoch:
-                pos.order = torch.randperm(n_train, generator=run.shuffle)
-                pos.sums, pos.step = _zero_sums(run.device), 0
-            first = pos.step
+            if state.cursor.order is None or state.cursor.step >= steps_per_epoch:
+                state.begin_epoch(n_train)
+            first = state.cursor.step
             last = min(steps_per_epoch, first + k - done)
             with out.progress(steps_per_epoch, "bench") as bar:
                 run_steps(run, bar, stop, last, scaler)
@@ -157,18 +144,18 @@ def _real_loop(run: Run, k: int) -> Callable[[], int]:
 
 def _bare_loop(run: Run, k: int) -> Callable[[], int]:
     """k plain steps on one random batch of the same shape, with the run's model and optimizer."""
-    cfg, model, data = run.cfg, run.model, run.data
+    cfg, model, data = run.cfg, run.state.model, run.data
     batch = cfg.train.batch_size
     x = torch.randn(batch, data.seq_len, data.input_size, device=run.device)  # (B, T, F)
     y = torch.randint(data.num_classes, (batch,), device=run.device)  # (B,)
 
     def work() -> int:
         for _ in range(k):
-            with autocast(cfg, run.device):
+            with autocast(cfg.train, run.device):
                 loss = F.cross_entropy(model(x).float(), y)
-            run.optimizer.zero_grad(set_to_none=True)
+            run.state.optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            run.optimizer.step()
+            run.state.optimizer.step()
         return k * batch
 
     return work
@@ -201,7 +188,7 @@ def _conventional_loop(cfg: Config, data: Data, device: torch.device, k: int) ->
     loader = torch.utils.data.DataLoader(dataset, batch_size=cfg.train.batch_size, shuffle=True, num_workers=0,
                                          generator=torch.Generator().manual_seed(cfg.seed))
     model = SequenceClassifier(cfg.model, data.input_size, data.num_classes).to(device)
-    optimizer = build_optimizer(cfg, model.parameters())
+    optimizer = build_optimizer(cfg.train, model.parameters())
     model.train()
     batches = iter(loader)
 
@@ -216,7 +203,7 @@ def _conventional_loop(cfg: Config, data: Data, device: torch.device, k: int) ->
                 images, labels = next(batches)
             x = to_sequences(images.squeeze(1), cfg.data.sequence, data.permutation).to(device)  # (B, T, F)
             y = labels.to(device)
-            with autocast(cfg, device):
+            with autocast(cfg.train, device):
                 loss = F.cross_entropy(model(x).float(), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -232,9 +219,9 @@ def _checkpoint_seconds(run: Run) -> float:
     times = []
     for _ in range(3):
         start = time.perf_counter()
-        checkpoint.save(run.run_dir / runs.BEST, run.payload(with_state=False))
-        checkpoint.save(run.run_dir / runs.LAST, run.payload(with_state=True))
-        runs.write_metrics(run.run_dir, run.position.history)
+        run.log.save(runs.BEST, run.payload(with_state=False))
+        run.log.save(runs.LAST, run.payload(with_state=True))
+        run.log.epoch(run.state.history)
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 
@@ -248,27 +235,26 @@ def bench(cfg: Config, baseline: bool = False, steps: int = 100, rounds: int = 5
     `steps` training steps are timed per pipeline, split over `rounds` interleaved rounds;
     each round also scores the test split once and times the matmul.
     """
-    device = resolve_device(cfg.train.device, cfg.train.precision)
-    threads = configure_threads(cfg.train.num_threads)
-    data = load_data(cfg.data, cfg.seed, device, splits=("train", "test"))
-    cfg = resolve_hidden_size(cfg, data.input_size, data.num_classes)
+    ready = prepare(cfg, splits=("train", "test"))
+    cfg, data, device, threads = ready.cfg, ready.data, ready.device, ready.threads
     k = max(1, steps // rounds)
     with tempfile.TemporaryDirectory(prefix="seqclf-bench-") as run_dir:
-        run = _assemble(cfg, Path(run_dir), data, device, state=None)
-        run.model.train()
+        run = new_run(cfg, RunLog(Path(run_dir), cfg), data, device)
+        run.state.model.train()
         pipelines = {"train": _real_loop(run, k), "bare": _bare_loop(run, k)}
         if baseline:
             pipelines["baseline"] = _conventional_loop(cfg, data, device, k)
         seconds_per_save = _checkpoint_seconds(run)
-    precision = autocast(cfg, device)
-    score(run.model, Split(data.test.x[:256], data.test.y[:256]), data.num_classes, precision)  # warm-up
+    precision = autocast(cfg.train, device)
+    model = run.state.model
+    score(model, Split(data.test.x[:256], data.test.y[:256]), data.num_classes, precision)  # warm-up
     rates: dict[str, list[float]] = {name: [] for name in [*pipelines, "eval"]}
     for work in pipelines.values():
         work()  # warm-up: kernels chosen, buffers and optimizer state allocated
     for _ in range(rounds):
         for name, work in pipelines.items():
             rates[name].append(_timed(device, work))
-        rates["eval"].append(_timed(device, lambda: score(run.model, data.test, data.num_classes, precision)["n"]))
+        rates["eval"].append(_timed(device, lambda: score(model, data.test, data.num_classes, precision)["n"]))
         for library, rate in matmul_gflops(device).items():
             rates.setdefault(library, []).append(rate)
     median = {name: statistics.median(values) for name, values in rates.items()}

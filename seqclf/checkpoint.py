@@ -1,80 +1,160 @@
-"""Checkpoints are data, never code: atomic saves, safe loads, a format version.
+"""Checkpoints are data, never code: what they hold, atomic saves, safe loads, a format version.
 
 A checkpoint is a dict of tensors and plain Python values only (RNG states as tensors, the
 config as nested dicts), so `torch.load(weights_only=True)` reads it with no allow-listing,
-and a file crafted to run code when unpickled is refused. Every file seqclf writes goes to
-a temporary name in the same folder and is renamed into place, so a crash, an interrupt or
-a full disk leaves the previous version intact.
+and a file crafted to run code when unpickled is refused. It is written atomically
+(seqclf.files), so a crash, an interrupt or a full disk leaves the previous version intact.
+
+This module alone knows the layout:
+    format, version          "seqclf-checkpoint", VERSION
+    config                   the resolved config as a nested dict
+    model                    the model's state_dict
+    data                     DataMeta: what the model was trained on (normalization, view, classes)
+    epoch, history           epochs finished and their metrics.jsonl rows
+    state                    last.pt only: the rest of TrainingState.state_dict()
+Older versions are migrated on read (`migrate`).
 """
 
 from __future__ import annotations
 
 import io
-import json
-import os
+import math
 import pickle
 import re
-import tempfile
 import warnings
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
-from seqclf.errors import SeqclfError, TrainingError
+from seqclf.config import Config, config_from_dict, to_dict
+from seqclf.data import class_names
+from seqclf.errors import SeqclfError
+from seqclf.files import atomic_write
 
 FORMAT = "seqclf-checkpoint"
-VERSION = 1
+VERSION = 2  # 2: data gains height, width and class_names (version 1 files are migrated on read)
 # Earlier releases have known ways past weights_only (CVE-2025-32434 before 2.6, CVE-2026-24747 before 2.10).
 SAFE_TORCH = (2, 10)
-DATA_KEYS = ("mean", "std", "permutation", "input_size", "seq_len", "num_classes")
+TOP_KEYS = ("model", "epoch", "history")  # of TrainingState.state_dict(), kept at the top level; the rest is `state`
 
 
 class CheckpointError(SeqclfError):
     pass
 
 
-def atomic_write(path: str | Path, write: Callable[[Any], None], binary: bool = True) -> None:
-    """Write `path` through a temp file in its folder + fsync + rename: all or nothing.
+@dataclass(frozen=True)
+class DataMeta:
+    """What a model was trained on: enough to feed it new images exactly as training did."""
 
-    A failed write (full disk, I/O error) raises TrainingError (exit 1) naming the file; the
-    previous version of `path`, if any, is left exactly as it was.
-    """
-    path = Path(path)
-    tmp = None
+    mean: float  # x = (pixel / 255 - mean) / std
+    std: float
+    permutation: torch.Tensor | None  # (H*W,) int64 for sequence=permuted_pixels, else None
+    input_size: int  # F: features per step
+    seq_len: int  # T: steps
+    num_classes: int
+    height: int  # H, W: the images' size before the sequence view
+    width: int
+    class_names: tuple[str, ...]  # the name of each label
+
+    @classmethod
+    def of(cls, data: Any) -> "DataMeta":
+        """From a loaded seqclf.data.Data."""
+        return cls(float(data.mean), float(data.std), data.permutation, data.input_size, data.seq_len,
+                   data.num_classes, data.height, data.width, tuple(data.class_names))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "class_names": list(self.class_names)}
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], source: str | Path) -> "DataMeta":
+        """Checked field by field: a damaged or foreign entry is a CheckpointError, never a crash later."""
+        def bad(key: str, expected: str) -> CheckpointError:
+            return CheckpointError(f"{source}: damaged checkpoint: data.{key} should be {expected}, got "
+                                   f"{type(raw.get(key)).__name__} {str(raw.get(key))[:40]!r}")
+
+        values: dict[str, Any] = {}
+        for key in ("mean", "std"):
+            value = raw.get(key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise bad(key, "a finite number")
+            values[key] = float(value)
+        if values["std"] <= 0:
+            raise bad("std", "positive")
+        for key in ("input_size", "seq_len", "num_classes", "height", "width"):
+            value = raw.get(key)
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= 2**31:
+                raise bad(key, "a positive integer")
+            values[key] = value
+        perm = raw.get("permutation")
+        if perm is not None and not (isinstance(perm, torch.Tensor) and perm.dim() == 1
+                                     and len(perm) == values["height"] * values["width"]):
+            raise bad("permutation", f"null or a tensor of {values['height'] * values['width']} indices")
+        names = raw.get("class_names")
+        if not isinstance(names, (list, tuple)) or len(names) != values["num_classes"] \
+                or not all(isinstance(n, str) for n in names):
+            raise bad("class_names", f"a list of {values['num_classes']} names")
+        return cls(permutation=perm, class_names=tuple(names), **values)
+
+
+def migrate(payload: dict[str, Any], source: str | Path) -> dict[str, Any]:
+    """A payload of any supported version in this version's layout (the file is not rewritten)."""
+    if payload["version"] < 2:  # version 1 had no image size or class names: derive them as training would
+        data = dict(payload["data"])
+        seq_len, features = data.get("seq_len"), data.get("input_size")
+        sequence = (payload["config"].get("data") or {}).get("sequence", "rows")
+        if isinstance(seq_len, int) and isinstance(features, int):
+            side = math.isqrt(seq_len)
+            data.setdefault("height", {"rows": seq_len, "columns": features}.get(sequence, side))
+            data.setdefault("width", {"rows": features, "columns": seq_len}.get(sequence, side))
+        if isinstance(data.get("num_classes"), int):
+            name = (payload["config"].get("data") or {}).get("name", "idx")
+            data.setdefault("class_names", class_names(str(name), data["num_classes"]))
+        payload = {**payload, "data": data, "version": 2}
+    return payload
+
+
+@dataclass
+class Checkpoint:
+    """A checkpoint's contents, typed (see the module's docstring for the layout)."""
+
+    config: Config
+    data: DataMeta
+    model: dict[str, torch.Tensor]  # the state_dict
+    epoch: int
+    history: list[dict[str, Any]]
+    state: dict[str, Any] | None  # last.pt: the rest of TrainingState.state_dict(); None for best.pt
+    path: Path
+
+    def training_state(self) -> dict[str, Any]:
+        """What TrainingState.load_state_dict() takes (last.pt only)."""
+        if self.state is None:
+            raise CheckpointError(f"{self.path}: holds no training state to resume from")
+        return {"model": self.model, "epoch": self.epoch, "history": self.history, **self.state}
+
+
+def pack(cfg: Config, data: DataMeta, state: dict[str, Any], with_state: bool) -> dict[str, Any]:
+    """The payload of best.pt (weights, config, data, progress) or last.pt (also the training state)."""
+    payload = {"config": to_dict(cfg), "data": data.to_dict(), **{key: state[key] for key in TOP_KEYS}}
+    if with_state:
+        payload["state"] = {key: value for key, value in state.items() if key not in TOP_KEYS}
+    return payload
+
+
+def read(path: str | Path) -> Checkpoint:
+    """load() and check every part: the config validates, the data record is well formed."""
+    payload = load(path)
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.chmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give the mode a plain open() would
-        with os.fdopen(fd, "wb" if binary else "w", encoding=None if binary else "utf-8") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:  # also KeyboardInterrupt: never leave a half-written file behind
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-        if isinstance(exc, OSError):
-            kept = "its previous version is intact" if path.exists() else "nothing was written"
-            raise TrainingError(f"{path}: could not be written ({exc.strerror or exc}); {kept}. Free some "
-                                f"space or choose a writable output.dir.") from None
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def write_text(path: str | Path, text: str) -> None:
-    atomic_write(path, lambda handle: handle.write(text), binary=False)
-
-
-def write_json(path: str | Path, data: Any) -> None:
-    write_text(path, json.dumps(data, indent=2) + "\n")
+        cfg = config_from_dict(payload["config"], f"{path} (its stored config)")
+    except SeqclfError as exc:
+        raise CheckpointError(f"{path}: damaged checkpoint: {exc}") from None
+    epoch, history, state = payload.get("epoch", 0), payload.get("history", []), payload.get("state")
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0 or not isinstance(history, list) \
+            or (state is not None and not isinstance(state, dict)):
+        raise CheckpointError(f"{path}: damaged checkpoint: its epoch, history or state entry is malformed")
+    return Checkpoint(cfg, DataMeta.from_dict(payload["data"], path), payload["model"], epoch, history, state,
+                      Path(path))
 
 
 def save(path: str | Path, payload: dict[str, Any]) -> None:
@@ -137,10 +217,9 @@ def load(path: str | Path) -> dict[str, Any]:
     for key in ("config", "model", "data"):
         if not isinstance(payload.get(key), dict):
             raise CheckpointError(f"{path}: incomplete seqclf checkpoint (no `{key}` entry)")
-    missing = [key for key in DATA_KEYS if key not in payload["data"]]
-    if missing or not all(isinstance(v, torch.Tensor) for v in payload["model"].values()):
-        raise CheckpointError(f"{path}: incomplete seqclf checkpoint (its `data` or `model` entry is malformed)")
-    return payload
+    if not all(isinstance(v, torch.Tensor) for v in payload["model"].values()):
+        raise CheckpointError(f"{path}: incomplete seqclf checkpoint (its `model` entry is malformed)")
+    return migrate(payload, path)
 
 
 # ---------------------------------------------------------------- RNG states as tensors

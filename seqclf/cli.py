@@ -164,10 +164,10 @@ def config_show(
     with reported(out):
         cfg = load_config(config, set_ or [])
         if cfg.model.hidden_size == AUTO and cfg.data.name != "idx":  # torchvision's sets: 28x28, 10 classes
-            from seqclf.data import input_size_of
+            from seqclf.data import view_shape
             from seqclf.model import resolve_hidden_size
 
-            cfg = resolve_hidden_size(cfg, input_size_of(cfg.data.sequence))
+            cfg = resolve_hidden_size(cfg, view_shape(cfg.data.sequence)[1])
     sys.stdout.write(to_yaml(cfg))
 
 

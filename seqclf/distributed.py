@@ -18,8 +18,10 @@ from datetime import timedelta
 from typing import Any, Iterator
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from seqclf import checkpoint
 from seqclf.errors import SeqclfError
 
 ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE")  # what torchrun sets for each rank
@@ -166,6 +168,35 @@ class Context:
         every: list[Any] | None = [None] * self.world_size if self.is_main else None
         torch.distributed.gather_object(obj, every, dst=0)
         return every
+
+    def shard_forward(self, ddp: nn.Module, train: Any, idx: torch.Tensor,
+                      autocast: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """This rank's contiguous share of the global batch `idx` (B,) of the `train` split, forward.
+
+        Its summed loss is scaled by world_size / B, so DDP's mean of the ranks' gradients is the
+        gradient of the mean over the whole batch: what one process computes. Returns (logits (b, C),
+        labels (b,), the scaled loss, the unscaled float64 sum for the epoch's metrics).
+        """
+        mine = idx[self.shard(len(idx))]  # (b,), b = B / world_size, or near it in the last batch
+        x, y = train.x.index_select(0, mine), train.y.index_select(0, mine)  # (b, T, F), (b,)
+        if len(mine) == 0:  # fewer examples left than ranks: still join the gradient all-reduce, with zeros
+            x = train.x.index_select(0, idx[:1])  # (1, T, F)
+        with autocast:
+            logits = ddp(x)  # (b, num_classes)
+            total = F.cross_entropy(logits.float(), y, reduction="sum") if len(mine) else logits.float().sum() * 0.0
+        return logits[:len(mine)], y, total * (self.world_size / len(idx)), total.detach().double()
+
+    def split_streams(self, seed: int, state: Any, saved: dict[str, Any] | None) -> None:
+        """After the identical set-up of a TrainingState: each rank its own dropout stream (restored
+        exactly when the world size is the one saved), and the epoch's saved partial sums on rank 0 only."""
+        rank_rng = saved.get("rank_rng") if saved is not None else None
+        if rank_rng is not None and len(rank_rng) == self.world_size:
+            checkpoint.set_rng_state(rank_rng[self.rank])
+        elif self.rank:
+            torch.manual_seed(hash((seed, self.rank, state.epoch, state.cursor.step)))  # ints hash alike everywhere
+        if saved is not None and self.rank:
+            state.cursor.sums["loss"].zero_()
+            state.cursor.sums["correct"].zero_()
 
     def barrier(self) -> None:
         if self.active:

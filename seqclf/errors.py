@@ -21,3 +21,7 @@ class Interrupted(SeqclfError):
     def __init__(self, message: str, signum: int) -> None:
         super().__init__(message)
         self.exit_code = 128 + signum
+
+
+class Pruned(SeqclfError):
+    """A hyperparameter search stopped this trial after an epoch (seqclf.tune); summary.json says `pruned`."""

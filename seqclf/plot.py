@@ -14,8 +14,6 @@ from typing import Any
 from seqclf import runs
 from seqclf.errors import SeqclfError
 
-FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
-                   "Ankle boot")
 FORMATS = (".png", ".svg", ".pdf")
 _TIME = re.compile(r"-\d{8}-\d{6}(-\d+)?$")  # the time stamp (and -N suffix) ending a generated run name
 
@@ -36,7 +34,7 @@ def _check_output(path: Path) -> None:
 
 
 def _save(figure: Any, path: Path) -> Path:
-    from seqclf.checkpoint import atomic_write
+    from seqclf.files import atomic_write
 
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -95,7 +93,6 @@ def plot_confusion(checkpoint_path: Path, output: Path, overrides: list[str] | t
     Cells are coloured by the fraction of the true class and labelled with counts. Returns the file
     written and the evaluation result (what `seqclf eval --json` prints).
     """
-    from seqclf import checkpoint
     from seqclf.evaluate import evaluate_checkpoint
 
     _check_output(output)
@@ -103,8 +100,7 @@ def plot_confusion(checkpoint_path: Path, output: Path, overrides: list[str] | t
     result = evaluate_checkpoint(checkpoint_path, overrides, split)
     matrix = result["confusion_matrix"]  # (C, C) counts
     n = len(matrix)
-    name = checkpoint.load(checkpoint_path)["config"]["data"]["name"]
-    classes = list(FASHION_CLASSES) if name == "fashion_mnist" and n == 10 else [str(k) for k in range(n)]
+    classes = result["class_names"]
     rates = [[count / max(sum(row), 1) for count in row] for row in matrix]
     axes = figure.subplots()
     image = axes.imshow(rates, cmap="Blues", vmin=0.0, vmax=1.0)
@@ -112,7 +108,7 @@ def plot_confusion(checkpoint_path: Path, output: Path, overrides: list[str] | t
         for predicted in range(n):
             axes.text(predicted, true, str(matrix[true][predicted]), ha="center", va="center", fontsize=7,
                       color="white" if rates[true][predicted] > 0.6 else "black")
-    named = classes[0] != "0"
+    named = classes != [str(k) for k in range(n)]
     axes.set_xticks(range(n), classes, rotation=45 if named else 0, ha="right" if named else "center", fontsize=8)
     axes.set_yticks(range(n), classes, fontsize=8)
     axes.set_xlabel("predicted class")

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from seqclf.config import Config
+from seqclf.config import TrainConfig
 from seqclf.errors import SeqclfError
 
 PER_BATCH_SCHEDULERS = {"cosine", "onecycle"}
@@ -74,8 +74,7 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def build_optimizer(cfg: Config, params: Any) -> torch.optim.Optimizer:
-    t = cfg.train
+def build_optimizer(t: TrainConfig, params: Any) -> torch.optim.Optimizer:
     # foreach: one call per update op for all tensors instead of a Python loop over them (CUDA's
     # default already); on CPU it computes bit-identical updates, with less per-step overhead
     if t.optimizer == "sgd":
@@ -84,8 +83,7 @@ def build_optimizer(cfg: Config, params: Any) -> torch.optim.Optimizer:
     return kind(params, lr=t.lr, weight_decay=t.weight_decay, foreach=True)
 
 
-def build_scheduler(cfg: Config, optimizer: torch.optim.Optimizer, steps_per_epoch: int) -> Any:
-    t = cfg.train
+def build_scheduler(t: TrainConfig, optimizer: torch.optim.Optimizer, steps_per_epoch: int) -> Any:
     total = t.epochs * steps_per_epoch
     if t.scheduler == "cosine":  # stepped per batch
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
@@ -126,9 +124,9 @@ class GracefulStop:
             signal.signal(sig, handler)
 
 
-def autocast(cfg: Config, device: torch.device) -> Any:
+def autocast(t: TrainConfig, device: torch.device) -> Any:
     """The autocast context for train.precision (a no-op for fp32)."""
-    if cfg.train.precision == "fp32":
+    if t.precision == "fp32":
         return contextlib.nullcontext()
-    dtype = torch.bfloat16 if cfg.train.precision == "bf16" else torch.float16
+    dtype = torch.bfloat16 if t.precision == "bf16" else torch.float16
     return torch.autocast(device_type=device.type, dtype=dtype)

@@ -27,7 +27,8 @@ from seqclf.checkpoint import CheckpointError
 from seqclf.cli import app
 from seqclf.config import load_config
 from seqclf.errors import TrainingError
-from seqclf.train import build_optimizer, build_scheduler, train
+from seqclf.runtime import build_optimizer, build_scheduler
+from seqclf.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -83,8 +84,8 @@ def test_checkpoints_hold_only_tensors_and_plain_data(run_dir: Path) -> None:
 def test_every_optimizer_and_scheduler_state_is_plain(optimizer: str, scheduler: str) -> None:
     cfg = load_config(None, [f"train.optimizer={optimizer}", f"train.scheduler={scheduler}"])
     model = torch.nn.LSTM(3, 4)
-    opt = build_optimizer(cfg, model.parameters())
-    sched = build_scheduler(cfg, opt, steps_per_epoch=5)
+    opt = build_optimizer(cfg.train, model.parameters())
+    sched = build_scheduler(cfg.train, opt, steps_per_epoch=5)
     model(torch.randn(2, 1, 3))[0].sum().backward()
     opt.step()
     if sched is not None:
@@ -100,7 +101,7 @@ def test_every_optimizer_and_scheduler_state_is_plain(optimizer: str, scheduler:
 def test_rng_state_round_trips_through_a_safe_load(tmp_path: Path) -> None:
     random.seed(1), np.random.seed(2), torch.manual_seed(3)
     random.gauss(0, 1)  # leaves a cached gaussian in python's state
-    checkpoint.save(tmp_path / "rng.pt", {"config": {}, "model": {}, "data": dict.fromkeys(checkpoint.DATA_KEYS, 0),
+    checkpoint.save(tmp_path / "rng.pt", {"config": {}, "model": {}, "data": {},
                                           "rng": checkpoint.rng_state()})
     expected = (random.random(), random.gauss(0, 1), np.random.rand(3).tolist(), torch.rand(3))
     random.seed(9), np.random.seed(9), torch.manual_seed(9)
@@ -182,8 +183,8 @@ def test_every_load_in_seqclf_is_weights_only() -> None:
         for call in re.findall(r"torch\.load\([^)]*\)", text):
             assert "weights_only=True" in call, f"{path.name}: {call}"
         assert not re.search(r"pickle\.loads?\(|weights_only=False|safe_globals", text), path.name
-    assert "checkpoint.load(" in (ROOT / "seqclf/evaluate.py").read_text()
-    assert "checkpoint.load(" in (ROOT / "seqclf/train.py").read_text()
+    for module in ("evaluate.py", "train.py"):  # every checkpoint they read comes through checkpoint.read
+        assert "checkpoint.read(" in (ROOT / "seqclf" / module).read_text()
 
 
 def test_torch_older_than_2_10_is_refused(run_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -221,7 +222,7 @@ def malformed(tmp_path: Path, good: bytes) -> dict[str, tuple[Path, str]]:
         ("string-version", {"format": checkpoint.FORMAT, "version": "1"}, "not a number"),
         ("incomplete", {"format": checkpoint.FORMAT, "version": 1}, "incomplete"),
         ("bad-data", {"format": checkpoint.FORMAT, "version": 1, "config": {}, "model": {}, "data": {"mean": 0}},
-         "incomplete"),
+         "damaged checkpoint: data.std"),
     ]:
         buffer = io.BytesIO()
         torch.save(payload, buffer)
@@ -240,7 +241,7 @@ def test_every_malformed_checkpoint_gets_a_clear_message_and_exit_2(run_dir: Pat
     good = (run_dir / "best.pt").read_bytes()
     for name, (path, fragment) in malformed(tmp_path, good).items():
         with pytest.raises(CheckpointError) as info:
-            checkpoint.load(path)
+            checkpoint.read(path)
         message = str(info.value)
         assert fragment in message and str(path) in message, (name, message)
         assert "\n" not in message and "Traceback" not in message and "weights_only" not in message, (name, message)
@@ -287,100 +288,24 @@ def test_a_damaged_state_is_refused_on_resume(run_dir: Path, tmp_path: Path) -> 
 # ---------------------------------------------------------------- atomic writes
 
 
-class FullDisk:
-    """A file handle that writes `room` bytes (or chars), then fails like a full disk (or a second Ctrl-C)."""
+# ---------------------------------------------------------------- older formats
 
-    def __init__(self, handle: Any, room: int, error: BaseException, folder: Path) -> None:
-        self.handle, self.room, self.error, self.folder = handle, room, error, folder
-        self.partial: dict[str, int] = {}  # temp files on disk when the write failed, with their sizes
-
-    def write(self, data: Any) -> int:
-        if len(data) <= self.room:
-            self.room -= len(data)
-            return self.handle.write(data)
-        self.handle.write(data[:self.room])
-        self.handle.flush()
-        self.partial = {p.name: p.stat().st_size for p in self.folder.iterdir() if p.name.endswith(".tmp")}
-        raise self.error
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.handle, name)
-
-    def __enter__(self) -> "FullDisk":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.handle.close()
+V1_RUN = ROOT / "tests" / "data" / "v1run"  # written by seqclf 0.1.0 (checkpoint format version 1)
 
 
-def fail_writes(monkeypatch: pytest.MonkeyPatch, folder: Path, room: int,
-                error: BaseException | None = None) -> list[FullDisk]:
-    """Make every file seqclf opens for writing fail after `room` bytes; returns the handles made."""
-    made: list[FullDisk] = []
-    real = os.fdopen
+def test_a_version_1_run_still_evaluates_and_resumes(tmp_path: Path) -> None:
+    """Its data: make_dataset(n_train=120, n_test=40, seed=5); the numbers are what 0.1.0 itself computed."""
+    import conftest
 
-    def fdopen(fd: int, *args: Any, **kwargs: Any) -> FullDisk:
-        made.append(FullDisk(real(fd, *args, **kwargs), room,
-                             error or OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), folder))
-        return made[-1]
-
-    monkeypatch.setattr(checkpoint.os, "fdopen", fdopen)
-    return made
-
-
-@pytest.mark.parametrize("kind", ["checkpoint", "text", "json"])
-def test_a_write_failing_half_way_leaves_the_previous_file_intact(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                                  kind: str) -> None:
-    path = tmp_path / {"checkpoint": "last.pt", "text": "config.yaml", "json": "summary.json"}[kind]
-    base = {"config": {"seed": 0}, "model": {"w": torch.arange(5000.0)}, "data": {}}
-
-    def write(version: int) -> None:
-        if kind == "checkpoint":
-            checkpoint.save(path, {**base, "epoch": version})
-        elif kind == "text":
-            checkpoint.write_text(path, f"seed: {version}\n" * 500)
-        else:
-            checkpoint.write_json(path, {"epoch": version, "pad": "x" * 5000})
-
-    write(1)
-    before = path.read_bytes()
-    handles = fail_writes(monkeypatch, tmp_path, room=len(before) // 2)
-    with pytest.raises(TrainingError, match="No space left on device") as info:
-        write(2)
-    assert str(path) in str(info.value) and "previous version is intact" in str(info.value)
-    assert handles and list(handles[0].partial.values()) == [len(before) // 2]  # really failed half way
-    assert path.read_bytes() == before
-    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temp file left behind
-    monkeypatch.undo()
-    write(3)
-    assert path.read_bytes() != before
-    if kind == "json":
-        assert json.loads(path.read_text())["epoch"] == 3
-
-
-def test_a_second_ctrl_c_mid_write_leaves_the_previous_file_intact(tmp_path: Path,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    path = tmp_path / "last.pt"
-    checkpoint.save(path, {"config": {}, "model": {"w": torch.ones(4000)}, "data": {}})
-    before = path.read_bytes()
-    fail_writes(monkeypatch, tmp_path, room=1000, error=KeyboardInterrupt())
-    with pytest.raises(KeyboardInterrupt):
-        checkpoint.save(path, {"config": {}, "model": {"w": torch.zeros(4000)}, "data": {}})
-    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["last.pt"]
-
-
-def test_a_first_write_that_fails_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    fail_writes(monkeypatch, tmp_path, room=10)
-    with pytest.raises(TrainingError, match="nothing was written"):
-        checkpoint.write_text(tmp_path / "config.yaml", "x" * 100)
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_written_files_get_the_usual_permissions(tmp_path: Path) -> None:
-    """mkstemp creates 0600 files; renamed into place they should read like any other file (umask)."""
-    old = os.umask(0o022)
-    try:
-        checkpoint.write_text(tmp_path / "a.txt", "hi")
-    finally:
-        os.umask(old)
-    assert stat.S_IMODE((tmp_path / "a.txt").stat().st_mode) == 0o644
+    data = conftest.make_dataset(tmp_path / "data", n_train=120, n_test=40, seed=5)
+    saved = checkpoint.read(V1_RUN / "best.pt")
+    assert torch.load(V1_RUN / "best.pt", weights_only=True)["version"] == 1
+    assert saved.data.class_names == tuple("0123456789") and (saved.data.height, saved.data.width) == (28, 28)
+    result = conftest.cli_json("eval", str(V1_RUN / "best.pt"), "--set", f"data.root={data}")
+    assert result["accuracy"] == 0.2 and result["loss"] == 2.1703680038452147
+    run = tmp_path / "v1run"
+    shutil.copytree(V1_RUN, run)
+    conftest.cli_json("train", "--resume", str(run), "--set", "train.epochs=3", "--set", f"data.root={data}")
+    row = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    assert (row["epoch"], row["train_loss"], row["val_loss"], row["grad_norm"]) == \
+        (3, 2.175564317703247, 2.0379779815673826, 0.445541901247842)  # as 0.1.0's own resume computed

@@ -18,13 +18,13 @@ from typer.testing import CliRunner
 
 import seqclf.train as training
 from conftest import make_dataset, write_idx
-from seqclf import checkpoint, runs
+from seqclf import checkpoint, files, runs
 from seqclf.cli import app
 from seqclf.config import load_config
 from seqclf.errors import Interrupted, TrainingError
 from seqclf.evaluate import evaluate_checkpoint
 from seqclf.train import GracefulStop, resume, train
-from test_checkpoint import fail_writes
+from test_files import fail_writes
 
 runner = CliRunner()
 TIMING = {"seconds", "examples_per_s"}
@@ -244,7 +244,7 @@ def test_a_second_ctrl_c_aborts_at_once_leaving_files_intact(data_root: Path, tm
     def first_ctrl_c() -> None:
         saved.update({p.name: p.read_bytes() for p in run_dir.iterdir()})
         os.kill(os.getpid(), signal.SIGINT)
-        monkeypatch.setattr(checkpoint.os, "fsync", second_ctrl_c)
+        monkeypatch.setattr(files.os, "fsync", second_ctrl_c)
 
     monkeypatch.setattr(training, "GracefulStop", lambda: StopAt(on_call={STEPS + 4: first_ctrl_c}))
     handler = signal.getsignal(signal.SIGINT)
@@ -280,12 +280,12 @@ def test_non_finite_weights_never_reach_a_checkpoint(data_root: Path, tmp_path: 
     run_dir = tmp_path / "r"
     saved: dict[str, bytes] = {}
     model: list[torch.nn.Module] = []
-    real_assemble = training._assemble
-    monkeypatch.setattr(training, "_assemble", lambda *a, **k: model.append(real_assemble(*a, **k)) or model[-1])
+    real_new_run = training.new_run
+    monkeypatch.setattr(training, "new_run", lambda *a, **k: model.append(real_new_run(*a, **k)) or model[-1])
 
     def poison() -> None:
         with torch.no_grad():
-            next(model[0].model.parameters()).view(-1)[0] = float("nan")
+            next(model[0].state.model.parameters()).view(-1)[0] = float("nan")
 
     stop = StopAt(on_call={STEPS + 1: lambda: saved.update({p.name: p.read_bytes() for p in run_dir.iterdir()}),
                            poison_at: poison})
