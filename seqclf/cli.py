@@ -57,11 +57,14 @@ def emit_json(data: Any) -> None:
 
 @app.command(epilog="Examples:\n\n  seqclf train --config configs/lstm.yaml\n\n"
              "  seqclf train --config configs/lstm.yaml --set model.cell=gru --set train.epochs=3\n\n"
-             "  seqclf train --resume runs/lstm-1x128-s0-20261123-101500 --set train.epochs=12")
+             "  seqclf train --resume runs/lstm-1x128-s0-20261123-101500 --set train.epochs=12\n\n"
+             "  seqclf train --config configs/lstm.yaml --set train.lr=1e-4 --init-from runs/<run>/best.pt")
 def train(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config (see configs/)."),
     set_: Optional[List[str]] = SetOption,
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this directory from last.pt."),
+    init_from: Optional[Path] = typer.Option(None, "--init-from", metavar="CHECKPOINT",
+                                             help="Start a new run from this checkpoint's weights (fine-tuning)."),
     json_: bool = JsonOption,
     quiet: bool = QuietOption,
 ) -> None:
@@ -72,14 +75,14 @@ def train(
     out = Output(json_mode=json_, quiet=quiet)
     with reported(out):
         if resume is not None:
-            if config is not None:
-                raise SeqclfError("--resume uses the run's own config.yaml; drop --config "
-                                  "(only --set train.epochs=N and where-to-run keys may change)")
+            if config is not None or init_from is not None:
+                raise SeqclfError("--resume uses the run's own config.yaml and weights; drop --config and "
+                                  "--init-from (only --set train.epochs=N and where-to-run keys may change)")
             summary = training.resume(resume, set_ or [], out=out)
         else:
             if config is None:
                 raise SeqclfError("train needs --config FILE (e.g. --config configs/lstm.yaml) or --resume RUN_DIR")
-            summary = training.train(load_config(config, set_ or []), out=out)
+            summary = training.train(load_config(config, set_ or []), out=out, init_from=init_from)
     if json_ and ranks.is_main_process():
         emit_json(summary)
 

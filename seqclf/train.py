@@ -119,10 +119,11 @@ def _read_resumable(run_dir: Path, overrides: list[str] | tuple[str, ...]) -> tu
     planned = saved.config.train.epochs
     cfg = config_from_dict(apply_overrides(to_dict(saved.config), changes), f"{run_dir / runs.CONFIG} with --set")
     if cfg.train.epochs != planned and cfg.train.scheduler in PER_BATCH_SCHEDULERS:
+        rename = f" --set output.name={cfg.output.name}-more" if cfg.output.name else ""
         raise SeqclfError(f"--resume: train.epochs cannot change with scheduler={cfg.train.scheduler}: its "
                           f"schedule spans exactly the planned {planned} epochs. To train longer, start a new run "
                           f"from this one's weights: seqclf train --config {run_dir / runs.CONFIG} --set "
-                          f"train.epochs={cfg.train.epochs} --init-from {run_dir / runs.BEST}")
+                          f"train.epochs={cfg.train.epochs}{rename} --init-from {run_dir / runs.BEST}")
     if cfg.train.epochs < saved.epoch:
         raise SeqclfError(f"--resume: train.epochs={cfg.train.epochs} is fewer than the {saved.epoch} "
                           f"epochs already trained")

@@ -105,3 +105,32 @@ def test_python_dash_m_matches_the_entry_point(tmp_path: Path) -> None:
     assert "missing.yaml" in done.stderr and "Traceback" not in done.stderr
     helped = subprocess.run([sys.executable, "-m", "seqclf", "--help"], capture_output=True, text=True)
     assert helped.returncode == 0 and "train" in helped.stdout and "eval" in helped.stdout
+
+
+def test_init_from_starts_a_new_run_from_another_runs_weights(tiny_overrides: list[str]) -> None:
+    lstm = str(ROOT / "configs/lstm.yaml")  # the cosine schedule, as every shipped config
+    first = json.loads(run("train", "--config", lstm, *sets(tiny_overrides), "--set", "train.epochs=1", "--json").stdout)
+    # with the cosine schedule the run cannot be extended in place: the refusal offers --init-from ...
+    refused = run("train", "--resume", first["run_dir"], "--set", "train.epochs=2")
+    assert refused.exit_code == 2 and "--init-from" in refused.output, refused.output
+    hint = refused.output[refused.output.index("seqclf train --config"):].split()
+    # ... and the command it prints works: an SGD step of 1e-30 leaves float32 weights exactly as they were
+    second = run(*hint[1:], "--set", "train.optimizer=sgd", "--set", "train.momentum=0", "--set", "train.lr=1e-30",
+                 "--json")
+    assert second.exit_code == 0, second.output
+    summary = json.loads(second.stdout)
+    assert summary["init_from"] == str(Path(first["run_dir"]) / "best.pt") and summary["epochs"] == 2
+    import torch
+
+    before = torch.load(Path(first["run_dir"]) / "best.pt", weights_only=True)["model"]
+    after = torch.load(Path(summary["run_dir"]) / "best.pt", weights_only=True)["model"]
+    assert all(torch.equal(before[name], after[name]) for name in before)
+
+
+def test_init_from_a_checkpoint_of_another_shape_names_the_parameters(tiny_overrides: list[str]) -> None:
+    lstm = str(ROOT / "configs/lstm.yaml")
+    first = json.loads(run("train", "--config", lstm, *sets(tiny_overrides), "--set", "train.epochs=1", "--json").stdout)
+    result = run("train", "--config", lstm, *sets(tiny_overrides), "--set", "model.cell=gru",
+                 "--init-from", first["checkpoint"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "rnn.weight_ih_l0 (64, 28) vs (48, 28)" in result.output, result.output
