@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+ROOT = Path(__file__).resolve().parents[1]  # the repository
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 FILES = {"train_images": "train-images-idx3-ubyte", "train_labels": "train-labels-idx1-ubyte",
          "test_images": "t10k-images-idx3-ubyte", "test_labels": "t10k-labels-idx1-ubyte"}
@@ -89,11 +90,23 @@ def tiny_data(tmp_path: Path) -> Path:
     return make_dataset(tmp_path / "data")
 
 
+def tiny_args(data_root: Path, out_dir: Path) -> list[str]:
+    """`--set` items for a run on make_dataset's data that takes a second or two on CPU."""
+    return ["data.name=idx", f"data.root={data_root}", "data.val_size=100", "model.hidden_size=16",
+            "train.epochs=2", "train.batch_size=32", "train.device=cpu", f"output.dir={out_dir}"]
+
+
 @pytest.fixture
 def tiny_overrides(tiny_data: Path, tmp_path: Path) -> list[str]:
-    """`--set` items for a run on tiny_data that takes a second or two on CPU."""
-    return ["data.name=idx", f"data.root={tiny_data}", "data.val_size=100", "model.hidden_size=16",
-            "train.epochs=2", "train.batch_size=32", "train.device=cpu", f"output.dir={tmp_path / 'runs'}"]
+    """tiny_args for this test's own data and runs folder."""
+    return tiny_args(tiny_data, tmp_path / "runs")
+
+
+@pytest.fixture(scope="module")
+def module_overrides(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """tiny_args shared by a module's tests: for runs trained once and read by several tests."""
+    folder = tmp_path_factory.mktemp("module")
+    return tiny_args(make_dataset(folder / "data"), folder / "runs")
 
 
 @pytest.fixture

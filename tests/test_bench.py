@@ -18,8 +18,8 @@ from seqclf.cli import app
 from seqclf.config import ModelConfig
 from seqclf.data import load_arrays, load_data
 from seqclf.model import SequenceClassifier
+from conftest import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
 FIELDS = ("train_examples_per_s", "eval_examples_per_s", "flops_per_example", "achieved_gflops", "peak_gflops",
           "efficiency", "loop_efficiency")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import io
 import json
 import os
@@ -11,7 +10,6 @@ import pickle
 import random
 import re
 import shutil
-import stat
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +24,10 @@ from seqclf import checkpoint
 from seqclf.checkpoint import CheckpointError
 from seqclf.cli import app
 from seqclf.config import load_config
-from seqclf.errors import TrainingError
 from seqclf.runtime import build_optimizer, build_scheduler
 from seqclf.train import train
+from conftest import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
 PLAIN = (str, int, float, bool, type(None))
 

@@ -11,8 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from seqclf.cli import app
+from conftest import ROOT, set_args
 
-ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
 
 
@@ -20,12 +20,9 @@ def run(*args: str):
     return runner.invoke(app, list(args))
 
 
-def sets(overrides: list[str]) -> list[str]:
-    return [part for item in overrides for part in ("--set", item)]
-
 
 def test_train_then_eval_reproduces_test_accuracy(tiny_overrides: list[str]) -> None:
-    result = run("train", "--config", str(ROOT / "configs/lstm.yaml"), *sets(tiny_overrides),
+    result = run("train", "--config", str(ROOT / "configs/lstm.yaml"), *set_args(tiny_overrides),
                  "--set", "train.lr=0.003", "--json")
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)  # stdout holds exactly one JSON object
@@ -58,7 +55,7 @@ def test_train_then_eval_reproduces_test_accuracy(tiny_overrides: list[str]) -> 
 
 
 def test_set_overrides_reach_the_run(tiny_overrides: list[str]) -> None:
-    result = run("train", "--config", str(ROOT / "configs/lstm.yaml"), *sets(tiny_overrides),
+    result = run("train", "--config", str(ROOT / "configs/lstm.yaml"), *set_args(tiny_overrides),
                  "--set", "model.cell=gru", "--set", "train.epochs=1", "--set", "model.bidirectional=true",
                  "--json")
     assert result.exit_code == 0, result.output
@@ -69,7 +66,7 @@ def test_set_overrides_reach_the_run(tiny_overrides: list[str]) -> None:
 
 
 def test_plain_output_has_no_control_codes(tiny_overrides: list[str]) -> None:
-    result = run("train", "--config", str(ROOT / "configs/gru.yaml"), *sets(tiny_overrides))
+    result = run("train", "--config", str(ROOT / "configs/gru.yaml"), *set_args(tiny_overrides))
     assert result.exit_code == 0, result.output
     assert "\x1b" not in result.output and "\r" not in result.output
     assert sum(line.startswith("epoch ") for line in result.stdout.splitlines()) == 2
@@ -109,7 +106,7 @@ def test_python_dash_m_matches_the_entry_point(tmp_path: Path) -> None:
 
 def test_init_from_starts_a_new_run_from_another_runs_weights(tiny_overrides: list[str]) -> None:
     lstm = str(ROOT / "configs/lstm.yaml")  # the cosine schedule, as every shipped config
-    first = json.loads(run("train", "--config", lstm, *sets(tiny_overrides), "--set", "train.epochs=1", "--json").stdout)
+    first = json.loads(run("train", "--config", lstm, *set_args(tiny_overrides), "--set", "train.epochs=1", "--json").stdout)
     # with the cosine schedule the run cannot be extended in place: the refusal offers --init-from ...
     refused = run("train", "--resume", first["run_dir"], "--set", "train.epochs=2")
     assert refused.exit_code == 2 and "--init-from" in refused.output, refused.output
@@ -129,8 +126,8 @@ def test_init_from_starts_a_new_run_from_another_runs_weights(tiny_overrides: li
 
 def test_init_from_a_checkpoint_of_another_shape_names_the_parameters(tiny_overrides: list[str]) -> None:
     lstm = str(ROOT / "configs/lstm.yaml")
-    first = json.loads(run("train", "--config", lstm, *sets(tiny_overrides), "--set", "train.epochs=1", "--json").stdout)
-    result = run("train", "--config", lstm, *sets(tiny_overrides), "--set", "model.cell=gru",
+    first = json.loads(run("train", "--config", lstm, *set_args(tiny_overrides), "--set", "train.epochs=1", "--json").stdout)
+    result = run("train", "--config", lstm, *set_args(tiny_overrides), "--set", "model.cell=gru",
                  "--init-from", first["checkpoint"])
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "rnn.weight_ih_l0 (64, 28) vs (48, 28)" in result.output, result.output

@@ -25,6 +25,7 @@ from seqclf.config import load_config
 from seqclf.distributed import Context, from_env
 from seqclf.errors import SeqclfError
 from seqclf.train import resume, train
+from conftest import set_args
 
 LAUNCH_TIMEOUT = 180  # seconds; generous for a loaded 2-core machine, short of a hang
 
@@ -36,9 +37,6 @@ def overrides(tiny_data: Path) -> list[str]:
     return ["data.name=idx", f"data.root={tiny_data}", "data.val_size=99", "model.hidden_size=16",
             "train.epochs=2", "train.batch_size=20", "train.device=cpu", "train.num_threads=1"]
 
-
-def sets(items: list[str]) -> list[str]:
-    return [part for item in items for part in ("--set", item)]
 
 
 def single_process(items: list[str], out_dir: Path) -> tuple[dict, Path]:
@@ -98,7 +96,7 @@ def wait_for(path: Path, procs: list[subprocess.Popen]) -> None:
 
 
 def test_torchrun_two_ranks_train_what_one_process_trains(overrides: list[str], tmp_path: Path) -> None:
-    done = torchrun("--config", "/dev/null", *sets(overrides), "--set", f"output.dir={tmp_path / 'ddp'}", "--json")
+    done = torchrun("--config", "/dev/null", *set_args(overrides), "--set", f"output.dir={tmp_path / 'ddp'}", "--json")
     assert done.returncode == 0, done.stderr
     [line] = done.stdout.splitlines()  # only rank 0 prints, its JSON alone on stdout
     summary = json.loads(line)
@@ -121,7 +119,7 @@ def test_torchrun_two_ranks_train_what_one_process_trains(overrides: list[str], 
 
 
 def test_torchrun_refuses_a_batch_size_the_ranks_cannot_share(overrides: list[str], tmp_path: Path) -> None:
-    done = torchrun("--config", "/dev/null", *sets(overrides), "--set", "train.batch_size=21",
+    done = torchrun("--config", "/dev/null", *set_args(overrides), "--set", "train.batch_size=21",
                     "--set", f"output.dir={tmp_path / 'runs'}")
     assert done.returncode != 0
     assert done.stderr.count("train.batch_size=21 cannot be split between the 2 ranks") == 1, done.stderr
@@ -136,7 +134,7 @@ def test_torchrun_refuses_a_batch_size_the_ranks_cannot_share(overrides: list[st
 def test_a_signal_to_one_rank_stops_both_and_the_run_resumes_in_one_process(overrides: list[str],
                                                                             tmp_path: Path) -> None:
     run_dir = tmp_path / "ddp" / "long"
-    args = ["--config", "/dev/null", *sets(overrides), "--set", "train.epochs=100000",
+    args = ["--config", "/dev/null", *set_args(overrides), "--set", "train.epochs=100000",
             "--set", f"output.dir={run_dir.parent}", "--set", "output.name=long"]
     procs = start_ranks([args, args])
     wait_for(run_dir / "metrics.jsonl", procs)  # an epoch is done: the loop's handlers are in place
@@ -161,7 +159,7 @@ def test_a_signal_to_one_rank_stops_both_and_the_run_resumes_in_one_process(over
 
 
 def test_a_failure_on_one_rank_ends_both_reported_once_by_rank_0(overrides: list[str], tmp_path: Path) -> None:
-    args = ["--config", "/dev/null", *sets(overrides), "--set", f"output.dir={tmp_path / 'runs'}"]
+    args = ["--config", "/dev/null", *set_args(overrides), "--set", f"output.dir={tmp_path / 'runs'}"]
     missing = tmp_path / "missing"
     procs = start_ranks([args, [*args, "--set", f"data.root={missing}"]])  # only rank 1 lacks its data
     (code0, out0, err0), (code1, out1, err1) = finish(procs)
@@ -173,7 +171,7 @@ def test_a_failure_on_one_rank_ends_both_reported_once_by_rank_0(overrides: list
 
 def test_a_rank_that_dies_ends_the_others_with_a_message(overrides: list[str], tmp_path: Path) -> None:
     run_dir = tmp_path / "long"
-    args = ["--config", "/dev/null", *sets(overrides), "--set", "train.epochs=100000",
+    args = ["--config", "/dev/null", *set_args(overrides), "--set", "train.epochs=100000",
             "--set", f"output.dir={tmp_path}", "--set", "output.name=long"]
     procs = start_ranks([args, args])
     wait_for(run_dir / "metrics.jsonl", procs)

@@ -3,27 +3,24 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
-from conftest import make_dataset
+from conftest import ROOT, make_dataset, set_args
 from typer.testing import CliRunner
 
 from seqclf.cli import app
 from seqclf.config import ConfigError, load_config
 
-ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
 
 
-def sets(items: list[str]) -> list[str]:
-    return [part for item in items for part in ("--set", item)]
 
-
-@pytest.fixture
-def finished(tiny_overrides: list[str]) -> dict:
-    """One finished one-epoch tiny run: its summary."""
-    result = runner.invoke(app, ["train", "--config", str(ROOT / "configs/lstm.yaml"), *sets(tiny_overrides),
+@pytest.fixture(scope="module")
+def finished(module_overrides: list[str]) -> dict:
+    """One finished one-epoch tiny run, trained once for the module: its summary."""
+    result = runner.invoke(app, ["train", "--config", str(ROOT / "configs/lstm.yaml"), *set_args(module_overrides),
                                  "--set", "train.epochs=1", "--set", "train.num_threads=1", "--json"])
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)
@@ -53,8 +50,9 @@ def test_a_class_without_examples_has_no_accuracy(finished: dict) -> None:
         assert (accuracy is None) == (k not in present)
 
 
-def test_damaged_run_files_give_messages_not_tracebacks(finished: dict) -> None:
-    run_dir = Path(finished["run_dir"])
+def test_damaged_run_files_give_messages_not_tracebacks(finished: dict, tmp_path: Path) -> None:
+    run_dir = tmp_path / "runs" / "damaged"
+    shutil.copytree(finished["run_dir"], run_dir)  # the module's run stays intact for the other tests
     (run_dir / "metrics.jsonl").write_text('{"epoch": 1}\n{trunc')
     (run_dir / "summary.json").write_text("{bad")
     listed = runner.invoke(app, ["runs", str(run_dir.parent), "--json"])
@@ -66,7 +64,7 @@ def test_damaged_run_files_give_messages_not_tracebacks(finished: dict) -> None:
 
 
 def test_dropout_without_a_second_layer_is_a_warning(tiny_overrides: list[str]) -> None:
-    result = runner.invoke(app, ["train", "--config", str(ROOT / "configs/lstm.yaml"), *sets(tiny_overrides),
+    result = runner.invoke(app, ["train", "--config", str(ROOT / "configs/lstm.yaml"), *set_args(tiny_overrides),
                                  "--set", "train.epochs=1", "--set", "model.dropout=0.3"])
     assert result.exit_code == 0, result.output
     assert "model.dropout=0.3 has no effect with model.num_layers=1" in result.stderr

@@ -19,8 +19,8 @@ from typer.testing import CliRunner
 
 from seqclf.cli import app
 from seqclf.config import Config, ConfigError, all_keys, apply_overrides, load_config, parse_overrides
+from conftest import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = [p.read_text() for p in sorted((ROOT / "configs").glob("*.yaml"))]
 KEYS = all_keys()
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 
-from conftest import cli_json, set_args
+from conftest import ROOT, cli_json, set_args
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("model", [

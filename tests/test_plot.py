@@ -13,9 +13,9 @@ from seqclf import runs
 from seqclf.cli import app
 from seqclf.config import load_config
 from seqclf.train import train
+from conftest import ROOT
 
 pytest.importorskip("matplotlib")
-ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -27,9 +27,10 @@ def png_size(path: Path) -> tuple[int, int]:
     return struct.unpack(">II", data[16:24])
 
 
-@pytest.fixture
-def two_runs(tiny_overrides: list[str]) -> list[Path]:
-    base = [*tiny_overrides, "train.num_threads=1", "model.hidden_size=8"]
+@pytest.fixture(scope="module")
+def two_runs(module_overrides: list[str]) -> list[Path]:
+    """Two finished runs, trained once for the module's tests (which only read them)."""
+    base = [*module_overrides, "train.num_threads=1", "model.hidden_size=8"]
     return [Path(train(load_config(ROOT / f"configs/{cell}.yaml", base))["run_dir"]) for cell in ("rnn", "gru")]
 
 

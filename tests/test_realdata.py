@@ -8,8 +8,8 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from seqclf.cli import app
+from conftest import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_lstm_learns_real_fashion_mnist(fashion_root: Path, tmp_path: Path) -> None:

@@ -25,8 +25,8 @@ from seqclf.errors import SeqclfError
 from seqclf.evaluate import evaluate_checkpoint
 from seqclf.model import parameter_count, resolve_hidden_size
 from seqclf.train import train
+from conftest import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
 
 

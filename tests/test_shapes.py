@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 from torch import nn
 from typer.testing import CliRunner
 
-from conftest import cli_json, set_args
+from conftest import ROOT, cli_json, set_args
 from seqclf.cli import app
 from seqclf.config import load_config
 from seqclf.model import parameter_count
 from seqclf.shapes import inspect_shapes
 
-ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
 
 

@@ -9,12 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import FILES, cli_json, set_args, write_idx
+from conftest import FILES, ROOT, cli_json, set_args, write_idx
 from seqclf import checkpoint
 from seqclf.config import DataConfig, load_config
 from seqclf.data import SEQUENCES, load_data, permutation
 
-ROOT = Path(__file__).resolve().parents[1]
 SIDE = 28
 
 # Two hand-made images that name every pixel: ROW_IMAGE holds the pixel's row, COLUMN_IMAGE its column.
