@@ -134,7 +134,7 @@ def find_mistakes(checkpoint_path: Path, n: int = 16, split: str = "test",
     if n < 1:
         raise SeqclfError(f"-n {n}: give how many mistakes to show (1 or more)")
     cfg = eval_config(checkpoint_path, checkpoint.load(checkpoint_path), overrides)
-    predictor = Predictor.from_checkpoint(checkpoint_path, "cpu")
+    predictor = Predictor.from_checkpoint(checkpoint_path)
     images, labels = split_images(cfg.data, cfg.seed, split)
     probabilities = predictor.probabilities(images)  # (N, C)
     predicted, confidence = probabilities.argmax(1), probabilities.max(1)

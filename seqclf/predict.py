@@ -15,6 +15,7 @@ from typing import Any, Iterable
 import numpy as np
 import torch
 
+from seqclf.errors import SeqclfError
 from seqclf.evaluate import EVAL_BATCH_SIZE
 from seqclf.images import ImageError, Inputs, read_inputs
 
@@ -46,9 +47,13 @@ class Predictor:
                           else lambda: torch.autocast(device.type, torch.bfloat16 if precision == "bf16" else torch.float16))
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str = "cpu", precision: str | None = None) -> "Predictor":
-        """Load best.pt or last.pt of a run; `device` is cpu, cuda[:N], mps or auto; `precision`
-        fp32, bf16 or fp16 (autocast), by default the checkpoint's train.precision as eval uses it."""
+    def from_checkpoint(cls, path: str | Path, device: str | None = None, precision: str | None = None) -> "Predictor":
+        """Load best.pt or last.pt of a run.
+
+        `device`: cpu, cuda[:N], mps or auto; by default the checkpoint's train.device as eval uses
+        it, or the CPU where that device is missing. `precision`: fp32, bf16 or fp16 (autocast), by
+        default the checkpoint's train.precision, as eval uses it.
+        """
         from seqclf import checkpoint
         from seqclf.config import config_from_dict
         from seqclf.evaluate import checkpoint_class_names, load_model
@@ -56,7 +61,12 @@ class Predictor:
 
         payload = checkpoint.load(path)
         cfg = config_from_dict(payload["config"], str(path))
-        where = resolve_device(device)
+        try:
+            where = resolve_device(device or cfg.train.device)
+        except SeqclfError:
+            if device is not None:
+                raise
+            where = torch.device("cpu")  # trained on a GPU this machine lacks
         model = load_model(path, payload, cfg.model, where)
         return cls(model, cfg, payload["data"], checkpoint_class_names(payload), where, str(path), precision)
 
@@ -115,7 +125,7 @@ class Predictor:
 
 
 def predict_files(checkpoint: str | Path, sources: list[Any], top_k: int = 1, preprocess: bool = True,
-                  batch_size: int = EVAL_BATCH_SIZE, device: str = "cpu") -> dict[str, Any]:
+                  batch_size: int = EVAL_BATCH_SIZE, device: str | None = None) -> dict[str, Any]:
     """What `seqclf predict` prints: {"checkpoint", "predictions", "errors": [{"input", "error"}]}.
 
     Bad inputs do not stop the good ones: they are listed under "errors".
