@@ -213,9 +213,10 @@ def mnist_style(grey: np.ndarray, height: int = 28, width: int = 28) -> np.ndarr
     # the paper under the ink, from the image itself (uneven light), but never above the border's paper level
     paper = np.minimum(_background(grey), np.percentile(border, 90))
     ink = np.clip(grey - paper, 0, None)  # (h, w) >= 0
-    if ink.max(initial=0) < MIN_CONTRAST:
+    strength = _strongest_mark(ink)
+    if strength < MIN_CONTRAST:
         raise ImageError(f"a blank image: no ink found (the strongest mark differs from the paper by "
-                         f"{ink.max(initial=0):.0f} of 255, under {MIN_CONTRAST}); give an image with a drawn "
+                         f"{strength:.0f} of 255, under {MIN_CONTRAST}); give an image with a drawn "
                          f"character, or use --no-preprocess")
     ink[ink < INK_THRESHOLD * ink.max()] = 0
     stroke = np.percentile(ink[ink > 0], 90)  # a typical stroke's level: strokes saturate, as in MNIST
@@ -236,6 +237,14 @@ def _background(grey: np.ndarray) -> np.ndarray:
         (max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.BOX)
     smooth = small.filter(ImageFilter.MinFilter(7)).filter(ImageFilter.GaussianBlur(4))
     return np.asarray(smooth.resize((w, h), Image.Resampling.BILINEAR), dtype=np.float32)
+
+
+def _strongest_mark(ink: np.ndarray) -> float:
+    """The ink's peak after a slight blur: a stroke keeps its level, single noisy pixels (paper grain) do not."""
+    from PIL import Image, ImageFilter
+
+    blurred = Image.fromarray(np.clip(ink, 0, 255).astype(np.uint8), "L").filter(ImageFilter.GaussianBlur(1))
+    return float(np.asarray(blurred).max(initial=0))
 
 
 def _span(mass: np.ndarray) -> tuple[int, int]:

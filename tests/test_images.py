@@ -78,8 +78,10 @@ def test_rgb_rgba_palette_and_uneven_noisy_paper() -> None:
 
 
 def test_blank_images_are_errors_and_no_preprocess_is_a_plain_resize() -> None:
+    grain = np.random.default_rng(0).normal(0, 10, (200, 300))  # grainy paper, lit from one side, nothing drawn
+    paper = Image.fromarray(np.clip((230 + grain) * np.linspace(0.75, 1, 300)[None], 0, 255).astype(np.uint8))
     for blank in (Image.new("L", (50, 40), 255), Image.new("RGB", (50, 40), (30, 30, 30)),
-                  Image.new("RGBA", (50, 40), (0, 0, 0, 0))):
+                  Image.new("RGBA", (50, 40), (0, 0, 0, 0)), paper):
         with pytest.raises(ImageError, match="blank"):
             prepare(blank, 28, 28)
     image = seven()
