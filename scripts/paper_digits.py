@@ -62,7 +62,8 @@ def render(digit: int, font_path: str, rng: np.random.Generator) -> Image.Image:
         np.linspace(rng.uniform(0.7, 0.9), 1.0, height)[:, None]
     paper = np.array([rng.uniform(225, 250), rng.uniform(220, 245), rng.uniform(200, 235)], np.float32)
     ink = np.array(INKS[int(rng.integers(len(INKS)))], np.float32)
-    page = (paper * (1 - coverage[..., None]) + ink * coverage[..., None]) * np.broadcast_to(light, (height, width))[..., None]
+    shading = np.broadcast_to(light, (height, width))[..., None]  # (H, W, 1)
+    page = (paper * (1 - coverage[..., None]) + ink * coverage[..., None]) * shading  # (H, W, 3)
     page += rng.normal(0, rng.uniform(2, 9), page.shape)
     image = Image.fromarray(np.clip(page, 0, 255).astype(np.uint8), "RGB")
     return image.filter(ImageFilter.GaussianBlur(float(rng.uniform(0, 1.2))))

@@ -120,7 +120,8 @@ def export(
 ) -> None:
     r"""Write a model taking float32 pixels 0-255 (N, H, W), returning logits and probabilities.
 
-    The file is checked against the checkpoint before it is written. ONNX needs the extra: pip install "seqclf\[export]".
+    The file is checked against the checkpoint before it is written.
+    ONNX needs the extra: pip install "seqclf\[export]".
     """
     from seqclf.export import export as write_model
 

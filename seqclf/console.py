@@ -82,7 +82,8 @@ class Output:
             return
         table = Table(title=title, box=None, show_edge=False, pad_edge=False)
         for column in columns:
-            table.add_column(column, justify="left" if column in ("name", "key", "status", "formula", "input", "next guesses") else "right")
+            left = column in ("name", "key", "status", "formula", "input", "next guesses")
+            table.add_column(column, justify="left" if left else "right")
         for row in rows:
             table.add_row(*row)
         if self.terminal:

@@ -147,7 +147,8 @@ def _onnx(predictor: Predictor) -> tuple[bytes, Callable[[np.ndarray], np.ndarra
 
 
 def _pt2(predictor: Predictor) -> tuple[bytes, Callable[[np.ndarray], np.ndarray]]:
-    """torch.export bytes (class names and config in extra file seqclf.json) and a function running the reloaded file."""
+    """torch.export bytes (class names and config in its extra file seqclf.json) and a function running
+    the reloaded file."""
     module = exportable(predictor, "fused")
     example = torch.zeros(2, predictor.height, predictor.width)
     try:

@@ -91,9 +91,8 @@ def _read_path(inputs: Inputs, path: Path, height: int, width: int, preprocess: 
         files = sorted(p for p in path.rglob("*") if p.suffix.lower() in suffixes and p.is_file()
                        and not any(part.startswith(".") for part in p.relative_to(path).parts))
         if not files:
-            inputs.errors.append((str(path), f"the folder holds no images (looked recursively for "
-                                             f"{', '.join(sorted(suffixes & {'.png', '.jpg', '.jpeg', '.bmp', '.gif', '.tif', '.tiff', '.webp'}))} "
-                                             f"and the other formats Pillow reads)"))
+            inputs.errors.append((str(path), "the folder holds no images (looked recursively for .png, .jpg, "
+                                             ".bmp, .gif, .tif, .webp and the other formats Pillow reads)"))
         for file in files:
             _collect(inputs, str(file), lambda: read_image(file, height, width, preprocess))
         return

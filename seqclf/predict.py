@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import math
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import torch
@@ -43,8 +43,11 @@ class Predictor:
         self.width = int(meta.get("width") or image_shape(cfg.data.sequence, meta["seq_len"], meta["input_size"])[1])
         # eval's precision; fp16 autocast exists on CUDA only, so elsewhere the model runs in fp32
         precision = precision or cfg.train.precision
-        self._autocast = (contextlib.nullcontext if precision == "fp32" or (precision == "fp16" and device.type != "cuda")
-                          else lambda: torch.autocast(device.type, torch.bfloat16 if precision == "bf16" else torch.float16))
+        if precision == "fp32" or (precision == "fp16" and device.type != "cuda"):
+            self._autocast: Any = contextlib.nullcontext
+        else:
+            dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+            self._autocast = lambda: torch.autocast(device.type, dtype)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | None = None, precision: str | None = None) -> "Predictor":
@@ -94,17 +97,17 @@ class Predictor:
         """(N, H, W) uint8 pixels, as in the dataset -> (N, num_classes) float32 probabilities."""
         return torch.softmax(self.logits(images, batch_size), dim=1).numpy()
 
-    def predict(self, images: Iterable[Any], top_k: int = 1, preprocess: bool = True,
+    def predict(self, images: Any, top_k: int = 1, preprocess: bool = True,
                 batch_size: int = EVAL_BATCH_SIZE) -> list[dict[str, Any]]:
-        """Paths (files, folders, IDX, .npy), PIL images or arrays -> one record per image.
+        """A list of paths (files, folders, IDX, .npy), PIL images or arrays (or one of them) -> one record per image.
 
         Each record is {"input", "label", "class", "probability", "top_k": [{"label", "class",
         "probability"}, ...]}, as `seqclf predict --json` prints. Image files and PIL images get
         MNIST-style preprocessing unless `preprocess` is False; arrays are taken as dataset images.
         Raises ImageError naming every input that could not be used.
         """
-        inputs = read_inputs([images] if isinstance(images, (str, Path)) else images, self.height, self.width,
-                             preprocess)
+        sources = list(images) if isinstance(images, (list, tuple)) else [images]  # one path, image or array
+        inputs = read_inputs(sources, self.height, self.width, preprocess)
         if inputs.errors:
             raise ImageError("; ".join(f"{name}: {why}" for name, why in inputs.errors))
         return self.records(inputs, top_k, batch_size)
