@@ -166,6 +166,8 @@ def read_image(path: Path, height: int, width: int, preprocess: bool = True) -> 
 
     try:
         with Image.open(path) as image:
+            if image.format == "JPEG":  # decode a large photo at a reduced scale directly (1/2, 1/4 or 1/8)
+                image.draft(image.mode, (MAX_SIDE, MAX_SIDE))
             image.load()
             return prepare(image, height, width, preprocess)
     except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
