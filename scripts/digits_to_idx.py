@@ -48,6 +48,15 @@ def to_mnist(digit: np.ndarray, rng: np.random.Generator | None = None) -> np.nd
     return mnist_style(np.clip(np.asarray(image, dtype=np.float32), 0, 255))
 
 
+def held_out(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The test split's digits as scikit-learn holds them: (300, 8, 8) values 0..16 and (300,) labels."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    test = np.random.default_rng(seed).permutation(len(digits.target))[:TEST_SIZE]
+    return digits.images[test], digits.target[test]
+
+
 def main() -> None:
     from sklearn.datasets import load_digits
 

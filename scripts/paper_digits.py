@@ -8,11 +8,16 @@ rotation (+-8 degrees), a random text size (a quarter to two thirds of the page)
 position, on pages of 60-400 pixels. Saved as PNG or JPEG (quality 50-90). File names start
 with the digit: `7-urw-gothic-1.jpg`. Seeded: the same set on every run.
 
+`handwritten OUT`: the same pages and ink, but each carrying one of the 300 real handwritten
+digits that scripts/digits_to_idx.py holds out of training (UCI, via scikit-learn), redrawn
+from its 8x8 scan as a smooth pen stroke. File names: `7-uci-12.png`.
+
 `score PREDICTIONS.json`: accuracy of `seqclf predict ... --json` output against the names.
 
     sudo apt-get install fonts-liberation fonts-freefont-ttf fonts-urw-base35 fonts-comic-neue
     python scripts/paper_digits.py make paper-digits
     seqclf predict runs/<run>/best.pt paper-digits --json > p.json; python scripts/paper_digits.py score p.json
+    python scripts/paper_digits.py handwritten paper-handwriting   # needs scikit-learn
 """
 
 from __future__ import annotations
@@ -42,13 +47,33 @@ def font_files() -> dict[str, str]:
     return found
 
 
-def render(digit: int, font_path: str, rng: np.random.Generator) -> Image.Image:
+def page_size(rng: np.random.Generator) -> tuple[int, int, int]:
+    """(width, height) of a page and the size of the character on it."""
     side = int(rng.integers(60, 400))
     width, height = side, int(side * rng.uniform(0.8, 1.3))
-    size = int(min(width, height) * rng.uniform(0.25, 0.67))
+    return width, height, int(min(width, height) * rng.uniform(0.25, 0.67))
+
+
+def render(digit: int, font_path: str, rng: np.random.Generator) -> Image.Image:
+    width, height, size = page_size(rng)
     font = ImageFont.truetype(font_path, size)
     glyph = Image.new("L", (size * 2, size * 2), 0)
     ImageDraw.Draw(glyph).text((size // 2, size // 4), str(digit), fill=255, font=font)
+    return on_paper(glyph, width, height, rng)
+
+
+def handwritten(digit: np.ndarray, rng: np.random.Generator) -> Image.Image:
+    """A UCI digit ((8, 8) values 0..16, scanned handwriting) redrawn as a pen stroke on a page."""
+    width, height, size = page_size(rng)
+    smooth = np.asarray(Image.fromarray(digit.astype(np.float32), "F").resize((size, size), Image.Resampling.BICUBIC))
+    stroke = np.clip(smooth / 16 * 1.6 - 0.3, 0, 1)  # the scan's soft grey edges become a pen's line
+    glyph = Image.new("L", (size * 2, size * 2), 0)
+    glyph.paste(Image.fromarray((stroke * 255).astype(np.uint8), "L"), (size // 2, size // 2))
+    return on_paper(glyph, width, height, rng)
+
+
+def on_paper(glyph: Image.Image, width: int, height: int, rng: np.random.Generator) -> Image.Image:
+    """Ink coverage (L, 255 = ink) turned a little and put somewhere on an unevenly lit, grainy page."""
     glyph = glyph.rotate(float(rng.uniform(-8, 8)), resample=Image.Resampling.BILINEAR)
     glyph = glyph.crop(glyph.getbbox())
     # off-centre: anywhere the glyph fits on the page
@@ -87,6 +112,22 @@ def make(output: Path, per_font: int, seed: int) -> None:
     print(f"{count} images of {len(fonts)} fonts in {output}: {', '.join(fonts)}")
 
 
+def make_handwritten(output: Path, seed: int) -> None:
+    """The 300 UCI digits scripts/digits_to_idx.py holds out of training, each on its own page."""
+    from digits_to_idx import held_out
+
+    rng = np.random.default_rng(seed)
+    output.mkdir(parents=True, exist_ok=True)
+    images, labels = held_out()
+    for i, (digit, label) in enumerate(zip(images, labels)):
+        page = handwritten(digit, rng)
+        if rng.random() < 0.5:
+            page.save(output / f"{label}-uci-{i}.jpg", quality=int(rng.integers(50, 90)))
+        else:
+            page.save(output / f"{label}-uci-{i}.png")
+    print(f"{len(labels)} handwritten digits in {output}")
+
+
 def score(predictions: Path) -> None:
     records = json.loads(predictions.read_text())["predictions"]
     right = [Path(r["input"]).name.split("-")[0] == r["class"] for r in records]
@@ -100,10 +141,18 @@ def main() -> None:
     made.add_argument("output", type=Path)
     made.add_argument("--per-font", type=int, default=2, help="images of each digit in each font")
     made.add_argument("--seed", type=int, default=0)
+    hand = commands.add_parser("handwritten")
+    hand.add_argument("output", type=Path)
+    hand.add_argument("--seed", type=int, default=0)
     scored = commands.add_parser("score")
     scored.add_argument("predictions", type=Path)
     args = parser.parse_args()
-    make(args.output, args.per_font, args.seed) if args.command == "make" else score(args.predictions)
+    if args.command == "make":
+        make(args.output, args.per_font, args.seed)
+    elif args.command == "handwritten":
+        make_handwritten(args.output, args.seed)
+    else:
+        score(args.predictions)
 
 
 if __name__ == "__main__":
