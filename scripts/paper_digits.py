@@ -40,7 +40,8 @@ def font_files() -> dict[str, str]:
     """family -> its regular font file, for the families fontconfig really has (fc-match falls back otherwise)."""
     found = {}
     for family in FAMILIES:
-        line = subprocess.run(["fc-match", "-f", "%{family}|%{file}", family], capture_output=True, text=True).stdout
+        line = subprocess.run(["fc-match", "-f", "%{family}|%{file}", family], capture_output=True, text=True,
+                              check=False).stdout
         name, _, path = line.partition("|")
         if family.split()[0].lower() in name.lower() and path:
             found[family] = path

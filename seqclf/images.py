@@ -14,7 +14,7 @@ from __future__ import annotations
 import gzip
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
@@ -60,7 +60,7 @@ def read_inputs(sources: Iterable[Any], height: int, width: int, preprocess: boo
     inputs = Inputs()
     for i, source in enumerate(sources):
         if isinstance(source, Image.Image):
-            _collect(inputs, f"image[{i}]", lambda: prepare(source, height, width, preprocess))
+            _collect(inputs, f"image[{i}]", prepare, source, height, width, preprocess)
         elif isinstance(source, (np.ndarray,)) or hasattr(source, "__array__"):
             _collect_array(inputs, f"array[{i}]", np.asarray(source), height, width)
         else:
@@ -68,9 +68,10 @@ def read_inputs(sources: Iterable[Any], height: int, width: int, preprocess: boo
     return inputs
 
 
-def _collect(inputs: Inputs, name: str, make: Any) -> None:
+def _collect(inputs: Inputs, name: str, make: Callable[..., np.ndarray], *args: Any) -> None:
+    """Add make(*args), one (H, W) image, under `name`, or its ImageError to the errors."""
     try:
-        inputs.add([name], make()[None])
+        inputs.add([name], make(*args)[None])
     except ImageError as exc:
         inputs.errors.append((name, str(exc)))
 
@@ -91,10 +92,11 @@ def _read_path(inputs: Inputs, path: Path, height: int, width: int, preprocess: 
         files = sorted(p for p in path.rglob("*") if p.suffix.lower() in suffixes and p.is_file()
                        and not any(part.startswith(".") for part in p.relative_to(path).parts))
         if not files:
-            inputs.errors.append((str(path), "the folder holds no images (looked recursively for .png, .jpg, "
-                                             ".bmp, .gif, .tif, .webp and the other formats Pillow reads)"))
+            why = ("the folder holds no images (looked recursively for .png, .jpg, .bmp, .gif, .tif, .webp and "
+                   "the other formats Pillow reads)")
+            inputs.errors.append((str(path), why))
         for file in files:
-            _collect(inputs, str(file), lambda: read_image(file, height, width, preprocess))
+            _collect(inputs, str(file), read_image, file, height, width, preprocess)
         return
     if not path.exists():
         inputs.errors.append((str(path), "no such file or folder"))
@@ -114,7 +116,7 @@ def _read_path(inputs: Inputs, path: Path, height: int, width: int, preprocess: 
     elif head[:3] == b"\x00\x00\x08" or path.suffix == ".gz":
         _read_idx(inputs, path, height, width)
     else:
-        _collect(inputs, str(path), lambda: read_image(path, height, width, preprocess))
+        _collect(inputs, str(path), read_image, path, height, width, preprocess)
 
 
 def _head(path: Path) -> bytes:

@@ -50,7 +50,7 @@ class Predictor:
             self._autocast = lambda: torch.autocast(device.type, dtype)
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str | None = None, precision: str | None = None) -> "Predictor":
+    def from_checkpoint(cls, path: str | Path, device: str | None = None, precision: str | None = None) -> Predictor:
         """Load best.pt or last.pt of a run.
 
         `device`: cpu, cuda[:N], mps or auto; by default the checkpoint's train.device as eval uses

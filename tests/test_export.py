@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import train_tiny
 from typer.testing import CliRunner
 
-from conftest import train_tiny
 from seqclf import Predictor
 from seqclf.cli import app
 from seqclf.data import read_idx
@@ -70,7 +70,7 @@ def test_pt2_reloads_and_matches_predictor(case, checkpoints: dict, trained, tmp
     expected = Predictor.from_checkpoint(checkpoints[case]).probabilities(images)
     module = torch.export.load(output).module()
     with torch.no_grad():
-        logits, probabilities = module(torch.from_numpy(images).float())
+        _, probabilities = module(torch.from_numpy(images).float())
     np.testing.assert_allclose(probabilities.numpy(), expected, rtol=0, atol=1e-4)
 
 

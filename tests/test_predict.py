@@ -113,7 +113,7 @@ def test_the_documented_api_example_runs(trained: tuple[Path, Path], tmp_path: P
     image.save(tmp_path / "digit.png")
     snippets = []
     for doc in (ROOT / "README.md", ROOT / "docs/use-a-trained-model.md"):
-        found = re.findall(r"```python\n(from seqclf import Predictor\n.*?)```", doc.read_text(), re.S)
+        found = re.findall(r"```python\n(from seqclf import Predictor\n.*?)```", doc.read_text(), re.DOTALL)
         assert found, doc
         snippets.append(found[0])
     assert snippets[0] == snippets[1] and len(snippets[0].strip().splitlines()) == 5
