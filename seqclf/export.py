@@ -78,7 +78,7 @@ def check_images(predictor: Predictor) -> np.ndarray:
 
 def export(checkpoint: str | Path, output: str | Path, format: str = "onnx") -> dict[str, Any]:
     """Write the checkpoint as `format` to `output` after checking it; returns what was checked."""
-    from seqclf.checkpoint import atomic_write
+    from seqclf.files import atomic_write
 
     if format not in FORMATS:
         raise SeqclfError(f"--format {format!r}: choose one of {', '.join(FORMATS)}")

@@ -124,7 +124,6 @@ def find_mistakes(checkpoint_path: Path, n: int = 16, split: str = "test",
     "probability" (lists), "class_names", "errors" (wrong predictions in the split), "total"}."""
     import numpy as np
 
-    from seqclf import checkpoint
     from seqclf.data import split_images
     from seqclf.evaluate import eval_config
     from seqclf.predict import Predictor
@@ -133,8 +132,8 @@ def find_mistakes(checkpoint_path: Path, n: int = 16, split: str = "test",
         raise SeqclfError(f"--split {split!r}: choose test or val")
     if n < 1:
         raise SeqclfError(f"-n {n}: give how many mistakes to show (1 or more)")
-    cfg = eval_config(checkpoint_path, checkpoint.load(checkpoint_path), overrides)
     predictor = Predictor.from_checkpoint(checkpoint_path)
+    cfg = eval_config(predictor.cfg, overrides, checkpoint_path)  # eval's --set: where the data is
     images, labels = split_images(cfg.data, cfg.seed, split)
     probabilities = predictor.probabilities(images)  # (N, C)
     predicted, confidence = probabilities.argmax(1), probabilities.max(1)

@@ -7,47 +7,38 @@ permutation) -> float / 255 -> its normalization, in batches of eval's size, und
 
 from __future__ import annotations
 
-import contextlib
-import math
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from seqclf import checkpoint
+from seqclf.checkpoint import DataMeta
+from seqclf.config import Config
 from seqclf.errors import SeqclfError
 from seqclf.evaluate import EVAL_BATCH_SIZE
 from seqclf.images import ImageError, Inputs, read_inputs
-
-
-def image_shape(sequence: str, seq_len: int, input_size: int) -> tuple[int, int]:
-    """(H, W) of the images a view was made from: rows are (H, W), columns (W, H), pixels square."""
-    if sequence == "rows":
-        return seq_len, input_size
-    if sequence == "columns":
-        return input_size, seq_len
-    side = math.isqrt(seq_len)  # checkpoints before height/width were stored: pixel views of square images
-    return side, seq_len // side
+from seqclf.model import SequenceClassifier, load_weights
+from seqclf.runtime import autocast, resolve_device
 
 
 class Predictor:
     """Classifies images with a trained model; build it with `Predictor.from_checkpoint(path)`."""
 
-    def __init__(self, model: torch.nn.Module, cfg: Any, meta: dict[str, Any], class_names: list[str],
-                 device: torch.device, source: str = "", precision: str | None = None) -> None:
-        self.model, self.cfg, self.device, self.source = model.eval(), cfg, device, source
-        self.class_names = list(class_names)
-        self.mean, self.std = float(meta["mean"]), float(meta["std"])
-        self.permutation = meta["permutation"]  # (H*W,) int64 for permuted_pixels, else None
-        self.height = int(meta.get("height") or image_shape(cfg.data.sequence, meta["seq_len"], meta["input_size"])[0])
-        self.width = int(meta.get("width") or image_shape(cfg.data.sequence, meta["seq_len"], meta["input_size"])[1])
+    def __init__(self, model: torch.nn.Module, cfg: Config, meta: DataMeta, device: torch.device,
+                 source: str = "", precision: str | None = None) -> None:
+        self.model, self.cfg, self.meta, self.device, self.source = model.eval(), cfg, meta, device, source
+        self.class_names = list(meta.class_names)
+        self.mean, self.std = meta.mean, meta.std
+        self.permutation = meta.permutation  # (H*W,) int64 for permuted_pixels, else None
+        self.height, self.width = meta.height, meta.width
         # eval's precision; fp16 autocast exists on CUDA only, so elsewhere the model runs in fp32
         precision = precision or cfg.train.precision
-        if precision == "fp32" or (precision == "fp16" and device.type != "cuda"):
-            self._autocast: Any = contextlib.nullcontext
-        else:
-            dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-            self._autocast = lambda: torch.autocast(device.type, dtype)
+        if precision == "fp16" and device.type != "cuda":
+            precision = "fp32"
+        self._train = dataclasses.replace(cfg.train, precision=precision)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | None = None, precision: str | None = None) -> Predictor:
@@ -57,21 +48,17 @@ class Predictor:
         it, or the CPU where that device is missing. `precision`: fp32, bf16 or fp16 (autocast), by
         default the checkpoint's train.precision, as eval uses it.
         """
-        from seqclf import checkpoint
-        from seqclf.config import config_from_dict
-        from seqclf.evaluate import checkpoint_class_names, load_model
-        from seqclf.runtime import resolve_device
-
-        payload = checkpoint.load(path)
-        cfg = config_from_dict(payload["config"], str(path))
+        saved = checkpoint.read(path)
         try:
-            where = resolve_device(device or cfg.train.device)
+            where = resolve_device(device or saved.config.train.device)
         except SeqclfError:
             if device is not None:
                 raise
             where = torch.device("cpu")  # trained on a GPU this machine lacks
-        model = load_model(path, payload, cfg.model, where)
-        return cls(model, cfg, payload["data"], checkpoint_class_names(payload), where, str(path), precision)
+        meta = saved.data
+        model = SequenceClassifier(saved.config.model, meta.input_size, meta.num_classes).to(where)
+        load_weights(model, saved.model, str(path))
+        return cls(model, saved.config, meta, where, str(path), precision)
 
     @torch.no_grad()
     def logits(self, images: np.ndarray | torch.Tensor, batch_size: int = EVAL_BATCH_SIZE) -> torch.Tensor:
@@ -89,7 +76,7 @@ class Predictor:
             x = x.to(self.device).float().div_(255)  # (B, T, F)
             if self.cfg.data.normalize:
                 x.sub_(self.mean).div_(self.std)
-            with self._autocast():
+            with autocast(self._train, self.device):
                 out.append(self.model(x).float().cpu())  # (B, C)
         return torch.cat(out) if out else torch.zeros(0, len(self.class_names))
 

@@ -127,3 +127,12 @@ def test_the_documented_api_example_runs(trained: tuple[Path, Path], tmp_path: P
         os.chdir(cwd)
     name, label, probability = capsys.readouterr().out.split()
     assert name == "digit.png" and label in [str(k) for k in range(10)] and 0 < float(probability) <= 1
+
+
+def test_a_checkpoint_from_before_class_names_predicts(tmp_path: Path) -> None:
+    old = ROOT / "tests" / "data" / "v1run" / "best.pt"  # checkpoint format version 1: no class names or size
+    np.save(tmp_path / "two.npy", np.zeros((2, 28, 28), np.uint8))
+    result = runner.invoke(app, ["predict", str(old), str(tmp_path / "two.npy"), "--json"])
+    assert result.exit_code == 0, result.output
+    records = json.loads(result.stdout)["predictions"]
+    assert len(records) == 2 and all(r["class"] == str(r["label"]) for r in records)
