@@ -106,11 +106,7 @@ def eval_cmd(
     if json_:
         emit_json(result)
         return
-    out.info(f"{checkpoint}: {split} accuracy [bold]{result['accuracy']:.4f}[/], loss {result['loss']:.4f} "
-             f"on {result['n']:,} examples")
-    classes = range(len(result["per_class_accuracy"]))
-    out.table("per-class accuracy", ["class", *map(str, classes)],
-              [["accuracy", *("-" if a is None else f"{a:.3f}" for a in result["per_class_accuracy"])]])
+    out.evaluation(result, checkpoint)
 
 
 @app.command(epilog="Examples:\n\n  seqclf shapes --config configs/bilstm.yaml\n\n"
@@ -266,43 +262,6 @@ def runs_cmd(
         out.table(None, *runs.table(rows, columns))
 
 
-@app.command(epilog="Examples:\n\n  seqclf plot runs/lstm-1x128-s0-20261123-101500\n\n"
-             "  seqclf plot runs/lstm-* runs/gru-* -o curves.png\n\n"
-             "  seqclf plot runs/sweep -o sweep.svg   # every run in the folder\n\n"
-             "  seqclf plot --confusion runs/<run>/best.pt -o confusion.png")
-def plot(
-    run_dirs: Optional[List[Path]] = typer.Argument(None, metavar="RUN_DIR...",
-                                                    help="Runs to overlay (or folders of runs)."),
-    confusion: Optional[Path] = typer.Option(None, "--confusion", metavar="CHECKPOINT",
-                                             help="Draw this checkpoint's confusion matrix instead."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", metavar="FILE.png",
-                                          help="Image to write: .png, .svg or .pdf [default: curves.png, "
-                                               "confusion.png with --confusion]."),
-    set_: Optional[List[str]] = typer.Option(None, "--set", metavar="KEY=VALUE",
-                                             help="With --confusion: as for eval, e.g. data.root=DIR."),
-    split: str = typer.Option("test", "--split", help="With --confusion: test or val."),
-    quiet: bool = QuietOption,
-) -> None:
-    r"""Draw loss and accuracy per epoch of one or more runs, or a checkpoint's confusion matrix.
-
-    Needs matplotlib: pip install "seqclf\[plot]".
-    """
-    from seqclf import plot as pictures
-
-    out = Output(quiet=quiet)
-    with reported(out):
-        if (confusion is None) == (not run_dirs):
-            raise SeqclfError("plot needs either RUN_DIR... (training curves) or --confusion CHECKPOINT")
-        if confusion is not None:
-            path, result = pictures.plot_confusion(confusion, output or Path("confusion.png"), set_ or [], split)
-            out.info(f"wrote {path}: confusion matrix of {confusion}, {split} accuracy {result['accuracy']:.4f}")
-            return
-        path, skipped = pictures.plot_curves(run_dirs, output or Path("curves.png"))
-    for run_dir in skipped:
-        out.warn(f"{run_dir}: no finished epoch yet; left out")
-    out.info(f"wrote {path}")
-
-
 @app.command(epilog="Examples:\n\n  seqclf bench --config configs/lstm.yaml --set data.name=fashion_mnist "
              "--set data.root=/usr/share/datasets/fashion-mnist\n\n"
              "  seqclf bench --config configs/lstm.yaml --set model.hidden_size=256 --set train.batch_size=256 --json\n\n"
@@ -344,6 +303,9 @@ def bench(
 
 def main() -> None:
     ranks.run_cli(app)
+
+
+from seqclf import cli_use  # noqa: E402,F401  registers predict and export on `app`
 
 
 if __name__ == "__main__":

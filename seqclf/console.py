@@ -82,7 +82,8 @@ class Output:
             return
         table = Table(title=title, box=None, show_edge=False, pad_edge=False)
         for column in columns:
-            table.add_column(column, justify="left" if column in ("name", "key", "status", "formula") else "right")
+            left = column in ("name", "key", "status", "formula", "input", "next guesses")
+            table.add_column(column, justify="left" if left else "right")
         for row in rows:
             table.add_row(*row)
         if self.terminal:
@@ -91,6 +92,27 @@ class Output:
         # Plain: the table's natural width (never cut to 80 columns), no trailing blanks.
         for line in self.console.render_lines(table, self.console.options.update(width=1_000_000), pad=False):
             self.console.print("".join(segment.text for segment in line).rstrip(), markup=False)
+
+
+    def evaluation(self, result: dict[str, Any], checkpoint: Any) -> None:
+        """`seqclf eval`: accuracy, then per-class accuracy and the confusion matrix by class name."""
+        self.info(f"{checkpoint}: {result['split']} accuracy [bold]{result['accuracy']:.4f}[/], loss "
+                  f"{result['loss']:.4f} on {result['n']:,} examples")
+        names = result["class_names"]
+        self.table("per-class accuracy", ["name", "accuracy", "examples"],
+                   [[name, "-" if a is None else f"{a:.3f}", f"{sum(row):,}"]
+                    for name, a, row in zip(names, result["per_class_accuracy"], result["confusion_matrix"])])
+        self.info("confusion matrix: rows are the true class, columns the predicted class")
+        self.table(None, ["name", *names],
+                   [[name, *map(str, row)] for name, row in zip(names, result["confusion_matrix"])])
+
+    def predictions(self, records: list[dict[str, Any]], top_k: int) -> None:
+        """`seqclf predict`: one row per input; the next K-1 guesses as `name (p)`."""
+        columns = ["input", "label", "class", "probability"] + (["next guesses"] if top_k > 1 else [])
+        rows = [[escape(r["input"]), str(r["label"]), escape(r["class"]), f"{r['probability']:.3f}"]
+                + ([", ".join(f"{escape(g['class'])} ({g['probability']:.3f})" for g in r["top_k"][1:])]
+                   if top_k > 1 else []) for r in records]
+        self.table(None, columns, rows)
 
 
 class _NoProgress:

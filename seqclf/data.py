@@ -241,6 +241,29 @@ def _stats(images: torch.Tensor) -> tuple[float, float]:
     return float(mean), (float(std) if std > 0 else 1.0)
 
 
+def split_indices(cfg: DataConfig, seed: int, n_train: int) -> dict[str, torch.Tensor]:
+    """{"train", "val"}: (n,) int64 indices into the training file's images."""
+    # the validation split is a seeded shuffle of the training file, so it is the same on every run
+    order = torch.randperm(n_train, generator=torch.Generator().manual_seed(seed))
+    if cfg.max_train:
+        order = order[:cfg.max_train]
+    if cfg.val_size >= len(order):
+        raise DataError(f"data.val_size ({cfg.val_size}) must be smaller than the training split, which has "
+                        f"{len(order)} examples (data.max_train = {cfg.max_train}); lower data.val_size "
+                        "or raise data.max_train")
+    return {"val": order[:cfg.val_size], "train": order[cfg.val_size:]}
+
+
+def split_images(cfg: DataConfig, seed: int, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The val or test split's images (N, H, W) uint8 and labels (N,) int64, as load_data picks them."""
+    arrays = load_arrays(cfg)
+    if split == "test":
+        n_test = len(arrays.test_images) if cfg.max_test is None else cfg.max_test
+        return arrays.test_images[:n_test], arrays.test_labels[:n_test]
+    index = split_indices(cfg, seed, len(arrays.train_images))[split]
+    return arrays.train_images[index], arrays.train_labels[index]
+
+
 def load_data(cfg: DataConfig, seed: int, device: torch.device | str = "cpu", *,
               splits: tuple[str, ...] = SPLITS, stats: tuple[float, float] | None = None,
               perm: torch.Tensor | None = None) -> Data:
@@ -254,15 +277,7 @@ def load_data(cfg: DataConfig, seed: int, device: torch.device | str = "cpu", *,
     arrays = load_arrays(cfg)
     _, h, w = arrays.train_images.shape
 
-    # the validation split is a seeded shuffle of the training file, so it is the same on every run
-    order = torch.randperm(len(arrays.train_images), generator=torch.Generator().manual_seed(seed))
-    if cfg.max_train:
-        order = order[:cfg.max_train]
-    if cfg.val_size >= len(order):
-        raise DataError(f"data.val_size ({cfg.val_size}) must be smaller than the training split, which has "
-                        f"{len(order)} examples (data.max_train = {cfg.max_train}); lower data.val_size "
-                        "or raise data.max_train")
-    indices = {"val": order[:cfg.val_size], "train": order[cfg.val_size:]}
+    indices = split_indices(cfg, seed, len(arrays.train_images))
     # gathered once: normalization stats always come from the train portion, requested or not
     picked = {name: arrays.train_images[i] for name, i in indices.items()
               if name in splits or (name == "train" and cfg.normalize and stats is None)}  # (n, H, W) uint8

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from seqclf import checkpoint
-from seqclf.config import apply_overrides, config_from_dict, keys_where, parse_overrides, to_dict
+from seqclf.config import Config, apply_overrides, config_from_dict, keys_where, parse_overrides, to_dict
 from seqclf.data import Split
 from seqclf.errors import SeqclfError
 from seqclf.model import SequenceClassifier, load_weights
@@ -67,16 +67,21 @@ def evaluate_checkpoint(path: str | Path, overrides: list[str] | tuple[str, ...]
     if split not in ("test", "val"):
         raise SeqclfError(f"--split {split!r}: choose test or val")
     saved = checkpoint.read(path)
-    changes = parse_overrides(overrides)
-    allowed = keys_where("eval")
-    refused = sorted({key for key, _ in changes} - allowed)
-    if refused:
-        raise SeqclfError(f"eval --set: cannot change {', '.join(refused)} (it would change what is scored); "
-                          f"eval accepts {', '.join(sorted(allowed))}")
-    cfg = config_from_dict(apply_overrides(to_dict(saved.config), changes), f"{path} with --set")
+    cfg = eval_config(saved.config, overrides, path)
     ready = prepare(cfg, splits=(split,), meta=saved.data, source=path)
     meta = saved.data
     model = SequenceClassifier(ready.cfg.model, meta.input_size, meta.num_classes).to(ready.device)
     load_weights(model, saved.model, str(path))
     result = score(model, getattr(ready.data, split), meta.num_classes, precision_context(cfg.train, ready.device))
     return {"checkpoint": str(path), "split": split, **result, "class_names": list(meta.class_names)}
+
+
+def eval_config(cfg: Config, overrides: list[str] | tuple[str, ...], source: str | Path) -> Config:
+    """A checkpoint's config with eval's `--set` changes: where the data is and how to compute, never what is scored."""
+    changes = parse_overrides(overrides)
+    allowed = keys_where("eval")
+    refused = sorted({key for key, _ in changes} - allowed)
+    if refused:
+        raise SeqclfError(f"eval --set: cannot change {', '.join(refused)} (it would change what is scored); "
+                          f"eval accepts {', '.join(sorted(allowed))}")
+    return config_from_dict(apply_overrides(to_dict(cfg), changes), f"{source} with --set")

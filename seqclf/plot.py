@@ -116,3 +116,51 @@ def plot_confusion(checkpoint_path: Path, output: Path, overrides: list[str] | t
     axes.set_title(f"{Path(checkpoint_path).parent.name}: {split} accuracy {result['accuracy']:.4f}", fontsize=9)
     figure.colorbar(image, ax=axes, label="fraction of the true class")
     return _save(figure, output), result
+
+
+def find_mistakes(checkpoint_path: Path, n: int = 16, split: str = "test",
+                  overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+    """The n most confident wrong predictions on a split: {"images" (n, H, W) uint8, "true", "predicted",
+    "probability" (lists), "class_names", "errors" (wrong predictions in the split), "total"}."""
+    import numpy as np
+
+    from seqclf.data import split_images
+    from seqclf.evaluate import eval_config
+    from seqclf.predict import Predictor
+
+    if split not in ("test", "val"):
+        raise SeqclfError(f"--split {split!r}: choose test or val")
+    if n < 1:
+        raise SeqclfError(f"-n {n}: give how many mistakes to show (1 or more)")
+    predictor = Predictor.from_checkpoint(checkpoint_path)
+    cfg = eval_config(predictor.cfg, overrides, checkpoint_path)  # eval's --set: where the data is
+    images, labels = split_images(cfg.data, cfg.seed, split)
+    probabilities = predictor.probabilities(images)  # (N, C)
+    predicted, confidence = probabilities.argmax(1), probabilities.max(1)
+    wrong = np.flatnonzero(predicted != labels.numpy())
+    chosen = wrong[np.argsort(-confidence[wrong], kind="stable")][:n]  # most confident first
+    return {"images": images.numpy()[chosen], "true": labels.numpy()[chosen].tolist(),
+            "predicted": predicted[chosen].tolist(), "probability": confidence[chosen].tolist(),
+            "class_names": predictor.class_names, "errors": len(wrong), "total": len(labels)}
+
+
+def plot_mistakes(checkpoint_path: Path, output: Path, n: int = 16, split: str = "test",
+                  overrides: list[str] | tuple[str, ...] = ()) -> tuple[Path, dict[str, Any]]:
+    """A grid of the n most confident wrong predictions, each titled true / predicted (probability)."""
+    _check_output(output)
+    found = find_mistakes(checkpoint_path, n, split, overrides)
+    shown = len(found["true"])
+    columns = min(shown, 8) or 1
+    rows = max(1, -(-shown // columns))
+    figure = _figure(figsize=(1.5 * columns, 1.7 * rows + 0.4))
+    names = found["class_names"]
+    for i, axes in enumerate(figure.subplots(rows, columns, squeeze=False).flat):
+        axes.set_axis_off()
+        if i < shown:
+            axes.imshow(found["images"][i], cmap="gray", vmin=0, vmax=255)
+            axes.set_title(f"true {names[found['true'][i]]}\npred {names[found['predicted'][i]]} "
+                           f"{found['probability'][i]:.2f}", fontsize=7)
+    figure.suptitle(f"{Path(checkpoint_path).parent.name}: {found['errors']} of {found['total']} {split} examples "
+                    f"wrong; {shown} most confident shown" if shown else f"no mistakes on the {split} split",
+                    fontsize=9)
+    return _save(figure, output), found

@@ -116,3 +116,21 @@ def fashion_root() -> Path:
     if missing:
         pytest.skip(f"Fashion-MNIST not installed at {FASHION} (missing {', '.join(missing)})")
     return FASHION
+
+
+def train_tiny(root: Path, out: Path, *extra: str) -> Path:
+    """Train a tiny model on the dataset at root for one or two epochs; returns its best.pt."""
+    from seqclf.config import load_config
+    from seqclf.train import train
+
+    overrides = ["data.name=idx", f"data.root={root}", "data.val_size=100", "model.hidden_size=16", "train.epochs=2",
+                 "train.batch_size=32", "train.device=cpu", "train.num_threads=1", f"output.dir={out}", *extra]
+    return Path(train(load_config(None, overrides))["checkpoint"])
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(best.pt of one tiny LSTM run, its data root), shared by every test that only reads them."""
+    base = tmp_path_factory.mktemp("trained")
+    root = make_dataset(base / "data")
+    return train_tiny(root, base / "runs", "train.lr=0.01"), root

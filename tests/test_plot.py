@@ -77,3 +77,32 @@ def test_without_matplotlib_it_says_how_to_get_it(two_runs: list[Path], tmp_path
     assert result.exit_code == 2
     assert 'pip install "seqclf[plot]"' in result.stderr and "Traceback" not in result.output
     assert not (tmp_path / "curves.png").exists()
+
+
+def test_mistakes_are_the_most_confident_wrong_predictions(trained, tmp_path: Path) -> None:
+    from seqclf.evaluate import evaluate_checkpoint
+    from seqclf.plot import find_mistakes
+
+    checkpoint, _ = trained
+    result = runner.invoke(app, ["plot", "--mistakes", str(checkpoint), "-n", "5", "-o", str(tmp_path / "m.png")])
+    assert result.exit_code == 0, result.output
+    assert png_size(tmp_path / "m.png")[0] > 100
+    found = find_mistakes(checkpoint, n=1000)
+    scored = evaluate_checkpoint(checkpoint)
+    assert found["errors"] == scored["n"] - round(scored["accuracy"] * scored["n"]) == len(found["true"])
+    assert all(t != p for t, p in zip(found["true"], found["predicted"]))
+    assert found["probability"] == sorted(found["probability"], reverse=True)
+    assert found["images"].shape == (found["errors"], 28, 28)
+    bad = runner.invoke(app, ["plot", "--mistakes", str(checkpoint), "--confusion", str(checkpoint)])
+    assert bad.exit_code == 2
+
+
+def test_eval_shows_class_names(trained) -> None:
+    from seqclf.data import class_names
+
+    checkpoint, _ = trained
+    result = runner.invoke(app, ["eval", str(checkpoint)])
+    assert result.exit_code == 0, result.output
+    assert "confusion matrix" in result.stdout and "per-class accuracy" in result.stdout
+    assert class_names("fashion_mnist", 10)[0] == "T-shirt/top" and class_names("kmnist", 10)[-1] == "wo"
+    assert class_names("idx", 3) == ["0", "1", "2"] and class_names("mnist", 10)[9] == "9"

@@ -1,0 +1,88 @@
+"""`seqclf export`: ONNX (in onnxruntime) and pt2 (torch.export.load) agree with Predictor.probabilities."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import train_tiny
+from typer.testing import CliRunner
+
+from seqclf import Predictor
+from seqclf.cli import app
+from seqclf.data import read_idx
+
+runner = CliRunner()
+CASES = [(cell, bidirectional) for cell in ("rnn", "lstm", "gru") for bidirectional in (False, True)]
+
+
+@pytest.fixture(scope="module")
+def checkpoints(trained: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Two-layer models of every cell, one and two directions, trained for an epoch on the tiny data."""
+    _, root = trained
+    out = tmp_path_factory.mktemp("export-runs")
+    found = {case: train_tiny(root, out, f"model.cell={case[0]}", f"model.bidirectional={str(case[1]).lower()}",
+                              "model.num_layers=2", "model.hidden_size=8", "train.epochs=1", "data.max_train=300")
+             for case in CASES}
+    found["proj"] = train_tiny(root, out, "model.proj_size=4", "train.epochs=1", "data.max_train=300",
+                               "data.sequence=columns")
+    return found
+
+
+def split_images(root: Path) -> np.ndarray:
+    return read_idx(root / "t10k-images-idx3-ubyte").numpy()  # (200, 28, 28) uint8
+
+
+def export(checkpoint: Path, output: Path, format: str) -> dict:
+    result = runner.invoke(app, ["export", str(checkpoint), "-o", str(output), "--format", format, "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+@pytest.mark.parametrize("case", [*CASES, "proj"])
+def test_onnx_matches_predictor_on_the_test_split(case, checkpoints: dict, trained, tmp_path: Path) -> None:
+    onnxruntime = pytest.importorskip("onnxruntime")
+    output = tmp_path / "model.onnx"
+    export(checkpoints[case], output, "onnx")
+    images = split_images(trained[1])
+    expected = Predictor.from_checkpoint(checkpoints[case]).probabilities(images)
+    session = onnxruntime.InferenceSession(str(output), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["pixels"]
+    for n in (1, 7, len(images)):  # N is free
+        logits, probabilities = session.run(None, {"pixels": images[:n].astype(np.float32)})
+        assert probabilities.shape == (n, 10)
+        np.testing.assert_allclose(probabilities, expected[:n], rtol=0, atol=1e-4)
+        np.testing.assert_allclose(torch.softmax(torch.from_numpy(logits), 1).numpy(), probabilities, atol=1e-6)
+    meta = session.get_modelmeta().custom_metadata_map
+    assert json.loads(meta["class_names"]) == [str(k) for k in range(10)]
+    assert json.loads(meta["config"])["model"]["num_layers"] == (1 if case == "proj" else 2)
+
+
+@pytest.mark.parametrize("case", [case for case in CASES if case[1]])
+def test_pt2_reloads_and_matches_predictor(case, checkpoints: dict, trained, tmp_path: Path) -> None:
+    output = tmp_path / "model.pt2"
+    export(checkpoints[case], output, "pt2")
+    images = split_images(trained[1])
+    expected = Predictor.from_checkpoint(checkpoints[case]).probabilities(images)
+    module = torch.export.load(output).module()
+    with torch.no_grad():
+        _, probabilities = module(torch.from_numpy(images).float())
+    np.testing.assert_allclose(probabilities.numpy(), expected, rtol=0, atol=1e-4)
+
+
+def test_export_errors_write_nothing(trained: tuple[Path, Path], tmp_path: Path, monkeypatch) -> None:
+    checkpoint, _ = trained
+    cases = [(["-o", str(tmp_path / "no" / "such" / "m.onnx")], "does not exist"),
+             (["-o", str(tmp_path), "--format", "onnx"], "is a folder"),
+             (["-o", str(tmp_path / "m.x"), "--format", "tflite"], "choose one of onnx, pt2")]
+    for args, message in cases:
+        result = runner.invoke(app, ["export", str(checkpoint), *args])
+        assert result.exit_code == 2 and message in result.stderr, result.output
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if the extra were not installed
+    result = runner.invoke(app, ["export", str(checkpoint), "-o", str(tmp_path / "m.onnx")])
+    assert result.exit_code == 2 and 'pip install "seqclf[export]"' in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

@@ -1,0 +1,132 @@
+"""MNIST-style preprocessing on images the tests draw: polarity, position, size, colour modes, blanks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from seqclf.images import ImageError, prepare, read_image, read_inputs
+
+
+def seven(size: tuple[int, int] = (200, 150), at: tuple[int, int] = (70, 30), scale: float = 1.0,
+          ink: object = 0, paper: object = 255, mode: str = "L") -> Image.Image:
+    """A '7' (a bar and a slanted stroke), 60x90 pixels at `scale`, drawn at `at` on a plain canvas."""
+    image = Image.new(mode, size, paper)
+    draw = ImageDraw.Draw(image)
+    x, y = at
+    s = scale
+    width = max(1, round(8 * s))
+    draw.line([(x, y), (x + 60 * s, y)], fill=ink, width=width)
+    draw.line([(x + 60 * s, y), (x + 20 * s, y + 90 * s)], fill=ink, width=width)
+    return image
+
+
+def ink_box(image: np.ndarray) -> tuple[int, int, int, int]:
+    rows, cols = np.flatnonzero(image.sum(1) > 0), np.flatnonzero(image.sum(0) > 0)
+    return rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+
+
+def centre_of_mass(image: np.ndarray) -> tuple[float, float]:
+    total = image.sum()
+    return (np.arange(28) @ image.sum(1) / total, np.arange(28) @ image.sum(0) / total)
+
+
+def test_dark_ink_on_light_paper_becomes_light_ink_20px_tall_centred_by_mass() -> None:
+    out = prepare(seven(), 28, 28)
+    assert out.shape == (28, 28) and out.dtype == np.uint8
+    top, bottom, left, right = ink_box(out)
+    assert bottom - top == 20  # the longer side (the stroke's height) fills 20 pixels
+    assert right - left < 20  # aspect ratio kept
+    assert out.max() == 255 and out[0].max() == 0 and out[:, 0].max() == 0  # bright ink on black
+    row, col = centre_of_mass(out.astype(float))
+    assert abs(row - 13.5) <= 0.5 and abs(col - 13.5) <= 0.5
+
+
+def test_light_on_dark_off_centre_small_large_all_give_the_same_digit() -> None:
+    reference = prepare(seven(), 28, 28).astype(float)
+    variants = {
+        "light on dark": seven(ink=255, paper=0),
+        "off centre": seven(size=(400, 300), at=(300, 10)),
+        "small": seven(size=(24, 24), at=(4, 3), scale=0.2),
+        "large": seven(size=(2400, 1800), at=(100, 900), scale=8),
+        "grey paper, dark grey ink": seven(ink=60, paper=180),
+    }
+    for name, image in variants.items():
+        out = prepare(image, 28, 28).astype(float)
+        # same digit, same place: the images overlap almost entirely
+        overlap = (out * reference).sum() / np.sqrt((out ** 2).sum() * (reference ** 2).sum())
+        assert overlap > 0.85, name
+        assert abs(ink_box(out)[1] - ink_box(out)[0] - 20) <= 1, name
+
+
+def test_rgb_rgba_palette_and_uneven_noisy_paper() -> None:
+    reference = prepare(seven(), 28, 28).astype(float)
+    rgb = seven(ink=(20, 20, 120), paper=(250, 240, 200), mode="RGB")
+    rgba = seven(ink=(0, 0, 0, 255), paper=(0, 0, 0, 0), mode="RGBA")  # transparent paper counts as white
+    palette = seven(mode="RGB").convert("P")
+    grey_alpha = seven(ink=(0, 255), paper=(0, 0), mode="LA")
+    sixteen = Image.fromarray(np.asarray(seven(), np.uint16) * 257)  # 16-bit greys, mode I;16
+    rng = np.random.default_rng(0)
+    shade = np.linspace(150, 250, 200)[None, :]  # light falling off across the page
+    noisy = np.clip(np.asarray(seven(), float) / 255 * shade + rng.normal(0, 8, (150, 200)), 0, 255)
+    assert sixteen.mode == "I;16"
+    for name, image in {"RGB": rgb, "RGBA": rgba, "P": palette, "LA": grey_alpha, "I;16": sixteen,
+                        "uneven": Image.fromarray(noisy.astype(np.uint8))}.items():
+        out = prepare(image, 28, 28).astype(float)
+        overlap = (out * reference).sum() / np.sqrt((out ** 2).sum() * (reference ** 2).sum())
+        assert overlap > 0.85, name
+
+
+def test_blank_images_are_errors_and_no_preprocess_is_a_plain_resize() -> None:
+    grain = np.random.default_rng(0).normal(0, 10, (200, 300))  # grainy paper, lit from one side, nothing drawn
+    paper = Image.fromarray(np.clip((230 + grain) * np.linspace(0.75, 1, 300)[None], 0, 255).astype(np.uint8))
+    for blank in (Image.new("L", (50, 40), 255), Image.new("RGB", (50, 40), (30, 30, 30)),
+                  Image.new("RGBA", (50, 40), (0, 0, 0, 0)), paper):
+        with pytest.raises(ImageError, match="blank"):
+            prepare(blank, 28, 28)
+    image = seven()
+    plain = prepare(image, 28, 28, preprocess=False)
+    assert plain.shape == (28, 28)
+    assert np.array_equal(plain, np.asarray(image.resize((28, 28), Image.Resampling.BILINEAR)))
+
+
+def test_image_files_of_several_formats_and_bad_files(tmp_path: Path) -> None:
+    reference = prepare(seven(), 28, 28)
+    for suffix in (".png", ".bmp", ".gif", ".tiff", ".webp"):
+        seven().save(tmp_path / f"seven{suffix}", **({"lossless": True} if suffix == ".webp" else {}))
+        assert np.array_equal(read_image(tmp_path / f"seven{suffix}", 28, 28), reference), suffix
+    seven().save(tmp_path / "seven.jpg", quality=90)
+    seven(size=(3000, 2400), at=(500, 600), scale=15).save(tmp_path / "photo.jpg", quality=80)  # decoded at 1/4
+    for name in ("seven.jpg", "photo.jpg"):
+        out = read_image(tmp_path / name, 28, 28).astype(float)
+        assert (out * reference).sum() / np.sqrt((out ** 2).sum() * (reference.astype(float) ** 2).sum()) > 0.9
+    (tmp_path / "text.png").write_text("not an image")
+    (tmp_path / "cut.png").write_bytes((tmp_path / "seven.png").read_bytes()[:100])
+    for name in ("text.png", "cut.png"):
+        with pytest.raises(ImageError):
+            read_image(tmp_path / name, 28, 28)
+
+
+def test_read_inputs_keeps_going_past_bad_inputs(tmp_path: Path) -> None:
+    folder = tmp_path / "scans"
+    (folder / "b").mkdir(parents=True)
+    seven().save(folder / "b" / "2.png")
+    seven().save(folder / "1.png")
+    Image.new("L", (9, 9), 255).save(folder / "blank.png")
+    (tmp_path / "empty").mkdir()
+    np.save(tmp_path / "batch.npy", np.zeros((3, 28, 28), np.uint8))
+    np.save(tmp_path / "wrong.npy", np.zeros((28, 27), np.uint8))
+    sources = [folder, tmp_path / "empty", tmp_path / "batch.npy", tmp_path / "wrong.npy", tmp_path / "missing",
+               seven(), np.full((28, 28), 7, np.uint8)]
+    inputs = read_inputs(sources, 28, 28)
+    assert inputs.names == [str(folder / "1.png"), str(folder / "b" / "2.png"), *(f"{tmp_path / 'batch.npy'}#{i}"
+                            for i in range(3)), "image[5]", "array[6]"]
+    assert inputs.stacked(28, 28).shape == (7, 28, 28)
+    failed = dict(inputs.errors)
+    assert set(failed) == {str(folder / "blank.png"), str(tmp_path / "empty"), str(tmp_path / "wrong.npy"),
+                           str(tmp_path / "missing")}
+    assert "blank" in failed[str(folder / "blank.png")] and "no images" in failed[str(tmp_path / "empty")]
+    assert "(28, 27)" in failed[str(tmp_path / "wrong.npy")]

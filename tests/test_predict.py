@@ -1,0 +1,138 @@
+"""`seqclf predict` and the Predictor API: agreement with eval, output formats, bad inputs, the docs' example."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+from typer.testing import CliRunner
+
+from seqclf import Predictor, SeqclfError
+from seqclf.cli import app
+from seqclf.data import read_idx
+from seqclf.evaluate import evaluate_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+runner = CliRunner()
+
+
+def test_predict_on_the_idx_test_split_gives_evals_confusion_matrix(trained: tuple[Path, Path]) -> None:
+    checkpoint, root = trained
+    test_file = root / "t10k-images-idx3-ubyte"
+    records = Predictor.from_checkpoint(checkpoint).predict([test_file])
+    labels = read_idx(root / "t10k-labels-idx1-ubyte").tolist()
+    assert [r["input"] for r in records] == [f"{test_file}#{i}" for i in range(len(labels))]
+    confusion = np.zeros((10, 10), int)
+    for record, label in zip(records, labels):
+        confusion[label, record["label"]] += 1
+    result = evaluate_checkpoint(checkpoint)
+    assert confusion.tolist() == result["confusion_matrix"]
+    assert result["class_names"] == [str(k) for k in range(10)]
+
+
+def test_cli_json_and_csv_share_records_and_top_k(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    checkpoint, root = trained
+    batch = read_idx(root / "t10k-images-idx3-ubyte").numpy()[:5]
+    np.save(tmp_path / "five.npy", batch)
+    result = runner.invoke(app, ["predict", str(checkpoint), str(tmp_path / "five.npy"), "--top-k", "3", "--json"])
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.stdout)
+    assert set(printed) == {"checkpoint", "predictions", "errors"} and printed["errors"] == []
+    for record in printed["predictions"]:
+        assert set(record) == {"input", "label", "class", "probability", "top_k"}
+        assert [g["probability"] for g in record["top_k"]] == sorted((g["probability"] for g in record["top_k"]),
+                                                                      reverse=True)
+        assert len(record["top_k"]) == 3 and record["top_k"][0]["label"] == record["label"]
+        assert record["class"] == str(record["label"])
+    probabilities = Predictor.from_checkpoint(checkpoint).probabilities(batch)
+    assert [r["label"] for r in printed["predictions"]] == probabilities.argmax(1).tolist()
+    result = runner.invoke(app, ["predict", str(checkpoint), str(tmp_path / "five.npy"), "--csv"])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert list(rows[0]) == ["input", "label", "class", "probability"]
+    assert [row["input"] for row in rows] == [f"{tmp_path / 'five.npy'}#{i}" for i in range(5)]
+    table = runner.invoke(app, ["predict", str(checkpoint), str(tmp_path / "five.npy"), "--top-k", "2"])
+    assert table.exit_code == 0 and "five.npy#4" in table.stdout
+
+
+def test_every_bad_input_is_named_and_the_good_ones_still_printed(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    checkpoint, root = trained
+    good = tmp_path / "seven.png"
+    image = Image.new("L", (60, 80), 255)
+    ImageDraw.Draw(image).line([(10, 10), (50, 10), (20, 70)], fill=0, width=6)
+    image.save(good)
+    bad = {"text.png": "not an image", "blank.png": "blank", "wrong.npy": "(3, 5)", "empty": "no images",
+           "missing.png": "no such file", "labels": "labels", "cut.gz": "gzip"}
+    (tmp_path / "text.png").write_text("hello")
+    Image.new("RGB", (40, 40), (90, 90, 90)).save(tmp_path / "blank.png")
+    np.save(tmp_path / "wrong.npy", np.zeros((3, 5)))
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "labels").write_bytes((root / "t10k-labels-idx1-ubyte").read_bytes())
+    (tmp_path / "cut.gz").write_bytes(b"\x1f\x8b\x08\x00 cut short")
+    args = ["predict", str(checkpoint), str(good), *(str(tmp_path / name) for name in bad)]
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 2
+    printed = json.loads(result.stdout)
+    assert [r["input"] for r in printed["predictions"]] == [str(good)]
+    errors = {Path(e["input"]).name: e["error"] for e in printed["errors"]}
+    assert set(errors) == set(bad)
+    for name, why in bad.items():
+        assert why in errors[name], (name, errors[name])
+        assert f"{tmp_path / name}: " in result.stderr  # a message naming the input on stderr
+    assert "Traceback" not in result.output
+    only_good = runner.invoke(app, ["predict", str(checkpoint), str(good)])
+    assert only_good.exit_code == 0 and "seven.png" in only_good.stdout
+
+
+def test_bad_checkpoint_and_options_exit_2(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    checkpoint, _ = trained
+    for args in (["predict", str(tmp_path / "none.pt"), str(checkpoint)],
+                 ["predict", str(checkpoint), str(checkpoint), "--json", "--csv"],
+                 ["predict", str(checkpoint), str(checkpoint), "--top-k", "0"]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, (args, result.output)
+        assert "Traceback" not in result.output
+    predictor = Predictor.from_checkpoint(checkpoint)
+    with pytest.raises(SeqclfError, match=r"\(N, 28, 28\) uint8"):
+        predictor.probabilities(np.zeros((2, 28, 28), np.float32))
+    with pytest.raises(SeqclfError, match="blank"):
+        predictor.predict([Image.new("L", (30, 30), 0)])
+
+
+def test_the_documented_api_example_runs(trained: tuple[Path, Path], tmp_path: Path, capsys) -> None:
+    checkpoint, _ = trained
+    image = Image.new("L", (60, 80), 255)
+    ImageDraw.Draw(image).line([(30, 5), (30, 75)], fill=0, width=7)
+    image.save(tmp_path / "digit.png")
+    snippets = []
+    for doc in (ROOT / "README.md", ROOT / "docs/use-a-trained-model.md"):
+        found = re.findall(r"```python\n(from seqclf import Predictor\n.*?)```", doc.read_text(), re.DOTALL)
+        assert found, doc
+        snippets.append(found[0])
+    assert snippets[0] == snippets[1] and len(snippets[0].strip().splitlines()) == 5
+    (tmp_path / "runs" / "my-run").mkdir(parents=True)
+    os.link(checkpoint, tmp_path / "runs" / "my-run" / "best.pt")
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        exec(compile(snippets[0], "docs example", "exec"), {})
+    finally:
+        os.chdir(cwd)
+    name, label, probability = capsys.readouterr().out.split()
+    assert name == "digit.png" and label in [str(k) for k in range(10)] and 0 < float(probability) <= 1
+
+
+def test_a_checkpoint_from_before_class_names_predicts(tmp_path: Path) -> None:
+    old = ROOT / "tests" / "data" / "v1run" / "best.pt"  # checkpoint format version 1: no class names or size
+    np.save(tmp_path / "two.npy", np.zeros((2, 28, 28), np.uint8))
+    result = runner.invoke(app, ["predict", str(old), str(tmp_path / "two.npy"), "--json"])
+    assert result.exit_code == 0, result.output
+    records = json.loads(result.stdout)["predictions"]
+    assert len(records) == 2 and all(r["class"] == str(r["label"]) for r in records)
