@@ -9,7 +9,7 @@
 # Usage: scripts/sweep.sh [-j N] [-o OUT] [-c CONFIG] [-e EPOCHS] [-- --set KEY=VALUE ...]
 #   -j N       runs at once                      (env JOBS, default 1)
 #   -o OUT     folder of the sweep's runs        (env OUT, default runs/sweep-<time>)
-#   -c CONFIG  base config                       (env CONFIG, default configs/lstm.yaml)
+#   -c CONFIG  base config: a file or a shipped name (env CONFIG, default lstm: seqclf config list)
 #   -e EPOCHS  epochs per run                    (env EPOCHS, default: the config's train.epochs)
 #   -- ARGS    --set flags for every run, after the grid's own (a later --set wins)
 # The grid, as space-separated lists in the environment:
@@ -33,7 +33,7 @@ die() { echo "sweep.sh: $*" >&2; exit 2; }
 
 JOBS=${JOBS:-1}
 OUT=${OUT:-runs/sweep-$(date +%Y%m%d-%H%M%S)}
-CONFIG=${CONFIG:-configs/lstm.yaml}
+CONFIG=${CONFIG:-lstm}  # the shipped lstm.yaml, found by name from any folder
 EPOCHS=${EPOCHS:-}
 CELLS=${CELLS:-rnn lstm gru}
 LAYERS=${LAYERS:-1 2}
@@ -88,7 +88,7 @@ run_one() {  # cell layers direction seed: one `seqclf train`, its output in a l
         kill -0 "$pid" 2>/dev/null || break
     done
     if (( status == 0 )); then
-        echo "finished $cell layers=$layers $direction seed=$seed: $(tail -n 1 "$log" | cut -d';' -f1)"
+        echo "finished $cell layers=$layers $direction seed=$seed: $(grep -m 1 '^best val accuracy' "$log" | cut -d';' -f1)"
     else
         echo "FAILED   $cell layers=$layers $direction seed=$seed (exit $status): see $log" >&2
     fi

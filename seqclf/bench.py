@@ -229,12 +229,28 @@ def _checkpoint_seconds(run: Run) -> float:
 # ---------------------------------------------------------------- the benchmark
 
 
+def ratio_text(speedup: float) -> str:
+    """`2.0x faster`, or `1.7x slower` when the ratio is under 1 (never `0.6x faster`)."""
+    return f"{speedup:.1f}x faster" if speedup >= 1 else f"{1 / speedup:.1f}x slower"
+
+
+def contention(result: dict[str, Any]) -> str | None:
+    """A warning when the load average exceeded the cores at the start or end of a bench, else None."""
+    load = max(result["load_average_start"], result["load_average"])
+    if load <= result["cores"]:
+        return None
+    return (f"the load average was {result['load_average_start']:.1f} at the start and {result['load_average']:.1f} "
+            f"at the end, over this machine's {result['cores']} cores: other processes competed for the CPU, so "
+            f"these figures are low and vary; rerun on an idle machine")
+
+
 def bench(cfg: Config, baseline: bool = False, steps: int = 100, rounds: int = 5) -> dict[str, Any]:
     """Throughputs (examples/s), FLOP rates and their ratios for `cfg`'s model on `cfg`'s data.
 
     `steps` training steps are timed per pipeline, split over `rounds` interleaved rounds;
     each round also scores the test split once and times the matmul.
     """
+    load_at_start = os.getloadavg()[0]
     ready = prepare(cfg, splits=("train", "test"))
     cfg, data, device, threads = ready.cfg, ready.data, ready.device, ready.threads
     k = max(1, steps // rounds)
@@ -283,7 +299,8 @@ def bench(cfg: Config, baseline: bool = False, steps: int = 100, rounds: int = 5
         "bare_examples_per_s": median["bare"],
         "loop_efficiency": train_rate / median["bare"],
         "checkpoint_seconds": seconds_per_save,
-        "load_average": os.getloadavg()[0],  # runnable processes over the last minute: > cores means contention
+        # runnable processes over the last minute, before and after: more than the cores means contention
+        "load_average_start": load_at_start, "load_average": os.getloadavg()[0], "cores": os.cpu_count() or 1,
     }
     if baseline:
         result["baseline_train_examples_per_s"] = median["baseline"]

@@ -6,16 +6,18 @@ Exit status: 0 success, 2 bad usage/config/input, 1 a training failure, 130 inte
 
 from __future__ import annotations
 
-import contextlib
-import json
 import math
 import sys
 from pathlib import Path
-from typing import Any, Iterator, List, Optional
+from typing import List, Optional
 
 import typer
 
-from seqclf import ranks
+from seqclf import __version__, ranks
+from seqclf.cli_config import config_app
+from seqclf.cli_runs import runs_app
+from seqclf.cli_shared import (FLAG, HELP_SETTINGS, ConfigOption, JsonOption, OptionalConfigOption, QuietOption,
+                               SetOption, emit_json, examples, reported)
 from seqclf.console import Output
 from seqclf.errors import SeqclfError
 
@@ -25,44 +27,34 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=True,
     pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
+    rich_markup_mode=None,  # help text is shown as written (see cli_shared)
+    context_settings=HELP_SETTINGS,
 )
-
-SetOption = typer.Option(None, "--set", metavar="KEY=VALUE",
-                         help="Override a config key (dotted, value parsed as YAML); repeatable, later wins.")
-JsonOption = typer.Option(False, "--json", help="Print one JSON object on stdout; human output goes to stderr.")
-QuietOption = typer.Option(False, "--quiet", "-q", help="Print only errors.")
+app.add_typer(config_app, name="config")
+app.add_typer(runs_app)  # `seqclf runs`
 
 
-@contextlib.contextmanager
-def reported(out: Output) -> Iterator[None]:
-    """The one place where exceptions become messages and exit codes."""
-    try:
-        yield
-    except SeqclfError as exc:
-        if ranks.should_report(exc):  # under torchrun rank 0 reports what every rank shares
-            out.error(str(exc))
-        else:
-            ranks.linger()
-        raise typer.Exit(exc.exit_code) from None
-    except KeyboardInterrupt:
-        out.error("aborted; files already on disk are intact (every file is written atomically)")
-        raise typer.Exit(130) from None
+def _version(shown: bool) -> None:
+    if shown:
+        sys.stdout.write(f"seqclf {__version__}\n")
+        raise typer.Exit()
 
 
-def emit_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data) + "\n")
-    sys.stdout.flush()
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", metavar=FLAG, callback=_version, is_eager=True,
+                                       help="Print the version and exit.")) -> None:
+    """Train, evaluate and compare RNN/LSTM/GRU classifiers that read images as sequences."""
 
 
-@app.command(epilog="Examples:\n\n  seqclf train --config configs/lstm.yaml\n\n"
-             "  seqclf train --config configs/lstm.yaml --set model.cell=gru --set train.epochs=3\n\n"
-             "  seqclf train --resume runs/lstm-1x128-s0-20261123-101500 --set train.epochs=12\n\n"
-             "  seqclf train --config configs/lstm.yaml --set train.lr=1e-4 --init-from runs/<run>/best.pt")
+@app.command(epilog=examples("seqclf train --config lstm   # a shipped config (seqclf config list)",
+                             "seqclf train --config my.yaml --set model.cell=gru --set train.epochs=3",
+                             "seqclf train --resume runs/lstm-1x128-s0-20261123-101500",
+                             "seqclf train --config lstm --set train.lr=1e-4 --init-from runs/<run>/best.pt"))
 def train(
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config (see configs/)."),
+    config: Optional[Path] = OptionalConfigOption,
     set_: Optional[List[str]] = SetOption,
-    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this directory from last.pt."),
+    resume: Optional[Path] = typer.Option(None, "--resume", metavar="RUN_DIR",
+                                          help="Continue the run in this directory from last.pt."),
     init_from: Optional[Path] = typer.Option(None, "--init-from", metavar="CHECKPOINT",
                                              help="Start a new run from this checkpoint's weights (fine-tuning)."),
     json_: bool = JsonOption,
@@ -81,19 +73,24 @@ def train(
             summary = training.resume(resume, set_ or [], out=out)
         else:
             if config is None:
-                raise SeqclfError("train needs --config FILE (e.g. --config configs/lstm.yaml) or --resume RUN_DIR")
+                raise SeqclfError("train needs --config FILE (or a shipped config: --config lstm) or --resume RUN_DIR")
             summary = training.train(load_config(config, set_ or []), out=out, init_from=init_from)
-    if json_ and ranks.is_main_process():
+    if not ranks.is_main_process():  # under torchrun rank 0 speaks
+        return
+    if json_:
         emit_json(summary)
+    elif summary.get("status") == "finished":
+        out.next_steps(summary)
 
 
-@app.command("eval", epilog="Examples:\n\n  seqclf eval runs/<run>/best.pt\n\n"
-             "  seqclf eval runs/<run>/best.pt --json | jq .accuracy\n\n"
-             "  seqclf eval runs/<run>/best.pt --set data.root=/usr/share/datasets/fashion-mnist --split val")
+@app.command("eval", epilog=examples(
+    "seqclf eval runs/<run>/best.pt",
+    "seqclf eval runs/<run>/best.pt --json | jq .accuracy",
+    "seqclf eval runs/<run>/best.pt --set data.root=/usr/share/datasets/fashion-mnist --split val"))
 def eval_cmd(
-    checkpoint: Path = typer.Argument(..., help="A checkpoint written by seqclf train (best.pt or last.pt)."),
+    checkpoint: Path = typer.Argument(..., metavar="CHECKPOINT", help="A checkpoint written by seqclf train (best.pt or last.pt)."),
     set_: Optional[List[str]] = SetOption,
-    split: str = typer.Option("test", "--split", help="test or val."),
+    split: str = typer.Option("test", "--split", metavar="SPLIT", help="test or val."),
     json_: bool = JsonOption,
     quiet: bool = QuietOption,
 ) -> None:
@@ -109,11 +106,11 @@ def eval_cmd(
     out.evaluation(result, checkpoint)
 
 
-@app.command(epilog="Examples:\n\n  seqclf shapes --config configs/bilstm.yaml\n\n"
-             "  seqclf shapes --config configs/lstm.yaml --set data.sequence=pixels --batch 32\n\n"
-             "  seqclf shapes --config configs/lstm.yaml --set model.proj_size=64 --json | jq .total_parameters")
+@app.command(epilog=examples("seqclf shapes --config bilstm",
+                             "seqclf shapes --config lstm --set data.sequence=pixels --batch 32",
+                             "seqclf shapes --config lstm --set model.proj_size=64 --json | jq .total_parameters"))
 def shapes(
-    config: Path = typer.Option(..., "--config", "-c", help="YAML config (see configs/)."),
+    config: Path = ConfigOption,
     set_: Optional[List[str]] = SetOption,
     batch: int = typer.Option(8, "--batch", metavar="N", help="Batch size B of the forward pass."),
     json_: bool = JsonOption,
@@ -142,135 +139,15 @@ def shapes(
               rows + [["total", "", "", f"{result['total_parameters']:,}"]])
 
 
-# ---------------------------------------------------------------- configs, the run table, pictures
-
-config_app = typer.Typer(help="Show, check and compare configs.", no_args_is_help=True,
-                         context_settings={"help_option_names": ["-h", "--help"]})
-app.add_typer(config_app, name="config")
-
-
-@config_app.command("show", epilog="Examples:\n\n  seqclf config show --config configs/gru.yaml\n\n"
-                    "  seqclf config show -c configs/lstm.yaml --set model.cell=gru --set model.cell=rnn   # later wins\n\n"
-                    "  seqclf config show -c configs/gru.yaml --set model.hidden_size=auto --set model.param_budget=50000")
-def config_show(
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config (see configs/); defaults if left out."),
-    set_: Optional[List[str]] = SetOption,
-) -> None:
-    """Print the resolved config (defaults, then the file, then each --set; validated) as YAML."""
-    from seqclf.config import AUTO, load_config, to_yaml
-
-    out = Output()
-    with reported(out):
-        cfg = load_config(config, set_ or [])
-        if cfg.model.hidden_size == AUTO and cfg.data.name != "idx":  # torchvision's sets: 28x28, 10 classes
-            from seqclf.data import view_shape
-            from seqclf.model import resolve_hidden_size
-
-            cfg = resolve_hidden_size(cfg, view_shape(cfg.data.sequence)[1])
-    sys.stdout.write(to_yaml(cfg))
-
-
-@config_app.command("validate", epilog="Examples:\n\n  seqclf config validate configs/*.yaml\n\n"
-                    "  seqclf config validate my.yaml && scripts/sweep.sh   # check before a long sweep")
-def config_validate(
-    files: List[Path] = typer.Argument(..., metavar="FILE...", help="YAML configs to check."),
-    quiet: bool = QuietOption,
-) -> None:
-    """Check config files (keys, types, ranges) without training: exit 0 if all are valid, 2 if not."""
-    from seqclf.config import load_config
-
-    out = Output(quiet=quiet)
-    with reported(out):
-        invalid = 0
-        for path in files:
-            try:
-                load_config(path)
-                out.info(f"{path}: ok")
-            except SeqclfError as exc:
-                out.error(str(exc))
-                invalid += 1
-        if invalid:
-            raise SeqclfError(f"{invalid} of {len(files)} config files are invalid")
-
-
-@config_app.command("diff", epilog="Examples:\n\n  seqclf config diff runs/lstm-1x128-s0-20261123-101500 "
-                    "runs/gru-1x128-s0-20261123-103000\n\n"
-                    "  seqclf config diff runs/<run> configs/lstm.yaml --json")
-def config_diff(
-    run_a: Path = typer.Argument(..., metavar="RUN_A", help="A run directory (or a YAML config)."),
-    run_b: Path = typer.Argument(..., metavar="RUN_B", help="Another run directory (or a YAML config)."),
-    json_: bool = typer.Option(False, "--json", help="Print {key: [value in A, value in B]} as JSON."),
-) -> None:
-    """Show the config keys that differ between two runs."""
-    from seqclf.runs import config_diff as diff
-
-    out = Output(json_mode=json_)
-    with reported(out):
-        changes = diff(run_a, run_b)
-    if json_:
-        emit_json(changes)
-    elif not changes:
-        out.info(f"no differences: {run_a} and {run_b} have the same config")
-    else:
-        shown = lambda value: json.dumps(value) if value is None or isinstance(value, bool) else str(value)  # noqa: E731
-        out.table(None, ["key", str(run_a), str(run_b)], [[key, shown(a), shown(b)] for key, (a, b) in changes.items()])
-
-
-@app.command("runs", epilog="Examples:\n\n  seqclf runs\n\n  seqclf runs runs/sweep --sort test_accuracy\n\n"
-             "  seqclf runs runs/sweep --group-by model.cell,model.num_layers,model.bidirectional\n\n"
-             "  seqclf runs --json | jq -r '.[] | select(.status == \"finished\") | .name'\n\n"
-             "  seqclf runs --csv > runs.csv")
-def runs_cmd(
-    directory: Path = typer.Argument(Path("runs"), metavar="[DIR]", help="Folder of runs (also DIR/*/<run>)."),
-    sort: Optional[str] = typer.Option(None, "--sort", metavar="COLUMN",
-                                       help="Sort by a column: accuracies best first, others ascending."),
-    reverse: bool = typer.Option(False, "--reverse", help="Reverse the order."),
-    group_by: Optional[str] = typer.Option(None, "--group-by", metavar="KEY,KEY",
-                                           help="One row per distinct value of these config keys (runs that differ "
-                                                "only in seed): count, mean +- std."),
-    json_: bool = typer.Option(False, "--json", help="Print a JSON array of rows on stdout."),
-    csv_: bool = typer.Option(False, "--csv", help="Print CSV (a header line, then one line per row) on stdout."),
-    quiet: bool = QuietOption,
-) -> None:
-    """List the runs under DIR: model, parameters, epochs, accuracies, training time and status."""
-    from seqclf import runs
-
-    out = Output(json_mode=json_ or csv_, quiet=quiet)
-    with reported(out):
-        if json_ and csv_:
-            raise SeqclfError("choose one of --json and --csv")
-        records = runs.list_runs(directory)
-        if group_by is not None:
-            keys = [key.strip() for key in group_by.split(",") if key.strip()]
-            if not keys:
-                raise SeqclfError("--group-by: give config keys, e.g. model.cell,model.num_layers")
-            rows, columns = runs.group_runs(records, keys), runs.group_columns(keys)
-        else:
-            rows, columns = [record.row for record in records], list(runs.FIELDS)
-        rows = runs.sort_rows(rows, sort, columns, reverse) if sort else rows[::-1] if reverse else rows
-    for row in rows:
-        if row.get("differs"):
-            out.warn(f"group {', '.join(str(row[k]) for k in keys)} mixes runs that also differ in "
-                     f"{', '.join(row['differs'])}")
-    if json_:
-        emit_json(rows)
-    elif csv_:
-        sys.stdout.write(runs.to_csv(rows, columns))
-    elif not rows:
-        out.info(f"no runs under {directory}")
-    else:
-        out.table(None, *runs.table(rows, columns))
-
-
-@app.command(epilog="Examples:\n\n  seqclf bench --config configs/lstm.yaml --set data.name=fashion_mnist "
-             "--set data.root=/usr/share/datasets/fashion-mnist\n\n"
-             "  seqclf bench --config configs/lstm.yaml --set model.hidden_size=256 --set train.batch_size=256 --json\n\n"
-             "  seqclf bench --config configs/lstm.yaml --baseline --steps 200   # also the DataLoader pipeline\n\n"
-             "  bash scripts/bench.sh -o bench.md   # the standard table")
+@app.command(epilog=examples(
+    "seqclf bench --config lstm --set data.name=fashion_mnist --set data.root=/usr/share/datasets/fashion-mnist",
+    "seqclf bench --config lstm --set model.hidden_size=256 --set train.batch_size=256 --json",
+    "seqclf bench --config lstm --baseline --steps 200   # also the DataLoader pipeline",
+    "bash scripts/bench.sh -o bench.md   # the standard table"))
 def bench(
-    config: Path = typer.Option(..., "--config", "-c", help="YAML config (see configs/)."),
+    config: Path = ConfigOption,
     set_: Optional[List[str]] = SetOption,
-    baseline: bool = typer.Option(False, "--baseline",
+    baseline: bool = typer.Option(False, "--baseline", metavar=FLAG,
                                   help="Also time the conventional pipeline (per-image ToTensor/Normalize, "
                                        "DataLoader) with the same model, batch size and optimizer."),
     steps: int = typer.Option(100, "--steps", min=1, metavar="N",
@@ -279,12 +156,14 @@ def bench(
     json_: bool = JsonOption,
 ) -> None:
     """Time training and evaluation: examples/s, GFLOP/s against this machine's fp32 matmul, loop overhead."""
-    from seqclf.bench import bench as run_bench
+    from seqclf.bench import bench as run_bench, contention, ratio_text
     from seqclf.config import load_config
 
     out = Output(json_mode=json_)
     with reported(out):
         result = run_bench(load_config(config, set_ or []), baseline=baseline, steps=steps)
+    if contention(result):  # on stderr, with --json too
+        out.warn(contention(result))
     if json_:
         emit_json(result)
         return
@@ -295,7 +174,7 @@ def bench(
             ["eval (test split)", f"{result['eval_examples_per_s']:,.0f}", f"{result['eval_to_train']:.1f}x train"]]
     if baseline:
         rows.append(["conventional DataLoader", f"{result['baseline_train_examples_per_s']:,.0f}",
-                     f"seqclf {result['speedup']:.1f}x faster"])
+                     f"seqclf {ratio_text(result['speedup'])}"])
     out.table(None, ["pipeline", "examples/s", "ratio"], rows)
     out.info(f"training {result['flops_per_example'] / 1e6:,.2f} MFLOP/example: {result['achieved_gflops']:,.1f} "
              f"GFLOP/s achieved, fp32 matmul {result['peak_gflops']:,.1f} GFLOP/s: {result['efficiency']:.0%} of it")

@@ -14,35 +14,36 @@ from typing import List, Optional
 
 import typer
 
-from seqclf.cli import JsonOption, QuietOption, app, emit_json, reported
+from seqclf.cli import app
+from seqclf.cli_shared import FLAG, JsonOption, QuietOption, emit_json, examples, reported
 from seqclf.console import Output
 from seqclf.errors import SeqclfError
 
 
-@app.command(epilog="Examples:\n\n  seqclf plot runs/lstm-1x128-s0-20261123-101500\n\n"
-             "  seqclf plot runs/lstm-* runs/gru-* -o curves.png\n\n"
-             "  seqclf plot runs/sweep -o sweep.svg   # every run in the folder\n\n"
-             "  seqclf plot --confusion runs/<run>/best.pt -o confusion.png\n\n"
-             "  seqclf plot --mistakes runs/<run>/best.pt -n 24 -o mistakes.png")
+@app.command(epilog=examples("seqclf plot runs/lstm-1x128-s0-20261123-101500",
+                             "seqclf plot runs/lstm-* runs/gru-* -o curves.png",
+                             "seqclf plot runs/sweep -o sweep.svg   # every run in the folder",
+                             "seqclf plot --confusion runs/<run>/best.pt -o confusion.png",
+                             "seqclf plot --mistakes runs/<run>/best.pt -n 24 -o mistakes.png"))
 def plot(
-    run_dirs: Optional[List[Path]] = typer.Argument(None, metavar="RUN_DIR...",
+    run_dirs: Optional[List[Path]] = typer.Argument(None, metavar="RUN_DIR",
                                                     help="Runs to overlay (or folders of runs)."),
     confusion: Optional[Path] = typer.Option(None, "--confusion", metavar="CHECKPOINT",
                                              help="Draw this checkpoint's confusion matrix instead."),
     mistakes: Optional[Path] = typer.Option(None, "--mistakes", metavar="CHECKPOINT",
                                             help="Draw this checkpoint's most confident wrong predictions instead."),
     n: int = typer.Option(16, "-n", metavar="N", help="With --mistakes: how many to show."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", metavar="FILE.png",
+    output: Optional[Path] = typer.Option(None, "--output", "-o", metavar="FILE",
                                           help="Image to write: .png, .svg or .pdf [default: curves.png, "
                                                "confusion.png, mistakes.png]."),
     set_: Optional[List[str]] = typer.Option(None, "--set", metavar="KEY=VALUE",
                                              help="With a CHECKPOINT: as for eval, e.g. data.root=DIR."),
-    split: str = typer.Option("test", "--split", help="With a CHECKPOINT: test or val."),
+    split: str = typer.Option("test", "--split", metavar="SPLIT", help="With a CHECKPOINT: test or val."),
     quiet: bool = QuietOption,
 ) -> None:
-    r"""Draw loss and accuracy per epoch of runs, or a checkpoint's confusion matrix or mistakes.
+    """Draw loss and accuracy per epoch of runs, or a checkpoint's confusion matrix or mistakes.
 
-    Needs matplotlib: pip install "seqclf\[plot]".
+    Needs matplotlib: pip install "seqclf[plot]".
     """
     from seqclf import plot as pictures
 
@@ -66,22 +67,23 @@ def plot(
     out.info(f"wrote {path}")
 
 
-@app.command(epilog="Examples:\n\n  seqclf predict runs/<run>/best.pt digit.png\n\n"
-             "  seqclf predict runs/<run>/best.pt scans/ --top-k 3\n\n"
-             "  seqclf predict runs/<run>/best.pt t10k-images-idx3-ubyte.gz --csv > predictions.csv\n\n"
-             "  seqclf predict runs/<run>/best.pt photo.jpg --json | jq -r '.predictions[0].class'")
+@app.command(epilog=examples("seqclf predict runs/<run>/best.pt digit.png",
+                             "seqclf predict runs/<run>/best.pt scans/ --top-k 3",
+                             "seqclf predict runs/<run>/best.pt t10k-images-idx3-ubyte.gz --csv > predictions.csv",
+                             "seqclf predict runs/<run>/best.pt photo.jpg --json | jq -r '.predictions[0].class'"))
 def predict(
-    checkpoint: Path = typer.Argument(..., help="A checkpoint written by seqclf train (best.pt or last.pt)."),
-    inputs: List[Path] = typer.Argument(..., metavar="INPUT...",
+    checkpoint: Path = typer.Argument(..., metavar="CHECKPOINT",
+                                      help="A checkpoint written by seqclf train (best.pt or last.pt)."),
+    inputs: List[Path] = typer.Argument(..., metavar="INPUT",
                                         help="Image files (PNG, JPEG, BMP, GIF, TIFF, WebP, ...), folders of "
                                              "them (recursively), IDX image files (plain or .gz), .npy arrays "
                                              "(H, W) or (N, H, W)."),
     top_k: int = typer.Option(1, "--top-k", min=1, metavar="K", help="Also show the next K-1 guesses."),
-    no_preprocess: bool = typer.Option(False, "--no-preprocess",
+    no_preprocess: bool = typer.Option(False, "--no-preprocess", metavar=FLAG,
                                        help="Plainly resize image files instead of MNIST-style preprocessing."),
     batch_size: int = typer.Option(1024, "--batch-size", min=1, metavar="N", help="Images per forward pass."),
     json_: bool = JsonOption,
-    csv_: bool = typer.Option(False, "--csv", help="Print CSV (input,label,class,probability) on stdout."),
+    csv_: bool = typer.Option(False, "--csv", metavar=FLAG, help="Print CSV (input,label,class,probability) on stdout."),
     quiet: bool = QuietOption,
 ) -> None:
     """Classify images with a trained model: exit 2 if any input failed (the others are still printed)."""
@@ -108,20 +110,21 @@ def predict(
         raise typer.Exit(2)
 
 
-@app.command(epilog="Examples:\n\n  seqclf export runs/<run>/best.pt -o model.onnx\n\n"
-             "  seqclf export runs/<run>/best.pt -o model.pt2 --format pt2")
+@app.command(epilog=examples("seqclf export runs/<run>/best.pt -o model.onnx",
+                             "seqclf export runs/<run>/best.pt -o model.pt2 --format pt2"))
 def export(
-    checkpoint: Path = typer.Argument(..., help="A checkpoint written by seqclf train (best.pt or last.pt)."),
+    checkpoint: Path = typer.Argument(..., metavar="CHECKPOINT",
+                                      help="A checkpoint written by seqclf train (best.pt or last.pt)."),
     output: Path = typer.Option(..., "--output", "-o", metavar="FILE", help="The file to write."),
     format_: str = typer.Option("onnx", "--format", metavar="onnx|pt2",
                                 help="onnx (runs in onnxruntime, no torch needed) or pt2 (torch.export)."),
     json_: bool = JsonOption,
     quiet: bool = QuietOption,
 ) -> None:
-    r"""Write a model taking float32 pixels 0-255 (N, H, W), returning logits and probabilities.
+    """Write a model taking float32 pixels 0-255 (N, H, W), returning logits and probabilities.
 
     The file is checked against the checkpoint before it is written.
-    ONNX needs the extra: pip install "seqclf\[export]".
+    ONNX needs the extra: pip install "seqclf[export]".
     """
     from seqclf.export import export as write_model
 

@@ -375,7 +375,8 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(["no such file; the shipped configs are in configs/ (e.g. configs/lstm.yaml)"], str(path)) from None
+        raise ConfigError(["no such file, nor a shipped config of that name (seqclf config list shows "
+                           "them, e.g. --config lstm)"], str(path)) from None
     except IsADirectoryError:
         raise ConfigError(["is a folder, not a YAML file"], str(path)) from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -402,6 +403,10 @@ def config_from_dict(raw: Any, source: str = "config") -> Config:
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """Load a YAML file (or only defaults), apply `--set` overrides, validate everything."""
+    if path is not None:
+        from seqclf.shipped import resolve_config_path  # `--config lstm`: the shipped lstm.yaml
+
+        path = resolve_config_path(path)
     raw = read_yaml(path) if path is not None else {}
     source = str(path) if path is not None else "defaults"
     if overrides:

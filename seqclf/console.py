@@ -10,12 +10,17 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+from pathlib import Path
 from typing import Any, Iterator
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn
 from rich.table import Table
+from rich.text import Text
+
+
+LEFT = ("name", "key", "status", "formula", "input", "next guesses")  # left-aligned whatever they hold
 
 
 class Output:
@@ -28,13 +33,14 @@ class Output:
         self.errors = Console(file=sys.stderr, highlight=False, soft_wrap=True)
         self.terminal = self.console.is_terminal and not os.environ.get("CI")
         self._progress: Progress | None = None
+        self._legend_shown = False
 
     def _print(self, text: str) -> None:
         if self.quiet:
             return
         target = self._progress.console if self._progress is not None else self.console
-        if self.terminal:
-            target.print(text)
+        if self.terminal:  # wrapped at spaces to the terminal's width, never mid-number
+            target.print(text, soft_wrap=False)
         else:
             target.print(_plain(text), markup=False)
 
@@ -51,48 +57,73 @@ class Output:
             self.errors.print(f"[yellow]warning:[/] {escape(text)}" if terminal else f"warning: {text}", markup=terminal)
 
     def epoch(self, row: dict[str, Any], epochs: int) -> None:
-        """One line per epoch: the same fields as metrics.jsonl, aligned."""
-        best = " [green]*[/]" if row.get("best") else ""
-        self._print(
-            f"epoch {row['epoch']:>{len(str(epochs))}}/{epochs}  "
-            f"train loss {row['train_loss']:.4f} acc {row['train_accuracy']:.4f}  "
-            f"val loss {row['val_loss']:.4f} acc [bold]{row['val_accuracy']:.4f}[/]{best}  "
-            f"lr {row['lr']:.2e}  grad {row['grad_norm']:.3g} clipped {row['clipped_fraction']:.0%}  "
-            f"{row['seconds']:.1f}s  {row['examples_per_s']:,.0f} ex/s"
-        )
+        """One line per epoch (the metrics.jsonl fields). On a terminal it fits the width: the less
+        important fields are left out when narrow; a plain log keeps them all."""
+        if not self._legend_shown:
+            self._legend_shown = True
+            self._print("[dim]* marks a new best validation accuracy: best.pt holds that epoch[/]")
+        fields = _epoch_fields(row, epochs)
+        width = self.console.width if self.terminal else None
+        self._print("  ".join(_fit(fields, width)))
 
     @contextlib.contextmanager
-    def progress(self, total: int, description: str) -> Iterator[Any]:
-        """A batch progress bar on a terminal; a no-op object otherwise."""
+    def progress(self, total: int, description: str, steps_after: int = 0) -> Iterator[Any]:
+        """A batch progress bar on a terminal (live loss and accuracy of the epoch so far, and the time
+        left for the whole run: this epoch's steps and `steps_after` more); a no-op object otherwise."""
         if self.quiet or not self.terminal:
             yield _NoProgress()
             return
-        bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                       TimeRemainingColumn(), console=self.console, transient=True)
+        bar = Progress(TextColumn("{task.description}"), BarColumn(bar_width=None), MofNCompleteColumn(),
+                       TextColumn("{task.fields[live]}"), _RunTimeLeft(steps_after),
+                       console=self.console, transient=True, expand=False)
         self._progress = bar
         try:
             with bar:
-                task = bar.add_task(description, total=total)
+                task = bar.add_task(description, total=total, live="")
                 yield _Advance(bar, task)
         finally:
             self._progress = None
 
-    def table(self, title: str | None, columns: list[str], rows: list[list[str]]) -> None:
+    def next_steps(self, summary: dict[str, Any]) -> None:
+        """What to run next with a finished run: score it per class, draw its curves, compare it with others."""
+        run_dir = Path(summary["run_dir"])
+        with contextlib.suppress(ValueError):  # under the current folder: the shorter relative path
+            run_dir = run_dir.absolute().relative_to(Path.cwd())
+        self._print("next: per-class scores, curves per epoch, and all runs by validation accuracy:")
+        for command in (f"seqclf eval {run_dir / 'best.pt'}", f"seqclf plot {run_dir} -o curves.png",
+                        f"seqclf runs {run_dir.parent}"):
+            self._print(f"  {escape(command)}")
+
+    def table(self, title: str | None, columns: list[str], rows: list[list[str]], drop: list[str] | tuple = (),
+              keep_whole: tuple[str, ...] = ()) -> None:
+        """A table; on a terminal too narrow for it, the `drop` columns are left out in that order (and
+        said so) before any cell of a `keep_whole` column would be cut. Plain output keeps every column."""
         if self.quiet:
             return
-        table = Table(title=title, box=None, show_edge=False, pad_edge=False)
-        for column in columns:
-            left = column in ("name", "key", "status", "formula", "input", "next guesses")
-            table.add_column(column, justify="left" if left else "right")
-        for row in rows:
-            table.add_row(*row)
-        if self.terminal:
-            self.console.print(table)
+        hidden: list[str] = []
+        while True:
+            shown = [i for i, column in enumerate(columns) if column not in hidden]
+            table = Table(title=title, box=None, show_edge=False, pad_edge=False)
+            for i in shown:  # numbers right-aligned; words, and names even when digits, left
+                whole = columns[i] in keep_whole
+                left = columns[i] in LEFT or not all(_numeric(row[i]) for row in rows)
+                table.add_column(columns[i], justify="left" if left else "right",
+                                 no_wrap=whole, min_width=max((len(row[i]) for row in rows), default=0) if whole else None)
+            for row in rows:
+                table.add_row(*(row[i] for i in shown))
+            natural = self.console.measure(table, options=self.console.options.update_width(1_000_000)).maximum
+            if not self.terminal or len(hidden) == len(drop) or natural <= self.console.width:
+                break
+            hidden.append(drop[len(hidden)])
+        if not self.terminal:
+            # Plain: the table's natural width (never cut to 80 columns), no trailing blanks.
+            for line in self.console.render_lines(table, self.console.options.update(width=1_000_000), pad=False):
+                self.console.print("".join(segment.text for segment in line).rstrip(), markup=False)
             return
-        # Plain: the table's natural width (never cut to 80 columns), no trailing blanks.
-        for line in self.console.render_lines(table, self.console.options.update(width=1_000_000), pad=False):
-            self.console.print("".join(segment.text for segment in line).rstrip(), markup=False)
-
+        self.console.print(table)
+        if hidden:  # wrapped at the width, as the table is
+            self.console.print(f"[dim]hidden at this width: {', '.join(hidden)} (--columns chooses)[/]",
+                               soft_wrap=False)
 
     def evaluation(self, result: dict[str, Any], checkpoint: Any) -> None:
         """`seqclf eval`: accuracy, then per-class accuracy and the confusion matrix by class name."""
@@ -119,6 +150,9 @@ class _NoProgress:
     def advance(self, steps: int = 1) -> None:
         pass
 
+    def show(self, sums: dict[str, Any], batch_size: int) -> None:
+        pass
+
     def update(self, **fields: Any) -> None:
         pass
 
@@ -133,9 +167,54 @@ class _Advance:
     def update(self, **fields: Any) -> None:
         self.bar.update(self.task, **fields)
 
+    def show(self, sums: dict[str, Any], batch_size: int) -> None:
+        """Live mean loss and accuracy of the epoch so far from the loop's sums (0-dim tensors: "loss" summed
+        over examples, "correct", "steps"); a host sync, so the loop calls it only where it syncs anyway."""
+        seen = max(float(sums["steps"]) * batch_size, 1.0)
+        self.update(live=f"loss {float(sums['loss']) / seen:.4f} acc {float(sums['correct']) / seen:.4f}")
+
+
+class _RunTimeLeft(ProgressColumn):
+    """Time left for the whole run: this epoch's remaining steps plus the later epochs', at the current speed."""
+
+    def __init__(self, steps_after: int) -> None:
+        super().__init__()
+        self.steps_after = steps_after
+
+    def render(self, task: Any) -> Text:
+        if not task.speed or task.remaining is None:
+            return Text("run -:--:-- left", style="progress.remaining")
+        seconds = int((task.remaining + self.steps_after) / task.speed)
+        return Text(f"run {seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d} left", style="progress.remaining")
+
+
+def _epoch_fields(row: dict[str, Any], epochs: int) -> list[tuple[int, str]]:
+    """(priority, text) per field in display order; priority 0 is always shown, higher goes first when narrow."""
+    best = " [green]*[/]" if row.get("best") else "  "
+    return [(0, f"epoch {row['epoch']:>{len(str(epochs))}}/{epochs}"),
+            (0, f"train loss {row['train_loss']:.4f} acc {row['train_accuracy']:.4f}"),
+            (0, f"val loss {row['val_loss']:.4f} acc [bold]{row['val_accuracy']:.4f}[/]{best}"),
+            (1, f"{row['seconds']:.1f}s"),
+            (3, f"lr {row['lr']:.2e}"),
+            (4, f"grad {row['grad_norm']:.3g} clipped {row['clipped_fraction']:.0%}"),
+            (2, f"{row['examples_per_s']:,.0f} ex/s")]
+
+
+def _fit(fields: list[tuple[int, str]], width: int | None) -> list[str]:
+    """The fields that fit in `width` characters joined by two spaces, dropping the highest priorities first."""
+    kept = list(fields)
+    while width is not None and any(p for p, _ in kept):
+        if sum(len(_plain(text)) + 2 for _, text in kept) - 2 <= width - 1:
+            break
+        kept.remove(max(kept, key=lambda field: field[0]))
+    return [text for _, text in kept]
+
+
+def _numeric(cell: str) -> bool:
+    """`0.8500 ± 0.0500`, `1,024`, `12.5s`, `-` (none): a cell to right-align."""
+    return cell == "-" or cell[:1].isdigit() or (cell[:1] == "-" and cell[1:2].isdigit())
+
 
 def _plain(text: str) -> str:
     """Strip rich markup for plain output."""
-    from rich.text import Text
-
     return Text.from_markup(text).plain

@@ -66,7 +66,8 @@ def _loop(run: Run, out: Output, stop: GracefulStop) -> dict[str, Any]:
                 if state.cursor.order is None:
                     state.begin_epoch(len(data.train))
                 started = time.perf_counter()
-                with out.progress(steps_per_epoch, f"epoch {state.epoch + 1}/{cfg.train.epochs}") as bar:
+                with out.progress(steps_per_epoch, f"epoch {state.epoch + 1}/{cfg.train.epochs}",
+                                  steps_after=(cfg.train.epochs - state.epoch - 1) * steps_per_epoch) as bar:
                     bar.advance(state.cursor.step)
                     loss, stopped = run_steps(run, bar, stop, steps_per_epoch, scaler)
                 state.cursor.elapsed += time.perf_counter() - started
@@ -130,6 +131,7 @@ def run_steps(run: Run, bar: Any, stop: GracefulStop, until: int,
         bar.advance()
         if cursor.step % check_every == 0 or cursor.step == steps_per_epoch:
             loss, stopping = _verdict(run, stop, loss)  # under torchrun: taken together, at the same steps
+            bar.show(cursor.sums, len(y))  # live loss and accuracy of the epoch so far (a no-op without a bar)
             _check_finite(run, loss)
             if stopping:
                 return loss, True

@@ -7,6 +7,8 @@ global state, no display needed) and written atomically like every other file.
 
 from __future__ import annotations
 
+import math
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -29,18 +31,26 @@ def _figure(**kwargs: Any) -> Any:
 
 
 def _check_output(path: Path) -> None:
+    """Refuse an output that cannot be written before anything is drawn or scored."""
+    if path.is_dir():
+        raise SeqclfError(f"-o {path}: is a folder; give a file name, e.g. -o {path / 'curves.png'}")
     if path.suffix.lower() not in FORMATS:
         raise SeqclfError(f"-o {path}: the file name must end in {', '.join(FORMATS)}")
+    folder = next((p for p in path.absolute().parents if p.exists()), Path("/"))
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise SeqclfError(f"-o {path}: {folder} cannot be written; choose another path with -o")
 
 
 def _save(figure: Any, path: Path) -> Path:
+    from seqclf.errors import TrainingError
     from seqclf.files import atomic_write
 
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(path, lambda handle: figure.savefig(handle, format=path.suffix.lower()[1:], dpi=100))
-    except OSError as exc:
-        raise SeqclfError(f"-o {path}: cannot be written ({exc.strerror or exc})") from None
+    except (OSError, TrainingError) as exc:  # atomic_write's own message speaks of output.dir
+        raise SeqclfError(f"-o {path}: cannot be written ({getattr(exc, 'strerror', None) or exc}); "
+                          f"choose another path with -o") from None
     return path
 
 
@@ -49,6 +59,13 @@ def _labels(paths: list[Path]) -> list[str]:
     names = [path.name for path in paths]
     short = [_TIME.sub("", name) for name in names]
     return short if len(set(short)) == len(short) else names
+
+
+def _points(history: list[dict[str, Any]], key: str) -> tuple[list[int], list[float]]:
+    """(epochs, values) of one metric: rows without a finite number for it (an edited file) are left out."""
+    kept = [(row["epoch"], row[key]) for row in history if isinstance(row.get(key), (int, float))
+            and not isinstance(row.get(key), bool) and math.isfinite(row[key])]
+    return [epoch for epoch, _ in kept], [value for _, value in kept]
 
 
 def plot_curves(paths: list[Path], output: Path) -> tuple[Path, list[Path]]:
@@ -69,12 +86,10 @@ def plot_curves(paths: list[Path], output: Path) -> tuple[Path, list[Path]]:
         raise SeqclfError(f"nothing to draw: none of {', '.join(map(str, run_dirs))} has finished an epoch")
     loss_axes, accuracy_axes = figure.subplots(1, 2)
     for i, (label, (_, history)) in enumerate(zip(_labels([p for p, _ in drawn]), drawn)):
-        epochs = [row["epoch"] for row in history]
         color = f"C{i % 10}"
         for axes, metric in ((loss_axes, "loss"), (accuracy_axes, "accuracy")):
-            axes.plot(epochs, [row[f"train_{metric}"] for row in history], "--", color=color, alpha=0.8)
-            axes.plot(epochs, [row[f"val_{metric}"] for row in history], "-o", color=color, markersize=3,
-                      label=label)
+            axes.plot(*_points(history, f"train_{metric}"), "--", color=color, alpha=0.8)
+            axes.plot(*_points(history, f"val_{metric}"), "-o", color=color, markersize=3, label=label)
     for axes, metric in ((loss_axes, "loss"), (accuracy_axes, "accuracy")):
         axes.set_xlabel("epoch")
         axes.set_ylabel(metric)

@@ -9,6 +9,10 @@ import numpy as np
 import pytest
 import torch
 
+from seqclf import runlog, runs
+from seqclf.config import load_config, to_yaml
+from seqclf.files import write_json, write_text
+
 ROOT = Path(__file__).resolve().parents[1]  # the repository
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 FILES = {"train_images": "train-images-idx3-ubyte", "train_labels": "train-labels-idx1-ubyte",
@@ -44,6 +48,26 @@ def cli_json(*args: str) -> dict:
     result = CliRunner().invoke(app, [*args, "--json"])
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)
+
+
+def fake_run(folder: Path, name: str, overrides: list[str], summary: dict | None = None,
+             history: list[dict] | None = None) -> Path:
+    """A run directory as train writes it: config.yaml, and summary.json / metrics.jsonl when given."""
+    run_dir = folder / name
+    run_dir.mkdir(parents=True)
+    write_text(run_dir / runs.CONFIG, to_yaml(load_config(None, overrides)))
+    if summary is not None:
+        write_json(run_dir / runs.SUMMARY, {"epochs": 3, "parameters": 1000, "seconds": 10.0, "val_accuracy": 0.5,
+                                            "test_accuracy": 0.5, "status": "finished", **summary})
+    if history is not None:
+        runlog.write_metrics(run_dir, history)
+    return run_dir
+
+
+def epoch(n: int, val_accuracy: float, seconds: float = 2.0) -> dict:
+    return {"epoch": n, "train_loss": 1.0 / n, "train_accuracy": 0.5, "val_loss": 1.2 / n,
+            "val_accuracy": val_accuracy, "lr": 1e-3, "grad_norm": 1.0, "clipped_fraction": 0.0,
+            "seconds": seconds, "examples_per_s": 100.0}
 
 
 def _images(labels: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:

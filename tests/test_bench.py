@@ -147,3 +147,14 @@ def test_bench_script_writes_a_markdown_table(tiny_data: Path, tmp_path: Path) -
                                                      "| GRU 128 x 2 bidirectional", "| LSTM 256 x 1"]
     assert all(row.count("|") == lines[0].count("|") for row in rows)
     assert done.stdout.strip() == out.read_text().strip()  # the same table on stdout
+
+
+def test_ratios_read_as_faster_or_slower_and_load_is_warned_about() -> None:
+    from seqclf.bench import contention, ratio_text
+
+    assert ratio_text(2.0) == "2.0x faster" and ratio_text(0.6) == "1.7x slower" and ratio_text(1.0) == "1.0x faster"
+    quiet = {"load_average_start": 0.5, "load_average": 1.5, "cores": 2}
+    assert contention(quiet) is None
+    busy = contention({**quiet, "load_average_start": 3.2})
+    assert busy is not None and "3.2" in busy and "2 cores" in busy
+    assert contention({**quiet, "load_average": 2.5}) is not None  # measured at the end too

@@ -106,3 +106,18 @@ def test_eval_shows_class_names(trained) -> None:
     assert "confusion matrix" in result.stdout and "per-class accuracy" in result.stdout
     assert class_names("fashion_mnist", 10)[0] == "T-shirt/top" and class_names("kmnist", 10)[-1] == "wo"
     assert class_names("idx", 3) == ["0", "1", "2"] and class_names("mnist", 10)[9] == "9"
+def test_rows_without_a_metric_and_unwritable_outputs(tmp_path: Path) -> None:
+    from conftest import epoch, fake_run
+
+    partial = [epoch(1, 0.5), {k: v for k, v in epoch(2, 0.6).items() if k != "train_loss"},
+               {**epoch(3, 0.7), "val_loss": "n/a"}]
+    run_dir = fake_run(tmp_path / "runs", "edited", ["model.cell=gru"], None, partial)
+    drawn = runner.invoke(app, ["plot", str(run_dir), "-o", str(tmp_path / "curves.png")])
+    assert drawn.exit_code == 0 and png_size(tmp_path / "curves.png")[0] > 0, drawn.output
+    (tmp_path / "folder.png").mkdir()
+    (tmp_path / "a-file").write_text("")
+    for target, fragment in [(tmp_path / "folder.png", "is a folder; give a file name"),
+                             (tmp_path / "a-file" / "c.png", "choose another path with -o")]:
+        refused = runner.invoke(app, ["plot", str(run_dir), "-o", str(target)])
+        assert refused.exit_code == 2 and fragment in refused.stderr, refused.output
+        assert "output.dir" not in refused.stderr  # the hint is about -o, not about training's output folder

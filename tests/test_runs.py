@@ -17,10 +17,10 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from seqclf import runlog, runs
-from seqclf.files import write_json, write_text
+from conftest import epoch, fake_run
+from seqclf import runs, runs_table
 from seqclf.cli import app
-from seqclf.config import ModelConfig, load_config, to_yaml
+from seqclf.config import ModelConfig, load_config
 from seqclf.errors import SeqclfError
 from seqclf.evaluate import evaluate_checkpoint
 from seqclf.model import parameter_count, resolve_hidden_size
@@ -28,26 +28,6 @@ from seqclf.train import train
 from conftest import ROOT
 
 runner = CliRunner()
-
-
-def fake_run(folder: Path, name: str, overrides: list[str], summary: dict | None = None,
-             history: list[dict] | None = None) -> Path:
-    """A run directory as train writes it: config.yaml, and summary.json / metrics.jsonl when given."""
-    run_dir = folder / name
-    run_dir.mkdir(parents=True)
-    write_text(run_dir / runs.CONFIG, to_yaml(load_config(None, overrides)))
-    if summary is not None:
-        write_json(run_dir / runs.SUMMARY, {"epochs": 3, "parameters": 1000, "seconds": 10.0, "val_accuracy": 0.5,
-                                            "test_accuracy": 0.5, "status": "finished", **summary})
-    if history is not None:
-        runlog.write_metrics(run_dir, history)
-    return run_dir
-
-
-def epoch(n: int, val_accuracy: float, seconds: float = 2.0) -> dict:
-    return {"epoch": n, "train_loss": 1.0 / n, "train_accuracy": 0.5, "val_loss": 1.2 / n,
-            "val_accuracy": val_accuracy, "lr": 1e-3, "grad_norm": 1.0, "clipped_fraction": 0.0,
-            "seconds": seconds, "examples_per_s": 100.0}
 
 
 @pytest.fixture
@@ -75,28 +55,28 @@ def by_name(rows: list[dict]) -> dict[str, dict]:
 
 
 def test_listing_reads_every_run_one_level_down(sweep: Path) -> None:
-    rows = by_name([record.row for record in runs.list_runs(sweep)])
+    rows = by_name([record.row for record in runs_table.list_runs(sweep)])
     assert set(rows) == {"sweep/gru-s0", "sweep/gru-s1", "sweep/gru-s2", "sweep/rnn-s0", "sweep/rnn-s1",
                          "lstm-2x64-bi", "lstm-killed"}
-    assert all(list(row) == list(runs.FIELDS) for row in rows.values())
-    assert rows["lstm-2x64-bi"] == {"name": "lstm-2x64-bi", "cell": "lstm", "num_layers": 2, "hidden_size": 64,
-                                    "bidirectional": True, "parameters": 1000, "epochs": 8, "val_accuracy": 0.5,
+    assert all(list(row) == list(runs_table.FIELDS) for row in rows.values())
+    assert rows["lstm-2x64-bi"] == {"name": "lstm-2x64-bi", "dataset": "mnist", "sequence": "rows", "cell": "lstm", "num_layers": 2, "hidden_size": 64,
+                                    "bidirectional": True, "lr": 0.001, "seed": 0, "parameters": 1000, "epochs": 8, "val_accuracy": 0.5,
                                     "test_accuracy": 0.95, "seconds": 10.0, "status": "finished"}
     assert rows["sweep/gru-s1"]["test_accuracy"] == 0.90 and rows["sweep/gru-s1"]["cell"] == "gru"
 
 
 def test_a_killed_run_without_summary_shows_what_its_files_say(sweep: Path) -> None:
-    killed = by_name([record.row for record in runs.list_runs(sweep)])["lstm-killed"]
+    killed = by_name([record.row for record in runs_table.list_runs(sweep)])["lstm-killed"]
     assert killed["status"] == "interrupted"  # it left last.pt: resumable
     assert killed["epochs"] == 2 and killed["val_accuracy"] == 0.7 and killed["seconds"] == 7.0
     assert killed["test_accuracy"] is None and killed["parameters"] is None
     (sweep / "lstm-killed" / runs.LAST).unlink()
-    assert runs.describe_run(sweep / "lstm-killed", sweep).row["status"] == "failed"
+    assert runs_table.describe_run(sweep / "lstm-killed", sweep).row["status"] == "failed"
 
 
 def test_group_by_gives_count_mean_and_sample_std(sweep: Path) -> None:
-    records = runs.list_runs(sweep / "sweep")
-    groups = {row["model.cell"]: row for row in runs.group_runs(records, ["model.cell", "model.bidirectional"])}
+    records = runs_table.list_runs(sweep / "sweep")
+    groups = {row["model.cell"]: row for row in runs_table.group_runs(records, ["model.cell", "model.bidirectional"])}
     gru, rnn = groups["gru"], groups["rnn"]
     assert gru["count"] == 3 and rnn["count"] == 2
     assert gru["test_accuracy"] == pytest.approx(0.85)
@@ -105,22 +85,22 @@ def test_group_by_gives_count_mean_and_sample_std(sweep: Path) -> None:
     assert gru["parameters"] == 2378 and gru["model.bidirectional"] is False
     assert rnn["test_accuracy"] == pytest.approx(0.65) and rnn["test_accuracy_std"] == pytest.approx(0.0707107)
     assert gru["differs"] == [] and gru["runs"] == ["gru-s0", "gru-s1", "gru-s2"]
-    single = runs.group_runs(runs.list_runs(sweep / "lstm-2x64-bi"), ["model.cell"])[0]
+    single = runs_table.group_runs(runs_table.list_runs(sweep / "lstm-2x64-bi"), ["model.cell"])[0]
     assert single["count"] == 1 and single["test_accuracy_std"] is None
     # Grouping only by cell merges the 2x64 lstm with the 1x128 one: the row says what else varies.
-    lstm = [row for row in runs.group_runs(runs.list_runs(sweep), ["model.cell"]) if row["model.cell"] == "lstm"][0]
+    lstm = [row for row in runs_table.group_runs(runs_table.list_runs(sweep), ["model.cell"]) if row["model.cell"] == "lstm"][0]
     assert lstm["differs"] == ["model.bidirectional", "model.hidden_size", "model.num_layers"]
 
 
 def test_sort_puts_the_best_accuracy_first_and_missing_values_last(sweep: Path) -> None:
-    rows = [record.row for record in runs.list_runs(sweep)]
-    ordered = [row["name"] for row in runs.sort_rows(rows, "test_accuracy", list(runs.FIELDS))]
+    rows = [record.row for record in runs_table.list_runs(sweep)]
+    ordered = [row["name"] for row in runs_table.sort_rows(rows, "test_accuracy")]
     assert ordered[:3] == ["lstm-2x64-bi", "sweep/gru-s1", "sweep/gru-s2"] and ordered[-1] == "lstm-killed"
-    ascending = [row["name"] for row in runs.sort_rows(rows, "test_accuracy", list(runs.FIELDS), reverse=True)]
+    ascending = [row["name"] for row in runs_table.sort_rows(rows, "test_accuracy", reverse=True)]
     assert ascending[0] == "sweep/rnn-s1" and ascending[-1] == "lstm-killed"
-    assert [row["seconds"] for row in runs.sort_rows(rows, "seconds", list(runs.FIELDS))][:2] == [7.0, 10.0]
+    assert [row["seconds"] for row in runs_table.sort_rows(rows, "seconds")][:2] == [7.0, 10.0]
     with pytest.raises(SeqclfError, match="not a column"):
-        runs.sort_rows(rows, "accuracy", list(runs.FIELDS))
+        runs_table.column_of("accuracy", "--sort")
 
 
 def test_cli_runs_json_csv_table_and_errors(sweep: Path) -> None:
@@ -128,9 +108,9 @@ def test_cli_runs_json_csv_table_and_errors(sweep: Path) -> None:
     assert listed.exit_code == 0, listed.output
     rows = json.loads(listed.stdout)
     assert [row["name"] for row in rows][0] == "lstm-2x64-bi" and len(rows) == 7
-    assert all(set(row) == set(runs.FIELDS) for row in rows)
+    assert all(set(row) == set(runs_table.FIELDS) for row in rows)
     table = list(csv.DictReader(io.StringIO(runner.invoke(app, ["runs", str(sweep), "--csv"]).stdout)))
-    assert len(table) == 7 and list(table[0]) == list(runs.FIELDS)
+    assert len(table) == 7 and list(table[0]) == list(runs_table.FIELDS)
     values = {row["name"]: row["test_accuracy"] for row in table}
     assert float(values["sweep/gru-s2"]) == 0.85 and values["lstm-killed"] == ""  # None: an empty field
     grouped = runner.invoke(app, ["runs", str(sweep / "sweep"), "--group-by", "model.cell,model.num_layers"])
@@ -140,16 +120,17 @@ def test_cli_runs_json_csv_table_and_errors(sweep: Path) -> None:
     assert "sweep/gru-s0" in human.stdout and "interrupted" in human.stdout  # not cut to 80 columns
     for args, fragment in [([str(sweep / "nope")], "no such folder"), ([str(sweep), "--sort", "acc"], "not a column"),
                            ([str(sweep), "--group-by", "model.cel"], "did you mean `model.cell`"),
-                           ([str(sweep), "--json", "--csv"], "one of --json and --csv")]:
+                           ([str(sweep), "--json", "--csv"], "one of --json, --csv and --quiet")]:
         failed = runner.invoke(app, ["runs", *args])
         assert failed.exit_code == 2 and fragment in failed.stderr, failed.output
 
 
 def test_config_diff_lists_the_keys_that_differ(sweep: Path) -> None:
     a, b = sweep / "sweep" / "gru-s0", sweep / "lstm-2x64-bi"
-    assert runs.config_diff(a, b) == {"model.cell": ["gru", "lstm"], "model.hidden_size": [128, 64],
+    config = lambda path: load_config(runs.run_config_path(path))  # noqa: E731
+    assert runs.config_diff(config(a), config(b)) == {"model.cell": ["gru", "lstm"], "model.hidden_size": [128, 64],
                                       "model.num_layers": [1, 2], "model.bidirectional": [False, True]}
-    assert runs.config_diff(a, a) == {}
+    assert runs.config_diff(config(a), config(a)) == {}
     shown = runner.invoke(app, ["config", "diff", str(a), str(sweep / "sweep" / "gru-s2"), "--json"])
     assert json.loads(shown.stdout) == {"seed": [0, 2]}
     assert runner.invoke(app, ["config", "diff", str(a), str(sweep / "sweep")]).exit_code == 2  # not a run
@@ -238,7 +219,7 @@ def test_parallel_train_processes_get_distinct_run_dirs(tiny_overrides: list[str
     outputs = [process.communicate(timeout=120) for process in processes]
     assert [process.returncode for process in processes] == [0, 0, 0], outputs
     assert all(stdout == "" for stdout, _ in outputs)  # --quiet: nothing but errors
-    made = runs.list_runs(tmp_path / "runs")
+    made = runs_table.list_runs(tmp_path / "runs")
     assert len(made) == 3 and len({record.path for record in made}) == 3
     assert all(record.row["status"] == "finished" for record in made)
 

@@ -42,8 +42,8 @@ def test_a_small_sweep_then_runs_json_and_csv(tiny_data: Path, tmp_path: Path) -
     assert listed.returncode == 0, listed.stderr
     rows = json.loads(listed.stdout)
     assert len(rows) == 4
-    fields = {"name", "cell", "num_layers", "hidden_size", "bidirectional", "parameters", "epochs",
-              "val_accuracy", "test_accuracy", "seconds", "status"}
+    fields = {"name", "dataset", "sequence", "cell", "num_layers", "hidden_size", "bidirectional", "lr", "seed",
+              "parameters", "epochs", "val_accuracy", "test_accuracy", "seconds", "status"}
     assert all(set(row) == fields for row in rows)
     assert sorted((row["cell"], row["name"].split("-")[2]) for row in rows) == [
         ("gru", "s0"), ("gru", "s1"), ("rnn", "s0"), ("rnn", "s1")]
@@ -78,3 +78,18 @@ def test_bad_usage_exits_2_before_training(tmp_path: Path) -> None:
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "model.cell" in bad.stderr  # did you mean
     assert not (tmp_path / "out").exists()
+
+
+def test_it_runs_from_any_folder_with_the_shipped_config(tiny_data: Path, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {key: value for key, value in os.environ.items() if key not in ("CONFIG", "OUT")}
+    env.update({"SEQCLF": f"{sys.executable} -m seqclf", "CELLS": "gru", "LAYERS": "1", "DIRECTIONS": "uni",
+                "SEEDS": "0", "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))})
+    done = subprocess.run(["bash", str(SWEEP), "-e", "1", "-o", "out", "--", "--set", "data.name=idx",
+                           "--set", f"data.root={tiny_data}", "--set", "data.val_size=100",
+                           "--set", "model.hidden_size=8", "--set", "train.device=cpu"],
+                          cwd=elsewhere, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "finished gru layers=1 uni seed=0: best val accuracy" in done.stdout
+    assert len(list((elsewhere / "out").glob("gru-*/summary.json"))) == 1
