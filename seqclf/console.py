@@ -91,7 +91,7 @@ class Output:
             run_dir = run_dir.absolute().relative_to(Path.cwd())
         self._print("next: per-class scores, curves per epoch, and all runs by validation accuracy:")
         for command in (f"seqclf eval {run_dir / 'best.pt'}", f"seqclf plot {run_dir} -o curves.png",
-                        f"seqclf runs {run_dir.parent}"):
+                        "seqclf runs" if run_dir.parent == Path("runs") else f"seqclf runs {run_dir.parent}"):
             self._print(f"  {escape(command)}")
 
     def table(self, title: str | None, columns: list[str], rows: list[list[str]], drop: list[str] | tuple = (),
