@@ -64,7 +64,7 @@ seqclf() {{
     assert ran >= 2 and list((work / "runs").glob("*/best.pt"))
 
 
-@pytest.mark.parametrize("page", sorted(set(re.findall(r"\]\((docs/[^)#]+)", README.read_text()))))
+@pytest.mark.parametrize("page", sorted(set(re.findall(r"\]\((docs/[^)#]+\.md)", README.read_text()))))
 def test_linked_docs_exist_and_speak_to_users(page: str) -> None:
     text = (ROOT / page).read_text()
     for phrase in ("speed work", "this task", "lent to", "this machine"):  # written for users, not as a report
