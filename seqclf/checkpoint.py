@@ -9,7 +9,8 @@ This module alone knows the layout:
     format, version          "seqclf-checkpoint", VERSION
     config                   the resolved config as a nested dict
     model                    the model's state_dict
-    data                     DataMeta: what the model was trained on (normalization, view, classes)
+    data                     DataMeta: what the model was trained on (normalization, view, classes,
+                             the data's fingerprint: absent before it was added, read as None)
     epoch, history           epochs finished and their metrics.jsonl rows
     state                    last.pt only: the rest of TrainingState.state_dict()
 Older versions are migrated on read (`migrate`).
@@ -57,12 +58,14 @@ class DataMeta:
     height: int  # H, W: the images' size before the sequence view
     width: int
     class_names: tuple[str, ...]  # the name of each label
+    # Data.fingerprint: split sizes and a digest of the data files (None in checkpoints written before it)
+    fingerprint: dict[str, Any] | None = None
 
     @classmethod
     def of(cls, data: Any) -> "DataMeta":
         """From a loaded seqclf.data.Data."""
         return cls(float(data.mean), float(data.std), data.permutation, data.input_size, data.seq_len,
-                   data.num_classes, data.height, data.width, tuple(data.class_names))
+                   data.num_classes, data.height, data.width, tuple(data.class_names), data.fingerprint)
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "class_names": list(self.class_names)}
@@ -95,7 +98,11 @@ class DataMeta:
         if not isinstance(names, (list, tuple)) or len(names) != values["num_classes"] \
                 or not all(isinstance(n, str) for n in names):
             raise bad("class_names", f"a list of {values['num_classes']} names")
-        return cls(permutation=perm, class_names=tuple(names), **values)
+        fingerprint = raw.get("fingerprint")
+        if fingerprint is not None and not (isinstance(fingerprint, dict) and all(
+                isinstance(k, str) and isinstance(v, (int, str)) for k, v in fingerprint.items())):
+            raise bad("fingerprint", "null or a dict of split sizes and a digest")
+        return cls(permutation=perm, class_names=tuple(names), fingerprint=fingerprint, **values)
 
 
 def migrate(payload: dict[str, Any], source: str | Path) -> dict[str, Any]:

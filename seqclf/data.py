@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import hashlib
 import sys
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -228,6 +230,8 @@ class Data:
     height: int  # H, W: the images' size before the view
     width: int
     class_names: list[str]  # the name of each label
+    # what the run trains on: {"train": n, "val": n, "test": n, "digest": hex of the four files' contents}
+    fingerprint: dict[str, Any] | None = None
 
 
 def _stats(images: torch.Tensor) -> tuple[float, float]:
@@ -312,5 +316,16 @@ def load_data(cfg: DataConfig, seed: int, device: torch.device | str = "cpu", *,
     seq_len, input_size = view_shape(cfg.sequence, h, w)
     # over the whole files, so max_train/max_test never change the model's output size
     num_classes = int(torch.cat([arrays.train_labels, arrays.test_labels]).max()) + 1  # train is never empty here
+    sizes = {"train": len(indices["train"]), "val": len(indices["val"]),
+             "test": len(arrays.test_images) if cfg.max_test is None else min(cfg.max_test, len(arrays.test_images))}
     return Data(built["train"], built["val"], built["test"], input_size, seq_len, num_classes, mean, std, perm,
-                h, w, class_names(cfg.name, num_classes))
+                h, w, class_names(cfg.name, num_classes), {**sizes, "digest": digest(arrays)})
+
+
+def digest(arrays: Arrays) -> str:
+    """A cheap hash (BLAKE2b, 128 bits) of the four arrays' shapes and bytes: the same files give the same one."""
+    hashed = hashlib.blake2b(digest_size=16)
+    for tensor in (arrays.train_images, arrays.train_labels, arrays.test_images, arrays.test_labels):
+        hashed.update(str(tuple(tensor.shape)).encode())
+        hashed.update(tensor.contiguous().numpy())  # the buffer itself, no copy
+    return hashed.hexdigest()

@@ -3,13 +3,25 @@
 Every file seqclf writes goes to a temporary name in the same folder, is flushed and fsynced,
 then renamed over the old one: readers see the previous version or the new one, nothing in
 between. Torch-free, so `seqclf runs` and friends stay light.
+
+A temporary name carries its writer's PID (`.NAME.PID.XXXXXXXX.tmp`): a process killed mid-write
+(SIGKILL, power loss) leaves one behind, and the next write into that folder removes the ones
+whose process is gone and that are over a minute old (the age guards against PIDs of another
+machine or container sharing the folder).
+
+Test hook (inert when unset): SEQCLF_TEST_SIGNAL_AT_FSYNC="N:SIGNAL" or "N:SIGNAL:NAME" makes
+the process send itself SIGNAL (e.g. SIGKILL, SIGINT) right after the Nth fsync (of a file named
+NAME, if given) and before its rename: how tests stop real processes at a chosen write.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import signal
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -25,12 +37,14 @@ def atomic_write(path: str | Path, write: Callable[[Any], None], binary: bool = 
     path = Path(path)
     tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        remove_stale_temps(path.parent)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
         os.chmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give the mode a plain open() would
         with os.fdopen(fd, "wb" if binary else "w", encoding=None if binary else "utf-8") as handle:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
+        _test_signal(path.name)
         os.replace(tmp, path)
     except BaseException as exc:  # also KeyboardInterrupt: never leave a half-written file behind
         if tmp is not None:
@@ -43,6 +57,60 @@ def atomic_write(path: str | Path, write: Callable[[Any], None], binary: bool = 
             raise TrainingError(f"{path}: could not be written ({exc.strerror or exc}); {kept}. Free some "
                                 f"space or choose a writable output.dir.") from None
         raise
+
+
+_TEMP = re.compile(r"^\..+\.(\d+)\.[^.]+\.tmp$")  # .NAME.PID.XXXXXXXX.tmp (mkstemp's part has no dots)
+STALE_SECONDS = 60
+
+
+def remove_stale_temps(folder: Path) -> list[Path]:
+    """Remove the temporary files in `folder` left by writers that died mid-write; returns them."""
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    now = time.time()
+    for entry in entries:
+        match = _TEMP.match(entry.name)
+        if match is None or int(match.group(1)) == os.getpid() or pid_alive(int(match.group(1))):
+            continue
+        try:
+            if now - entry.stat().st_mtime > STALE_SECONDS:
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+        except OSError:  # gone already, or not ours to remove
+            pass
+    return removed
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this PID exists on this machine (one of another user's counts)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True
+    return True
+
+
+_fsyncs: dict[str, int] = {}
+
+
+def _test_signal(name: str) -> None:
+    """The SEQCLF_TEST_SIGNAL_AT_FSYNC hook (see the module's docstring); does nothing when unset."""
+    spec = os.environ.get("SEQCLF_TEST_SIGNAL_AT_FSYNC")
+    if not spec:
+        return
+    count, signame, *only = spec.split(":")
+    if only and only[0] != name:
+        return
+    _fsyncs[spec] = _fsyncs.get(spec, 0) + 1
+    if _fsyncs[spec] == int(count):
+        os.kill(os.getpid(), getattr(signal, signame))
 
 
 def _umask() -> int:

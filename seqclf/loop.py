@@ -228,16 +228,26 @@ def _interrupted(run: Run, stop: GracefulStop) -> dict[str, Any]:
 
 def supervised(run: Run, out: Output, stop: GracefulStop) -> dict[str, Any]:
     """Run the epochs to the end and return the summary; under torchrun, when a collective fails
-    because another rank went away, a message."""
+    because another rank went away, a message. Whatever stops the run, summary.json does not stay
+    "running": it ends interrupted (a signal, Ctrl-C) or failed (anything else) where it can be written."""
     try:
-        if run.dist.active:
-            run.ddp = run.dist.wrap(run.state.model, run.device)
-        return _loop(run, out, stop)
-    except RuntimeError as exc:
-        if not (run.dist.active and distributed.is_peer_failure(exc)):
-            raise
-        run.log.summary("failed", run.state, count_parameters(run.state.model))
-        raise run.dist.lost_contact(exc) from None
+        try:
+            if run.dist.active:
+                run.ddp = run.dist.wrap(run.state.model, run.device)
+            return _loop(run, out, stop)
+        except RuntimeError as exc:
+            if not (run.dist.active and distributed.is_peer_failure(exc)):
+                raise
+            run.log.summary("failed", run.state, count_parameters(run.state.model))
+            raise run.dist.lost_contact(exc) from None
+    except BaseException as exc:
+        if run.log.status == "running":
+            ended = "interrupted" if isinstance(exc, (KeyboardInterrupt, Interrupted)) else "failed"
+            try:
+                run.log.summary(ended, run.state, count_parameters(run.state.model))
+            except (Exception, KeyboardInterrupt):  # e.g. the disk is still full: `seqclf runs` reads the lock
+                pass
+        raise
 
 
 def _score(run: Run, split: Split) -> dict[str, Any]:

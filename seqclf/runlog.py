@@ -37,6 +37,7 @@ class RunLog:
         self.run_dir, self.cfg, self.is_main = run_dir, cfg, is_main
         self.summary_extra = dict(summary_extra or {})  # e.g. {"study": ..., "trial": ...} for a search's trial
         self._writer: Any = None
+        self.status: str | None = None  # the status in summary.json, once this RunLog has written one
 
     def write_config(self) -> None:
         if self.is_main:
@@ -77,6 +78,7 @@ class RunLog:
         }
         if self.is_main:
             write_json(self.run_dir / runs.SUMMARY, summary)
+        self.status = status
         return summary
 
     def close(self) -> None:

@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from seqclf import runlock
 from seqclf.config import Config, all_keys, to_dict
 from seqclf.errors import SeqclfError
 
@@ -43,10 +44,12 @@ def check_writable(folder: Path) -> None:
 
 
 def create_run_dir(cfg: Config) -> Path:
-    """Make a new run directory atomically: an existing one is never reused or overwritten.
+    """Make a new run directory atomically: an existing one is never overwritten.
 
     os.mkdir either creates the folder or fails, so parallel jobs started in the same second
     each get their own (`name`, `name-2`, `name-3`, ...).
+    The new directory is locked for this process (seqclf.runlock) before anything is written. A
+    named directory that exists is reused only when it is restartable (see `restartable`).
     """
     root = Path(cfg.output.dir)
     check_writable(root)
@@ -55,19 +58,36 @@ def create_run_dir(cfg: Config) -> Path:
         try:
             path.mkdir()
         except FileExistsError:
-            raise SeqclfError(f"output.name: run directory {path} already exists and is never overwritten; "
-                              f"pick another name, drop output.name for a generated one, or continue it "
-                              f"with `seqclf train --resume {path}`") from None
+            runlock.acquire(path)  # refuses while another process trains in it
+            if not restartable(path):
+                runlock.release(path)
+                raise SeqclfError(f"output.name: run directory {path} already exists and holds trained epochs, "
+                                  f"which are never overwritten; continue it with `seqclf train --resume {path}`, "
+                                  f"or pick another name (or drop output.name for a generated one)") from None
+            for name in (SUMMARY, METRICS, BEST):  # a stopped set-up's leftovers: no finished epoch among them
+                (path / name).unlink(missing_ok=True)
+            return path
+        runlock.acquire(path)
         return path
     base = run_name(cfg)
     for attempt in range(1, 10_000):
         path = root / (base if attempt == 1 else f"{base}-{attempt}")
         try:
             path.mkdir()
-            return path
         except FileExistsError:
             continue
+        runlock.acquire(path)
+        return path
     raise SeqclfError(f"could not create a new run directory under {root}")
+
+
+def restartable(run_dir: Path) -> bool:
+    """True when `run_dir` holds nothing to resume and no finished epoch (stopped during set-up or
+    its first epoch): training it afresh under its name loses nothing."""
+    try:
+        return not (run_dir / LAST).exists() and not read_metrics(run_dir)
+    except SeqclfError:  # a damaged metrics.jsonl: do not guess
+        return False
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from seqclf import runlock
 from seqclf.config import all_keys, keys_where, read_yaml, suggest
 from seqclf.errors import SeqclfError
 from seqclf.runs import CONFIG, LAST, SUMMARY, find_runs, flatten, read_metrics
@@ -103,6 +104,8 @@ def describe_run(run_dir: Path, root: Path) -> RunRecord:
     row = {"name": str(run_dir.relative_to(root)) if run_dir != root else run_dir.name,
            **{name: config.get(key) for name, key in FROM_CONFIG.items()},
            **{key: values.get(key) for key in NUMBERS}, "status": "damaged" if damaged or bad else values["status"]}
+    if row["status"] == "running" and runlock.holder(run_dir) is None:  # its process is gone (e.g. SIGKILL)
+        row["status"] = "interrupted" if (run_dir / LAST).exists() else "failed"
     return RunRecord(run_dir, {key: row[key] for key in FIELDS}, config)
 
 

@@ -58,3 +58,21 @@ def check_data_fits(data: Data, meta: DataMeta, root: str, source: str | Path) -
                         f"{data.num_classes} classes) does not fit {source}, trained on {trained[0]} steps of "
                         f"{trained[1]} features and {meta.num_classes} classes; point data.root at the "
                         f"dataset the run was trained on")
+
+
+def check_same_data(data: Data, meta: DataMeta, root: str, run_dir: str | Path) -> None:
+    """A resumed run continues on the data it trained on: same split sizes, same file contents."""
+    if meta.fingerprint is None or data.fingerprint is None:  # a checkpoint from before fingerprints
+        return
+    if data.fingerprint == meta.fingerprint:
+        return
+
+    def describe(fingerprint: dict) -> str:
+        return (f"{fingerprint.get('train')} train / {fingerprint.get('val')} val / {fingerprint.get('test')} test "
+                f"examples, digest {str(fingerprint.get('digest'))[:12]}")
+
+    raise DataError(f"data.root {root}: its data ({describe(data.fingerprint)}) is not the data {run_dir} trained "
+                    f"on ({describe(meta.fingerprint)}); a resumed run must continue on the same data, or its "
+                    f"scores would mix two datasets, so nothing was changed. Point data.root at the run's data, or "
+                    f"score its model on other data with: seqclf eval {Path(run_dir) / 'best.pt'} --set "
+                    f"data.root={root}")

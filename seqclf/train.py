@@ -13,17 +13,17 @@ from typing import Any, Iterable
 
 import torch
 
-from seqclf import checkpoint, distributed, runs
+from seqclf import checkpoint, distributed, runlock, runs
 from seqclf.checkpoint import Checkpoint, CheckpointError
-from seqclf.config import Config, apply_overrides, config_from_dict, keys_where, parse_overrides, to_dict
+from seqclf.config import Config, apply_overrides, config_from_dict, keys_where, load_config, parse_overrides, to_dict
 from seqclf.console import Output
 from seqclf.data import Data
 from seqclf.errors import SeqclfError
 from seqclf.loop import Callback, Run, run_steps, supervised
 from seqclf.model import SequenceClassifier, count_parameters, load_weights
-from seqclf.runlog import RunLog, tensorboard_writer
+from seqclf.runlog import RunLog, tensorboard_writer, write_metrics
 from seqclf.runtime import PER_BATCH_SCHEDULERS, GracefulStop, build_optimizer, build_scheduler, seed_everything
-from seqclf.setup import prepare
+from seqclf.setup import check_same_data, prepare
 from seqclf.state import TrainingState
 
 __all__ = ["GracefulStop", "Run", "new_run", "resume", "run_steps", "train"]
@@ -36,7 +36,7 @@ def train(cfg: Config, *, out: Output | None = None, stop: GracefulStop | None =
     `init_from`: a checkpoint whose weights the model starts from (fine-tuning). Under torchrun
     every rank calls this (see seqclf.distributed): rank 0 alone prints and writes.
     """
-    with distributed.session() as dist:
+    with distributed.session() as dist, runlock.session():  # the run directory's lock, released at the end
         out = (out or Output()) if dist.is_main else Output(quiet=True)
         extra = dict(summary_extra or {})
         with dist.agree():  # under torchrun: a failure on any rank stops every rank, reported once
@@ -74,7 +74,7 @@ def resume(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = (), *, 
     the original run's (train.batch_size must divide by it).
     """
     run_dir = Path(run_dir)
-    with distributed.session() as dist:
+    with distributed.session() as dist, runlock.session():
         out = (out or Output()) if dist.is_main else Output(quiet=True)
         with dist.agree():
             found = _read_resumable(run_dir, overrides) if dist.is_main else None
@@ -82,6 +82,7 @@ def resume(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = (), *, 
         with dist.agree():
             dist.check_batch_size(cfg.train.batch_size)
             ready = prepare(cfg, meta=saved.data, source=saved.path, dist=dist)
+            check_same_data(ready.data, saved.data, cfg.data.root, run_dir)
             log = RunLog(run_dir, cfg, dist.is_main, _extra(run_dir) if dist.is_main else None)
             try:
                 run = new_run(cfg, log, ready.data, ready.device, saved=saved, dist=dist)
@@ -90,6 +91,8 @@ def resume(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = (), *, 
                                       f"its config ({type(exc).__name__}: "
                                       f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
             log.write_config()
+            if dist.is_main:
+                _rebuild_metrics(run_dir, saved, out)
         out.info(f"resuming [bold]{run_dir}[/] at epoch {run.state.epoch + 1}, step {run.state.cursor.step}"
                  f"{f' x {dist.world_size} ranks ({dist.backend})' if dist.active else ''}")
         return supervised(run, out, stop or GracefulStop())
@@ -106,10 +109,15 @@ def _read_resumable(run_dir: Path, overrides: list[str] | tuple[str, ...]) -> tu
     if not runs.is_run_dir(run_dir):
         raise SeqclfError(f"--resume {run_dir}: not a run directory (it should hold config.yaml and last.pt); "
                           f"`seqclf runs` lists the runs")
+    runlock.acquire(run_dir)  # refuses while another process trains in it
+    if runs.restartable(run_dir):
+        raise SeqclfError(f"--resume {run_dir}: nothing to resume: it stopped before its first epoch ended "
+                          f"(no last.pt). It is restartable under its name, losing nothing: seqclf train --config "
+                          f"{run_dir / runs.CONFIG} --set output.dir={run_dir.parent} --set output.name={run_dir.name}")
     saved = checkpoint.read(run_dir / runs.LAST)
     saved.training_state()  # refuses a file without one
-    changes = parse_overrides(overrides)
     allowed = keys_where("resume")
+    changes = [*_edited(run_dir, saved.config, allowed), *parse_overrides(overrides)]
     refused = sorted({key for key, _ in changes} - allowed)
     if refused:
         raise SeqclfError(f"--resume: cannot change {', '.join(refused)}: it would change what the run computes. "
@@ -127,7 +135,58 @@ def _read_resumable(run_dir: Path, overrides: list[str] | tuple[str, ...]) -> tu
     if cfg.train.epochs < saved.epoch:
         raise SeqclfError(f"--resume: train.epochs={cfg.train.epochs} is fewer than the {saved.epoch} "
                           f"epochs already trained")
+    _check_best(run_dir, saved)
     return cfg, saved
+
+
+def _edited(run_dir: Path, trained: Config, allowed: frozenset[str]) -> list[tuple[str, Any]]:
+    """config.yaml's edits to the config stored in last.pt (the run's truth), as (key, value) changes:
+    keys that may change on resume are applied, any other edit is refused naming it."""
+    path = run_dir / runs.CONFIG
+    stored, written = runs.flatten(to_dict(trained)), runs.flatten(to_dict(load_config(path)))
+    edited = {key: value for key, value in written.items() if stored.get(key) != value}
+    refused = sorted(set(edited) - allowed)
+    if refused:
+        shown = "; ".join(f"{key}: {stored.get(key)!r} in last.pt, {edited[key]!r} in the file" for key in refused)
+        raise SeqclfError(f"--resume {run_dir}: {path} was edited ({shown}), but a run continues with the config "
+                          f"it trained with (stored in last.pt); only {', '.join(sorted(allowed))} may change on "
+                          f"resume. Undo the edit, or start a new run with it (its weights can start from this "
+                          f"run's: seqclf train --config FILE --init-from {run_dir / runs.BEST}).")
+    return sorted(edited.items())
+
+
+def _check_best(run_dir: Path, saved: Checkpoint) -> None:
+    """best.pt must be there to finish a run (its test score comes from it): rebuilt from last.pt when
+    that holds the same weights (saved at the best epoch's end), else a refusal that touches nothing."""
+    best_epoch = saved.state.get("best_epoch", 0) if saved.state else 0
+    path = run_dir / runs.BEST
+    if not best_epoch:
+        return
+    try:
+        checkpoint.load(path)
+        return
+    except CheckpointError:
+        pass
+    if best_epoch == saved.epoch and saved.state.get("order") is None:
+        checkpoint.save(path, checkpoint.pack(saved.config, saved.data, saved.training_state(), with_state=False))
+        return
+    raise CheckpointError(f"--resume {run_dir}: {path} is missing or unreadable, so the weights of the best epoch "
+                          f"({best_epoch}) are lost and the run cannot finish as it would have (its test score "
+                          f"comes from best.pt). last.pt (epoch {saved.epoch}) is intact: score it with seqclf eval "
+                          f"{run_dir / runs.LAST}, or start a new run from its weights with --init-from "
+                          f"{run_dir / runs.LAST}. Nothing was changed.")
+
+
+def _rebuild_metrics(run_dir: Path, saved: Checkpoint, out: Output) -> None:
+    """metrics.jsonl from last.pt's history, the truth, when they differ (a kill between the two writes)."""
+    try:
+        rows: list[dict[str, Any]] | None = runs.read_metrics(run_dir)
+    except SeqclfError:
+        rows = None
+    if rows != saved.history:
+        write_metrics(run_dir, saved.history)
+        out.warn(f"{run_dir / runs.METRICS} did not match last.pt ({'damaged' if rows is None else len(rows)} "
+                 f"rows, {len(saved.history)} epochs): rebuilt from last.pt's history")
 
 
 def new_run(cfg: Config, log: RunLog, data: Data, device: torch.device, saved: Checkpoint | None = None,

@@ -239,6 +239,7 @@ def test_a_second_ctrl_c_aborts_at_once_leaving_files_intact(data_root: Path, tm
 
     def second_ctrl_c(fd: int) -> None:
         real_fsync(fd)
+        monkeypatch.setattr(files.os, "fsync", real_fsync)  # one Ctrl-C, not one per write
         os.kill(os.getpid(), signal.SIGINT)  # mid-write: after the bytes, before the rename
 
     def first_ctrl_c() -> None:
@@ -253,7 +254,9 @@ def test_a_second_ctrl_c_aborts_at_once_leaving_files_intact(data_root: Path, tm
                                         "--set=output.name=r"])
     assert result.exit_code == 130, result.output
     assert "aborted" in result.output and "Traceback" not in result.output
-    assert saved and {p.name: p.read_bytes() for p in run_dir.iterdir()} == saved  # epoch 1's files, untouched
+    after = {p.name: p.read_bytes() for p in run_dir.iterdir()}
+    assert saved and after.pop("summary.json") != saved.pop("summary.json") and after == saved  # epoch 1's files
+    assert runs.read_summary(run_dir)["status"] == "interrupted"  # never left "running"
     assert signal.getsignal(signal.SIGINT) is handler  # handlers restored
 
 
@@ -311,7 +314,9 @@ def test_a_full_disk_while_saving_keeps_the_previous_checkpoint(data_root: Path,
     with pytest.raises(TrainingError, match="No space left on device") as info:
         train(config(data_root, tmp_path, "r", "train.scheduler=none"), stop=StopAt(on_call={STEPS + 1: disk_fills_up}))
     assert info.value.exit_code == 1
-    assert {p.name: p.read_bytes() for p in run_dir.iterdir()} == saved  # epoch 1's files, no temp files
+    after = {p.name: p.read_bytes() for p in run_dir.iterdir()}
+    assert after.pop("summary.json") != saved.pop("summary.json") and after == saved  # epoch 1's files, no temps
+    assert runs.read_summary(run_dir)["status"] == "failed"  # small enough to fit: never left "running"
 
 
 def test_an_unwritable_output_dir_is_reported_before_training(data_root: Path, tmp_path: Path) -> None:
