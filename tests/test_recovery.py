@@ -1,0 +1,237 @@
+"""Runs are never stranded or damaged (issue 15): stops at every moment, kills, locks, edits, other data.
+
+Signals reach real `seqclf` processes at a chosen write through the SEQCLF_TEST_SIGNAL_AT_FSYNC
+hook of seqclf.files ("N:SIGNAL:NAME": after the Nth fsync of NAME, before its rename).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import make_dataset
+from seqclf import checkpoint, runs
+from seqclf.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_dataset(tmp_path_factory.mktemp("recovery") / "data", n_train=300, n_test=100)
+
+
+def write_config(folder: Path, data_root: Path, name: str, epochs: int = 2) -> Path:
+    path = folder / f"{name}.yaml"
+    path.write_text(f"data:\n  name: idx\n  root: {data_root}\n  val_size: 100\nmodel:\n  hidden_size: 8\n"
+                    f"train:\n  epochs: {epochs}\n  batch_size: 50\n  device: cpu\n  num_threads: 1\n"
+                    f"output:\n  dir: {folder / 'runs'}\n  name: {name}\n")
+    return path
+
+
+def seqclf(*args: str, at_fsync: str | None = None) -> subprocess.CompletedProcess:
+    """`seqclf ARGS` in its own process; `at_fsync` arms the signal hook."""
+    env = {**os.environ, "SEQCLF_TEST_SIGNAL_AT_FSYNC": at_fsync or ""}
+    return subprocess.run([sys.executable, "-m", "seqclf", *args], env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
+def invoke(*args: str) -> tuple[int, str]:
+    result = runner.invoke(app, list(args))
+    return result.exit_code, result.output
+
+
+def listed_status(run_dir: Path) -> str:
+    code, output = invoke("runs", str(run_dir), "--json")
+    assert code == 0, output
+    return json.loads(output)[0]["status"]
+
+
+def files_of(run_dir: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()}
+
+
+# ---------------------------------------------------------------- 1: stopped during set-up or epoch 1
+
+
+@pytest.mark.parametrize("at_fsync, code", [
+    pytest.param("1:SIGINT:summary.json", 130, id="SIGINT-after-config.yaml"),
+    pytest.param("1:SIGKILL:best.pt", -signal.SIGKILL, id="SIGKILL-in-epoch-1"),
+])
+def test_a_run_stopped_before_its_first_epoch_is_restartable_under_its_name(
+        tmp_path: Path, data_root: Path, at_fsync: str, code: int) -> None:
+    cfg = write_config(tmp_path, data_root, "orph")
+    run_dir = tmp_path / "runs" / "orph"
+    first = seqclf("train", "--config", str(cfg), at_fsync=at_fsync)
+    assert first.returncode == code, first.stderr
+    assert (run_dir / "config.yaml").exists() and not (run_dir / "last.pt").exists()
+    assert "Traceback" not in first.stderr
+    assert listed_status(run_dir) == "failed"  # nothing left "running" by a process that is gone
+    temps = [p for p in run_dir.iterdir() if p.name.endswith(".tmp")]
+    for temp in temps:  # a SIGKILL mid-write leaves its temp file; an hour later it is stale
+        os.utime(temp, (time.time() - 3600,) * 2)
+    code, output = invoke("train", "--resume", str(run_dir))
+    assert code == 2 and "nothing to resume" in output and "restartable under its name" in output, output
+    again = seqclf("train", "--config", str(cfg), "--json")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["status"] == "finished"
+    assert [row["epoch"] for row in runs.read_metrics(run_dir)] == [1, 2]
+    assert not [p for p in run_dir.iterdir() if p.name.endswith(".tmp")]  # the dead writer's temp is gone
+
+
+def test_a_named_run_with_trained_epochs_is_never_restarted(tmp_path: Path, data_root: Path) -> None:
+    cfg = write_config(tmp_path, data_root, "done", epochs=1)
+    assert invoke("train", "--config", str(cfg))[0] == 0
+    before = files_of(tmp_path / "runs" / "done")
+    code, output = invoke("train", "--config", str(cfg))
+    assert code == 2 and "holds trained epochs" in output and "--resume" in output, output
+    assert files_of(tmp_path / "runs" / "done") == before
+
+
+# ---------------------------------------------------------------- 3, 4: killed or stopped at the end
+
+
+def test_a_kill_between_the_last_checkpoint_and_its_metrics_line_is_repaired_on_resume(
+        tmp_path: Path, data_root: Path) -> None:
+    cfg = write_config(tmp_path, data_root, "k")
+    run_dir = tmp_path / "runs" / "k"
+    killed = seqclf("train", "--config", str(cfg), at_fsync="2:SIGKILL:metrics.jsonl")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert checkpoint.read(run_dir / "last.pt").epoch == 2 and len(runs.read_metrics(run_dir)) == 1
+    assert runs.read_summary(run_dir)["status"] == "running" and listed_status(run_dir) == "interrupted"
+    code, output = invoke("train", "--resume", str(run_dir))
+    assert code == 0, output
+    history = checkpoint.read(run_dir / "last.pt").history
+    assert runs.read_metrics(run_dir) == history and len(history) == 2
+    summary = runs.read_summary(run_dir)
+    assert summary["status"] == "finished" and summary["epochs"] == 2 and summary["test_accuracy"] is not None
+
+
+def test_sigint_during_the_final_scoring_ends_interrupted_then_resume_finishes(tmp_path: Path,
+                                                                               data_root: Path) -> None:
+    cfg = write_config(tmp_path, data_root, "s", epochs=1)
+    run_dir = tmp_path / "runs" / "s"
+    # summary.json: 1 "running" at the start, 2 after epoch 1, 3 the final one (signal handlers already restored)
+    stopped = seqclf("train", "--config", str(cfg), at_fsync="3:SIGINT:summary.json")
+    assert stopped.returncode == 130 and "Traceback" not in stopped.stderr, stopped.stderr
+    assert runs.read_summary(run_dir)["status"] == "interrupted"
+    code, output = invoke("train", "--resume", str(run_dir))
+    assert code == 0 and runs.read_summary(run_dir)["status"] == "finished", output
+
+
+def interrupted_run(tmp_path: Path, data_root: Path, name: str, stop_call: int) -> Path:
+    """A 2-epoch run of 4 steps an epoch, stopped at should_stop() call `stop_call` (5: between epochs)."""
+    from seqclf.config import load_config
+    from seqclf.errors import Interrupted
+    from seqclf.train import train
+    from test_reliability import StopAt
+
+    cfg = load_config(write_config(tmp_path, data_root, name))
+    with pytest.raises(Interrupted):
+        train(cfg, stop=StopAt(stop_call))
+    return tmp_path / "runs" / name
+
+
+def test_a_lost_best_pt_is_rebuilt_from_last_pt_when_they_hold_the_same_weights(
+        tmp_path: Path, data_root: Path) -> None:
+    run_dir = interrupted_run(tmp_path, data_root, "b", stop_call=5)  # stopped right after epoch 1, the best
+    (run_dir / "best.pt").unlink()
+    code, output = invoke("train", "--resume", str(run_dir))
+    assert code == 0, output
+    assert runs.read_summary(run_dir)["status"] == "finished" and checkpoint.read(run_dir / "best.pt").epoch >= 1
+
+
+def test_a_lost_best_pt_that_cannot_be_rebuilt_is_refused_touching_nothing(tmp_path: Path,
+                                                                          data_root: Path) -> None:
+    run_dir = interrupted_run(tmp_path, data_root, "b", stop_call=7)  # epoch 2, step 2
+    (run_dir / "best.pt").unlink()
+    before = files_of(run_dir)
+    code, output = invoke("train", "--resume", str(run_dir))
+    assert code == 2 and "best.pt is missing" in output and "--init-from" in output, output
+    assert files_of(run_dir) == before and runs.read_summary(run_dir)["status"] == "interrupted"
+
+
+# ---------------------------------------------------------------- 5: one process per run directory
+
+
+def test_a_run_directory_is_locked_while_a_process_trains_in_it(tmp_path: Path, data_root: Path) -> None:
+    cfg = write_config(tmp_path, data_root, "long", epochs=100000)
+    run_dir = tmp_path / "runs" / "long"
+    proc = subprocess.Popen([sys.executable, "-m", "seqclf", "train", "--config", str(cfg)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (run_dir / "metrics.jsonl").exists():
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the run never finished an epoch"
+            time.sleep(0.05)
+        for args in (["train", "--resume", str(run_dir)], ["train", "--config", str(cfg)]):
+            code, output = invoke(*args)
+            assert code == 2 and f"in use by process {proc.pid}" in " ".join(output.split()), output
+        assert listed_status(run_dir) == "running"
+    finally:
+        proc.kill()
+        proc.wait()
+    assert listed_status(run_dir) == "interrupted"  # the lock died with the process
+    epochs = checkpoint.read(run_dir / "last.pt").epoch
+    code, output = invoke("train", "--resume", str(run_dir), "--set", f"train.epochs={epochs + 1}")
+    assert code == 0, output
+    assert runs.read_summary(run_dir)["status"] == "finished"
+
+
+# ---------------------------------------------------------------- 2, 6: what a resume continues with
+
+
+@pytest.fixture
+def finished(tmp_path: Path, data_root: Path) -> Path:
+    cfg = write_config(tmp_path, data_root, "f", epochs=1)
+    assert invoke("train", "--config", str(cfg))[0] == 0
+    return tmp_path / "runs" / "f"
+
+
+def test_resume_refuses_other_data_and_keeps_the_results(finished: Path, tmp_path: Path) -> None:
+    other = make_dataset(tmp_path / "other", n_train=300, n_test=100, seed=1)  # same shapes, other pixels
+    before = files_of(finished)
+    for extra in ([], ["--set", "train.epochs=2"]):
+        code, output = invoke("train", "--resume", str(finished), "--set", f"data.root={other}", *extra)
+        assert code == 2 and "is not the data" in output and "seqclf eval" in output, output
+    assert files_of(finished) == before
+    smaller = make_dataset(tmp_path / "smaller", n_train=200, n_test=100)
+    code, output = invoke("train", "--resume", str(finished), "--set", f"data.root={smaller}")
+    assert code == 2 and "(100 train / 100 val / 100 test" in output and "(200 train / 100 val" in output, output
+
+
+def test_resume_refuses_an_edited_config_yaml_naming_the_keys(finished: Path) -> None:
+    path = finished / "config.yaml"
+    original = path.read_text()
+    path.write_text(original.replace("hidden_size: 8", "hidden_size: 9").replace("lr: 0.001", "lr: 0.5"))
+    before = files_of(finished)
+    code, output = invoke("train", "--resume", str(finished))
+    assert code == 2 and "model.hidden_size: 8 in last.pt, 9 in the file" in " ".join(output.split()), output
+    assert "train.lr" in output and files_of(finished) == before
+    path.write_text(original.replace("epochs: 1", "epochs: 2"))  # a key that may change on resume: applied
+    code, output = invoke("train", "--resume", str(finished))
+    assert code == 0, output
+    assert [row["epoch"] for row in runs.read_metrics(finished)] == [1, 2]
+
+
+def test_a_checkpoint_without_a_fingerprint_still_resumes(finished: Path, tmp_path: Path) -> None:
+    payload = checkpoint.load(finished / "last.pt")
+    assert set(payload["data"]["fingerprint"]) == {"train", "val", "test", "digest"}
+    del payload["data"]["fingerprint"]
+    checkpoint.save(finished / "last.pt", payload)
+    assert checkpoint.read(finished / "last.pt").data.fingerprint is None
+    moved = tmp_path / "moved"
+    shutil.copytree(make_dataset(tmp_path / "x", n_train=300, n_test=100, seed=1), moved)
+    code, output = invoke("train", "--resume", str(finished), "--set", "train.epochs=2", "--set",
+                          f"data.root={moved}")
+    assert code == 0, output  # nothing to compare with: as before fingerprints
