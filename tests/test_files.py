@@ -113,3 +113,19 @@ def test_written_files_get_the_usual_permissions(tmp_path: Path) -> None:
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "a.txt").stat().st_mode) == 0o644
+
+
+def test_temp_files_of_dead_writers_are_removed_by_the_next_write(tmp_path: Path) -> None:
+    """A SIGKILL mid-write leaves `.NAME.PID.XXXXXXXX.tmp`; only stale ones of gone processes are removed."""
+    import time
+
+    dead = next(pid for pid in range(4_194_400, 4_195_000) if not files.pid_alive(pid))  # above Linux's pid_max
+    an_hour_ago = time.time() - 3600
+    made = {"stale": f".last.pt.{dead}.abcd1234.tmp", "fresh": f".last.pt.{dead}.efgh5678.tmp",
+            "alive": f".last.pt.{os.getppid()}.ijkl9012.tmp", "other": ".notes.tmp"}
+    for kind, name in made.items():
+        (tmp_path / name).write_text(kind)
+        if kind != "fresh":  # a fresh one may be another machine's writer, still at work
+            os.utime(tmp_path / name, (an_hour_ago, an_hour_ago))
+    files.write_json(tmp_path / "summary.json", {})
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*made.values(), "summary.json"][1:])
