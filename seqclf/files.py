@@ -59,7 +59,7 @@ def atomic_write(path: str | Path, write: Callable[[Any], None], binary: bool = 
         raise
 
 
-_TEMP = re.compile(r"^\..+\.(\d+)\.[^.]+\.tmp$")  # .NAME.PID.XXXXXXXX.tmp (mkstemp's part has no dots)
+_TEMP = re.compile(r"^\..+\.(\d+)\.[a-z0-9_]{8}\.tmp$")  # .NAME.PID.XXXXXXXX.tmp: mkstemp's 8 characters
 STALE_SECONDS = 60
 
 
