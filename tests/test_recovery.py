@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from conftest import make_dataset
+from conftest import cli_json, make_dataset
 from seqclf import checkpoint, runs
 from seqclf.cli import app
 
@@ -81,9 +81,7 @@ def test_a_run_stopped_before_its_first_epoch_is_restartable_under_its_name(
         os.utime(temp, (time.time() - 3600,) * 2)
     code, output = invoke("train", "--resume", str(run_dir))
     assert code == 2 and "nothing to resume" in output and "restartable under its name" in output, output
-    again = seqclf("train", "--config", str(cfg), "--json")
-    assert again.returncode == 0, again.stderr
-    assert json.loads(again.stdout)["status"] == "finished"
+    assert cli_json("train", "--config", str(cfg))["status"] == "finished"  # the same name, restarted
     assert [row["epoch"] for row in runs.read_metrics(run_dir)] == [1, 2]
     assert not [p for p in run_dir.iterdir() if p.name.endswith(".tmp")]  # the dead writer's temp is gone
 
@@ -141,13 +139,16 @@ def interrupted_run(tmp_path: Path, data_root: Path, name: str, stop_call: int) 
     return tmp_path / "runs" / name
 
 
-def test_a_lost_best_pt_is_rebuilt_from_last_pt_when_they_hold_the_same_weights(
-        tmp_path: Path, data_root: Path) -> None:
-    run_dir = interrupted_run(tmp_path, data_root, "b", stop_call=5)  # stopped right after epoch 1, the best
-    (run_dir / "best.pt").unlink()
-    code, output = invoke("train", "--resume", str(run_dir))
+def test_a_lost_best_pt_is_rebuilt_from_last_pt_when_they_hold_the_same_weights(finished: Path) -> None:
+    before = runs.read_summary(finished)  # 1 epoch: its best, saved in last.pt at its end
+    (finished / "best.pt").unlink()
+    code, output = invoke("train", "--resume", str(finished))
     assert code == 0, output
-    assert runs.read_summary(run_dir)["status"] == "finished" and checkpoint.read(run_dir / "best.pt").epoch >= 1
+    after = runs.read_summary(finished)
+    assert after["status"] == "finished" and after["test_accuracy"] == before["test_accuracy"]
+    best, last = checkpoint.read(finished / "best.pt"), checkpoint.read(finished / "last.pt")
+    assert best.state is None and best.epoch == 1
+    assert all(best.model[key].equal(value) for key, value in last.model.items())
 
 
 def test_a_lost_best_pt_that_cannot_be_rebuilt_is_refused_touching_nothing(tmp_path: Path,
