@@ -161,6 +161,22 @@ def test_a_lost_best_pt_that_cannot_be_rebuilt_is_refused_touching_nothing(tmp_p
     assert files_of(run_dir) == before and runs.read_summary(run_dir)["status"] == "interrupted"
 
 
+def test_a_full_disk_that_blocks_even_the_summary_is_not_listed_as_running(
+        tmp_path: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from seqclf.config import load_config
+    from seqclf.errors import TrainingError
+    from seqclf.train import train
+    from test_files import fail_writes
+    from test_reliability import StopAt
+
+    run_dir = tmp_path / "runs" / "full"
+    stop = StopAt(on_call={5: lambda: fail_writes(monkeypatch, run_dir, room=0)})  # after epoch 1: no byte fits
+    with pytest.raises(TrainingError, match="No space left"):
+        train(load_config(write_config(tmp_path, data_root, "full")), stop=stop)
+    assert runs.read_summary(run_dir)["status"] == "running"  # "failed" could not be written either
+    assert listed_status(run_dir) == "interrupted"  # no process holds its lock; last.pt of epoch 1 is there
+
+
 # ---------------------------------------------------------------- 5: one process per run directory
 
 
