@@ -42,14 +42,19 @@ def acquire(run_dir: str | Path) -> None:
                           f"the run directory must be writable") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
+    except OSError as exc:
         os.close(fd)
+        if not isinstance(exc, BlockingIOError):  # a filesystem without locks (ENOLCK): run unlocked
+            return
         pid = _read_pid(run_dir)
         raise RunLocked(f"{run_dir}: in use by process {pid if pid else '(unknown PID)'}, which is training in it "
                         f"now; two processes writing one run would mix their epochs. Wait for it to end, or stop "
                         f"it (kill -INT {pid or 'PID'}: it saves last.pt) and then resume.") from None
-    os.ftruncate(fd, 0)
-    os.write(fd, f"{os.getpid()}\n".encode())
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+    except OSError:  # a full disk: the lock holds all the same, only its PID goes unnamed
+        pass
     _held[run_dir] = fd
 
 
@@ -73,8 +78,10 @@ def holder(run_dir: str | Path) -> int | None:
         return None
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except OSError:
+    except BlockingIOError:
         return _read_pid(run_dir) or 0
+    except OSError:  # a filesystem without locks: nobody can be seen holding one
+        return None
     finally:
         os.close(fd)  # also drops the shared lock if it was taken
     return None
