@@ -34,6 +34,7 @@ from seqclf.cells import shape_of
 from seqclf.config import Config, ModelConfig
 from seqclf.console import Output
 from seqclf.data import Data, Split, load_arrays, to_sequences
+from seqclf.devices import synchronize
 from seqclf.evaluate import score
 from seqclf.model import SequenceClassifier, parameter_layout
 from seqclf.runlog import RunLog
@@ -73,17 +74,12 @@ def train_flops(cfg: ModelConfig, input_size: int, seq_len: int, num_classes: in
 # ---------------------------------------------------------------- timing helpers
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _timed(device: torch.device, work: Callable[[], int]) -> float:
     """Examples per second of `work()`, which returns how many examples it processed."""
-    _sync(device)
+    synchronize(device)
     start = time.perf_counter()
     examples = work()
-    _sync(device)
+    synchronize(device)
     return examples / max(time.perf_counter() - start, 1e-9)
 
 
@@ -106,10 +102,10 @@ def matmul_gflops(device: torch.device, size: int = MATMUL_SIZE, reps: int = MAT
         kernel()  # warm-up: kernels chosen, memory touched
         best = math.inf
         for _ in range(reps):
-            _sync(device)
+            synchronize(device)
             start = time.perf_counter()
             kernel()
-            _sync(device)
+            synchronize(device)
             best = min(best, time.perf_counter() - start)
         rates[name] = 2 * size ** 3 / best / 1e9
     return rates
@@ -122,7 +118,6 @@ def _real_loop(run: Run, k: int) -> Callable[[], int]:
     """k steps of the real loop, starting a new epoch (new order, zeroed sums) whenever one ends."""
     state, n_train, batch = run.state, len(run.data.train), run.cfg.train.batch_size
     steps_per_epoch = math.ceil(n_train / batch)
-    scaler = torch.amp.GradScaler(run.device.type, enabled=run.cfg.train.precision == "fp16")
     stop = GracefulStop()  # never entered: no signal handlers, never asks to stop
     out = Output(quiet=True)  # what a non-terminal run gets: no bar, no per-step output
 
@@ -134,7 +129,7 @@ def _real_loop(run: Run, k: int) -> Callable[[], int]:
             first = state.cursor.step
             last = min(steps_per_epoch, first + k - done)
             with out.progress(steps_per_epoch, "bench") as bar:
-                run_steps(run, bar, stop, last, scaler)
+                run_steps(run, bar, stop, last)
             done += last - first
             examples += min(last * batch, n_train) - first * batch
         return examples

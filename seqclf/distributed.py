@@ -191,7 +191,7 @@ class Context:
         exactly when the world size is the one saved), and the epoch's saved partial sums on rank 0 only."""
         rank_rng = saved.get("rank_rng") if saved is not None else None
         if rank_rng is not None and len(rank_rng) == self.world_size:
-            checkpoint.set_rng_state(rank_rng[self.rank])
+            checkpoint.set_rng_state(rank_rng[self.rank], state.device)
         elif self.rank:
             torch.manual_seed(hash((seed, self.rank, state.epoch, state.cursor.step)))  # ints hash alike everywhere
         if saved is not None and self.rank:

@@ -136,7 +136,8 @@ def new_run(cfg: Config, log: RunLog, data: Data, device: torch.device, saved: C
     model = SequenceClassifier(cfg.model, data.input_size, data.num_classes).to(device)
     optimizer = build_optimizer(cfg.train, model.parameters())
     scheduler = build_scheduler(cfg.train, optimizer, math.ceil(len(data.train) / cfg.train.batch_size))
-    state = TrainingState(model, optimizer, scheduler, torch.Generator().manual_seed(cfg.seed), device)
+    scaler = torch.amp.GradScaler(device.type, enabled=cfg.train.precision == "fp16")
+    state = TrainingState(model, optimizer, scheduler, torch.Generator().manual_seed(cfg.seed), device, scaler)
     if saved is not None:
         state.load_state_dict(saved.training_state())
     dist = dist or distributed.Context()
