@@ -18,6 +18,7 @@ import typer
 from seqclf import ranks
 from seqclf.console import Output
 from seqclf.errors import SeqclfError
+from seqclf.files import to_json
 
 app = typer.Typer(
     name="seqclf",
@@ -51,7 +52,7 @@ def reported(out: Output) -> Iterator[None]:
 
 
 def emit_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data) + "\n")
+    sys.stdout.write(to_json(data) + "\n")  # strict: a non-finite value is null
     sys.stdout.flush()
 
 

@@ -22,6 +22,7 @@ from seqclf.checkpoint import DataMeta
 from seqclf.config import Config
 from seqclf.console import Output
 from seqclf.data import Data, Split
+from seqclf.devices import is_out_of_memory, out_of_memory
 from seqclf.errors import Interrupted, Pruned, TrainingError
 from seqclf.evaluate import score
 from seqclf.model import count_parameters
@@ -229,9 +230,13 @@ def supervised(run: Run, out: Output, stop: GracefulStop) -> dict[str, Any]:
             run.ddp = run.dist.wrap(run.state.model, run.device)
         return _loop(run, out, stop)
     except RuntimeError as exc:
-        if not (run.dist.active and distributed.is_peer_failure(exc)):
+        oom = is_out_of_memory(exc)
+        if not (oom or (run.dist.active and distributed.is_peer_failure(exc))):
             raise
         run.log.summary("failed", run.state, count_parameters(run.state.model))
+        if oom:
+            raise out_of_memory(exc, run.device, run.cfg.train.batch_size, f"training {run.run_dir}",
+                                str(run.run_dir / runs.CONFIG)) from None
         raise run.dist.lost_contact(exc) from None
 
 
