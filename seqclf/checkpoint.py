@@ -246,6 +246,8 @@ def rng_state(device: torch.device | None = None) -> dict[str, Any]:
     if device is not None and device.type == "cuda" and torch.cuda.is_initialized():
         index = device.index if device.index is not None else torch.cuda.current_device()
         state["cuda"] = {index: torch.cuda.get_rng_state(index)}
+    if device is not None and device.type == "mps":  # MPS draws dropout masks from its own generator
+        state["mps"] = torch.mps.get_rng_state()
     return state
 
 
@@ -281,3 +283,5 @@ def set_rng_state(state: dict[str, Any], device: torch.device | None = None, dev
             target = device.index if device.index is not None else torch.cuda.current_device()
         for index, cuda_state in cuda_states(state["cuda"], count, target).items():
             torch.cuda.set_rng_state(cuda_state, index)
+    if "mps" in state and device is not None and device.type == "mps":
+        torch.mps.set_rng_state(state["mps"])

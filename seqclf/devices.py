@@ -70,15 +70,16 @@ def precision_change_allowed(saved: str, new: str, device_type: str) -> bool:
 def configure(t: TrainConfig) -> None:
     """torch's process-wide switches for a run, set before it computes anything.
 
-    fp32 on CUDA is IEEE fp32 unless train.tf32 (torch's default for cuDNN RNNs is TF32). With
+    fp32 on CUDA is IEEE fp32 unless train.tf32 (torch's default for cuDNN RNNs is TF32); set through
+    the two switches that keep torch's older and newer precision flags in agreement (mixing them makes
+    torch raise when either is read). With
     train.deterministic: deterministic algorithms everywhere, cuDNN without autotuning, and the cuBLAS
     workspace torch's reproducibility notes require (read when cuBLAS starts: set before any CUDA work;
     an existing CUBLAS_WORKSPACE_CONFIG is kept). Without it nothing is switched back: a process that
     asked for determinism once keeps it.
     """
-    precision = "tf32" if t.tf32 else "ieee"
-    torch.backends.cuda.matmul.fp32_precision = precision
-    torch.backends.cudnn.rnn.fp32_precision = precision
+    torch.set_float32_matmul_precision("high" if t.tf32 else "highest")  # high: TF32 matmuls
+    torch.backends.cudnn.allow_tf32 = t.tf32  # cuDNN's RNNs (and convolutions)
     if t.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
         torch.use_deterministic_algorithms(True)

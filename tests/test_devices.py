@@ -166,11 +166,12 @@ def test_bf16_runs_the_recurrent_layer_in_bf16_for_every_implementation(impl: st
 
 @pytest.fixture
 def restore_switches():
-    before = (torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.rnn.fp32_precision,
+    before = (torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32,
               torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic,
               torch.backends.cudnn.benchmark, os.environ.get("CUBLAS_WORKSPACE_CONFIG"))
     yield
-    torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.rnn.fp32_precision = before[:2]
+    torch.set_float32_matmul_precision(before[0])
+    torch.backends.cudnn.allow_tf32 = before[1]
     torch.use_deterministic_algorithms(before[2])
     torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = before[3:5]
     if before[5] is None:
@@ -179,9 +180,11 @@ def restore_switches():
 
 def test_fp32_means_ieee_unless_tf32_is_asked_for(restore_switches: None) -> None:
     devices.configure(load_config().train)
-    assert (torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.rnn.fp32_precision) == ("ieee", "ieee")
+    assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
+    assert torch.backends.cudnn.rnn.fp32_precision != "tf32"
     devices.configure(load_config(None, ["train.tf32=true"]).train)
-    assert (torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.rnn.fp32_precision) == ("tf32", "tf32")
+    assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+    assert torch.backends.cudnn.rnn.fp32_precision == "tf32"
     from seqclf.bench import MATMUL_SIZES
     assert MATMUL_SIZES["cuda"] >= 8 * MATMUL_SIZES["cpu"]
 
