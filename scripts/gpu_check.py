@@ -1,7 +1,8 @@
 """The checks behind scripts/gpu_check.sh (run that; it finds the Python and refuses without CUDA).
 
 `python scripts/gpu_check.py --device cpu` rehearses the same checks on a CPU (fp16 and nccl are then
-skipped): the way to try a change to this file on a machine without a GPU.
+skipped): the way to try a change to this file on a machine without a GPU. `--only bf16,parity` runs
+the checks whose names contain one of the words.
 """
 
 from __future__ import annotations
@@ -39,6 +40,10 @@ results: list[tuple[str, str, float, str]] = []  # (check, PASS/FAIL/SKIP, secon
 def check(name: str, body: Callable[[], str]) -> None:
     """Run one check; its return value is the detail shown, an exception (or AssertionError) a failure."""
     started = time.monotonic()
+    only = sys.argv[sys.argv.index("--only") + 1].split(",") if "--only" in sys.argv else None
+    if only and not any(word in name for word in only):
+        results.append((name, "SKIP", 0.0, "not selected (--only)"))
+        return
     if started - START > BUDGET:
         results.append((name, "SKIP", 0.0, "not reached within the time budget"))
         return

@@ -58,7 +58,8 @@ class Output:
             f"train loss {row['train_loss']:.4f} acc {row['train_accuracy']:.4f}  "
             f"val loss {row['val_loss']:.4f} acc [bold]{row['val_accuracy']:.4f}[/]{best}  "
             f"lr {row['lr']:.2e}  grad {row['grad_norm']:.3g} clipped {row['clipped_fraction']:.0%}  "
-            f"{row['seconds']:.1f}s  {row['examples_per_s']:,.0f} ex/s"
+            + (f"skipped {row['skipped_steps']} (fp16 overflow)  " if row.get("skipped_steps") else "")
+            + f"{row['seconds']:.1f}s  {row['examples_per_s']:,.0f} ex/s"
         )
 
     @contextlib.contextmanager
