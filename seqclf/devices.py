@@ -93,11 +93,12 @@ def is_out_of_memory(exc: BaseException) -> bool:
         isinstance(exc, RuntimeError) and "MPS backend out of memory" in str(exc))
 
 
-def out_of_memory(exc: BaseException, device: torch.device, batch_size: int, doing: str,
-                  config: str) -> TrainingError:
-    """The message for running out of device memory (exit 1): not bad input, a batch to try instead."""
+def out_of_memory(exc: BaseException, device: torch.device, batch_size: int, doing: str, config: str,
+                  init_from: str | None = None) -> TrainingError:
+    """The message for running out of device memory (exit 1): not bad input, a batch to try instead
+    (a new run: the batch size of a run cannot change on resume; `init_from` starts it from a run's weights)."""
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return TrainingError(
         f"out of memory on {device} while {doing} with train.batch_size={batch_size} ({first[:200]}). Free the "
         f"device's memory (other processes on it) or train with half the batch: seqclf train --config {config} "
-        f"--set train.batch_size={max(1, batch_size // 2)}")
+        f"--set train.batch_size={max(1, batch_size // 2)}{f' --init-from {init_from}' if init_from else ''}")

@@ -90,7 +90,7 @@ def resume(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = (), *, 
             except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as exc:  # a damaged or foreign state
                 if is_out_of_memory(exc):  # the device is full, the file is fine
                     raise out_of_memory(exc, ready.device, cfg.train.batch_size, f"restoring {saved.path}",
-                                        str(run_dir / runs.CONFIG)) from None
+                                        str(run_dir / runs.CONFIG), str(run_dir / runs.BEST)) from None
                 raise CheckpointError(f"{saved.path}: its training state is incomplete or does not fit "
                                       f"its config ({type(exc).__name__}: "
                                       f"{str(exc).splitlines()[0] if str(exc) else ''})") from None

@@ -261,7 +261,7 @@ def test_out_of_memory_while_resuming_is_not_a_damaged_checkpoint(tiny_overrides
     with pytest.raises(TrainingError) as failed:
         resume(summary["run_dir"], ["train.epochs=2"], out=Output(quiet=True))
     assert failed.value.exit_code == 1 and "damaged" not in str(failed.value)
-    assert "while restoring" in str(failed.value) and "train.batch_size=16" in str(failed.value)
+    assert "while restoring" in str(failed.value) and "train.batch_size=16 --init-from" in str(failed.value)
 
 
 # ---------------------------------------------------------------- the GPU check
