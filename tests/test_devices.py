@@ -23,6 +23,7 @@ from seqclf.errors import SeqclfError, TrainingError
 from seqclf.evaluate import score
 from seqclf.files import write_json
 from seqclf.model import SequenceClassifier
+from seqclf.loop import supervised
 from seqclf.runlog import RunLog, write_metrics
 from seqclf.runtime import GracefulStop, autocast
 from seqclf.setup import prepare
@@ -97,6 +98,20 @@ def test_skipped_fp16_steps_are_counted_apart_and_keep_the_sums_finite(tiny_over
         state.add_step(torch.tensor(1.0, dtype=torch.float64), torch.tensor(3), torch.tensor(norm), 1.0)
     sums = {name: float(value) for name, value in state.cursor.sums.items()}
     assert sums == {"loss": 4.0, "correct": 12.0, "grad_norm": 2.5, "clipped": 1.0, "skipped": 2.0, "steps": 4.0}
+
+
+def test_a_run_whose_steps_all_overflow_writes_finite_strict_metrics(tiny_overrides: list[str],
+                                                                     tmp_path: Path) -> None:
+    # fp16 runs on CUDA only; a CPU GradScaler with an infinite scale overflows every step the same way
+    cfg = load_config(None, tiny_overrides + ["train.epochs=1"])
+    ready = prepare(cfg)
+    (tmp_path / "run").mkdir()
+    run = new_run(ready.cfg, RunLog(tmp_path / "run", ready.cfg), ready.data, ready.device)
+    run.state.scaler = torch.amp.GradScaler("cpu", init_scale=float("inf"))
+    assert supervised(run, Output(quiet=True), GracefulStop())["status"] == "finished"
+    row = strict((tmp_path / "run" / runs.METRICS).read_text())
+    assert row["skipped_steps"] == 16 and row["grad_norm"] == 0.0 and row["clipped_fraction"] == 0.0  # 500 / 32
+    assert checkpoint.load(tmp_path / "run" / runs.LAST)["state"]["scaler"]["scale"] == float("inf")
 
 
 def strict(text: str) -> object:
