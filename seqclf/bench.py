@@ -12,7 +12,8 @@ sharing the cores slow every pipeline alike and the ratios hold:
   turns each image into a PIL image, then ToTensor and Normalize, a DataLoader, the same
   model, batch size and optimizer;
 - evaluation: `evaluate.score` over the test split;
-- square fp32 matmuls (torch.mm, and oneDNN's on CPU): the machine's practical peak, to which the
+- square matmuls in the training's precision (torch.mm, and oneDNN's on CPU), sized for the device:
+  the machine's practical peak, to which the
   achieved rate is compared.
 """
 
@@ -34,6 +35,7 @@ from seqclf.cells import shape_of
 from seqclf.config import Config, ModelConfig
 from seqclf.console import Output
 from seqclf.data import Data, Split, load_arrays, to_sequences
+from seqclf.devices import synchronize
 from seqclf.evaluate import score
 from seqclf.model import SequenceClassifier, parameter_layout
 from seqclf.runlog import RunLog
@@ -41,7 +43,10 @@ from seqclf.runtime import GracefulStop, autocast, build_optimizer
 from seqclf.setup import prepare
 from seqclf.loop import Run, run_steps
 from seqclf.train import new_run
-MATMUL_SIZE = 1024  # square fp32 matmul timed for the peak: big enough for full-speed kernels on CPU
+# square matmul timed for the peak, per device type: big enough for full-speed kernels (1024 on a CPU;
+# a large GPU needs thousands of rows, or the time is the launch's and `efficiency` passes 100%)
+MATMUL_SIZES = {"cpu": 1024, "mps": 4096, "cuda": 8192}
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}  # train.precision's matmul
 MATMUL_REPS = 5  # per round; the round's best, then the median over rounds
 
 
@@ -73,30 +78,29 @@ def train_flops(cfg: ModelConfig, input_size: int, seq_len: int, num_classes: in
 # ---------------------------------------------------------------- timing helpers
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _timed(device: torch.device, work: Callable[[], int]) -> float:
     """Examples per second of `work()`, which returns how many examples it processed."""
-    _sync(device)
+    synchronize(device)
     start = time.perf_counter()
     examples = work()
-    _sync(device)
+    synchronize(device)
     return examples / max(time.perf_counter() - start, 1e-9)
 
 
-def matmul_gflops(device: torch.device, size: int = MATMUL_SIZE, reps: int = MATMUL_REPS) -> dict[str, float]:
-    """GFLOP/s of the best of `reps` square fp32 matmuls (2 * size^3 FLOPs each), per library.
+def matmul_gflops(device: torch.device, size: int | None = None, reps: int = MATMUL_REPS,
+                  dtype: torch.dtype = torch.float32) -> dict[str, float]:
+    """GFLOP/s of the best of `reps` square `dtype` matmuls (2 * size^3 FLOPs each), per library.
+
+    `size` defaults to the device's (MATMUL_SIZES); fp32 on CUDA is IEEE or TF32 as train.tf32 set it.
 
     `torch.mm` runs MKL's sgemm on CPU (cuBLAS on CUDA). On CPU also oneDNN's matmul, the library
     of torch's CPU LSTM kernels: on some CPUs (AMD's, here) MKL takes a slower code path and
     reaches about half of what oneDNN does, so the peak is the better of the two.
     """
-    a = torch.randn(size, size, device=device)
-    b = torch.randn(size, size, device=device)
-    c = torch.empty(size, size, device=device)
+    size = size or MATMUL_SIZES.get(device.type, MATMUL_SIZES["cpu"])
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+    c = torch.empty(size, size, device=device, dtype=dtype)
     kernels = {"torch.mm": lambda: torch.mm(a, b, out=c)}
     if device.type == "cpu" and torch.backends.mkldnn.is_available():
         a_onednn, b_onednn = a.to_mkldnn(), b.to_mkldnn()
@@ -106,10 +110,10 @@ def matmul_gflops(device: torch.device, size: int = MATMUL_SIZE, reps: int = MAT
         kernel()  # warm-up: kernels chosen, memory touched
         best = math.inf
         for _ in range(reps):
-            _sync(device)
+            synchronize(device)
             start = time.perf_counter()
             kernel()
-            _sync(device)
+            synchronize(device)
             best = min(best, time.perf_counter() - start)
         rates[name] = 2 * size ** 3 / best / 1e9
     return rates
@@ -122,7 +126,6 @@ def _real_loop(run: Run, k: int) -> Callable[[], int]:
     """k steps of the real loop, starting a new epoch (new order, zeroed sums) whenever one ends."""
     state, n_train, batch = run.state, len(run.data.train), run.cfg.train.batch_size
     steps_per_epoch = math.ceil(n_train / batch)
-    scaler = torch.amp.GradScaler(run.device.type, enabled=run.cfg.train.precision == "fp16")
     stop = GracefulStop()  # never entered: no signal handlers, never asks to stop
     out = Output(quiet=True)  # what a non-terminal run gets: no bar, no per-step output
 
@@ -134,7 +137,7 @@ def _real_loop(run: Run, k: int) -> Callable[[], int]:
             first = state.cursor.step
             last = min(steps_per_epoch, first + k - done)
             with out.progress(steps_per_epoch, "bench") as bar:
-                run_steps(run, bar, stop, last, scaler)
+                run_steps(run, bar, stop, last)
             done += last - first
             examples += min(last * batch, n_train) - first * batch
         return examples
@@ -271,7 +274,7 @@ def bench(cfg: Config, baseline: bool = False, steps: int = 100, rounds: int = 5
         for name, work in pipelines.items():
             rates[name].append(_timed(device, work))
         rates["eval"].append(_timed(device, lambda: score(model, data.test, data.num_classes, precision)["n"]))
-        for library, rate in matmul_gflops(device).items():
+        for library, rate in matmul_gflops(device, dtype=DTYPES[cfg.train.precision]).items():
             rates.setdefault(library, []).append(rate)
     median = {name: statistics.median(values) for name, values in rates.items()}
     matmul = {library: median[library] for library in ("torch.mm", "onednn") if library in median}
@@ -293,7 +296,7 @@ def bench(cfg: Config, baseline: bool = False, steps: int = 100, rounds: int = 5
         "eval_to_train": median["eval"] / train_rate,
         "flops_per_example": flops,
         "achieved_gflops": achieved,
-        "peak_gflops": peak,  # the better fp32 matmul of matmul_gflops
+        "peak_gflops": peak,  # the better matmul of matmul_gflops, in train.precision
         "matmul_gflops": matmul,
         "efficiency": achieved / peak,
         "bare_examples_per_s": median["bare"],

@@ -7,7 +7,6 @@ Help text is plain (typer's `rich_markup_mode=None`): square brackets in help, s
 from __future__ import annotations
 
 import contextlib
-import json
 import sys
 from typing import Any, Iterator
 
@@ -17,6 +16,7 @@ import typer.core
 from seqclf import ranks
 from seqclf.console import Output
 from seqclf.errors import SeqclfError
+from seqclf.files import to_json
 
 # typer adds an argument's Python type to its help line (`RUN_DIR... <list[Path]>`); every argument
 # here has a metavar (RUN_DIR..., FILE..., CHECKPOINT) that says what it takes, so the type is left out.
@@ -58,7 +58,7 @@ def reported(out: Output) -> Iterator[None]:
 
 
 def emit_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data) + "\n")
+    sys.stdout.write(to_json(data) + "\n")  # strict: a non-finite value is null
     sys.stdout.flush()
 
 

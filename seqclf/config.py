@@ -84,10 +84,15 @@ class TrainConfig:
     device: str = opt("auto", "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps", roles=WHERE)
     num_threads: int = opt(0, "CPU threads for torch (0 = auto: the machine's cores, shared between torchrun ranks)",
                             roles=WHERE)
-    precision: str = opt("fp32", "fp32, or bf16/fp16 autocast (fp16 on CUDA only)", ("fp32", "bf16", "fp16"),
+    precision: str = opt("fp32", "fp32, bf16 (the recurrent layer in bf16, the head under autocast) or fp16 "
+                                 "autocast (CUDA only)", ("fp32", "bf16", "fp16"),
                           roles=("eval",))
     dist_backend: str = opt("auto", "under torchrun: nccl on CUDA, gloo otherwise, or force one", ("auto", "gloo", "nccl"),
                              roles=("resume",))
+    tf32: bool = opt(False, "CUDA: let fp32 matmuls and cuDNN RNNs use TF32 (faster, ~1e-3 relative error); "
+                           "false = IEEE fp32", roles=("eval",))
+    deterministic: bool = opt(False, "CUDA: deterministic algorithms, so that a resumed run matches to the bit "
+                                     "(slower; see docs/devices.md)")
 
 
 @dataclass(frozen=True)

@@ -197,7 +197,8 @@ def _epoch_fields(row: dict[str, Any], epochs: int) -> list[tuple[int, str]]:
             (1, f"{row['seconds']:.1f}s"),
             (3, f"lr {row['lr']:.2e}"),
             (4, f"grad {row['grad_norm']:.3g} clipped {row['clipped_fraction']:.0%}"),
-            (2, f"{row['examples_per_s']:,.0f} ex/s")]
+            (2, f"{row['examples_per_s']:,.0f} ex/s")] + \
+        ([(1, f"skipped {row['skipped_steps']} (fp16 overflow)")] if row.get("skipped_steps") else [])
 
 
 def _fit(fields: list[tuple[int, str]], width: int | None) -> list[str]:

@@ -26,8 +26,11 @@ from seqclf.errors import SeqclfError
 
 ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE")  # what torchrun sets for each rank
 TIMEOUT = timedelta(minutes=10)  # a rank that waits this long on the others gives up with an error
-PEER_SIGNS = ("Connection closed by peer", "Connection reset by peer", "Broken pipe", "NCCL", "timed out",
-              "Timed out", "Socket Timeout")  # how gloo/nccl say that another rank went away
+# How gloo and nccl say that another rank went away. Not every NCCL error: a local one (a CUDA fault,
+# invalid usage) is this rank's own failure and keeps its traceback.
+PEER_SIGNS = ("Connection closed by", "Connection reset by peer", "Broken pipe", "timed out", "Timed out",
+              "Socket Timeout", "collective operation timeout", "remote process", "ncclRemoteError",
+              "communicator was aborted")
 
 
 @dataclass
@@ -139,9 +142,19 @@ class Context:
     def decide(self, loss: torch.Tensor, signum: int) -> tuple[torch.Tensor, int]:
         """One step's verdict, the same on every rank: the global batch's mean loss (the mean of the
         ranks' scaled losses) and the signal that stops the run if any rank got one (0: none)."""
-        votes = torch.tensor([float(loss.detach()), signum == signal.SIGINT, signum == signal.SIGTERM],
+        votes = torch.tensor([0.0, signum == signal.SIGINT, signum == signal.SIGTERM],
                              dtype=torch.float64)  # on the CPU: gloo, even when nccl carries the gradients
-        torch.distributed.all_reduce(votes)
+        if loss.device.type != "cpu":
+            # Reading a GPU loss waits for the device's stream, and so for this step's nccl all-reduces: with a
+            # dead peer, forever. First meet on the CPU (fails at once when a rank is gone): once every rank is
+            # here, every rank has issued this step's all-reduces and the read cannot hang on a missing one.
+            torch.distributed.all_reduce(votes)  # the signals, summed
+            total = torch.tensor([float(loss.detach())], dtype=torch.float64)
+            torch.distributed.all_reduce(total)
+            votes[0] = total[0]
+        else:
+            votes[0] = float(loss.detach())
+            torch.distributed.all_reduce(votes)
         stop = signal.SIGTERM if votes[2] else signal.SIGINT if votes[1] else 0
         return votes[0] / self.world_size, int(stop)
 
@@ -191,7 +204,7 @@ class Context:
         exactly when the world size is the one saved), and the epoch's saved partial sums on rank 0 only."""
         rank_rng = saved.get("rank_rng") if saved is not None else None
         if rank_rng is not None and len(rank_rng) == self.world_size:
-            checkpoint.set_rng_state(rank_rng[self.rank])
+            checkpoint.set_rng_state(rank_rng[self.rank], state.device)
         elif self.rank:
             torch.manual_seed(hash((seed, self.rank, state.epoch, state.cursor.step)))  # ints hash alike everywhere
         if saved is not None and self.rank:
@@ -266,9 +279,13 @@ def session() -> Iterator[Context]:
 
 
 def is_peer_failure(exc: BaseException) -> bool:
-    """Did a collective fail because another rank went away (rather than a bug here)?"""
-    dist_error = getattr(torch.distributed, "DistError", ())
-    return isinstance(exc, dist_error) or (isinstance(exc, RuntimeError) and any(s in str(exc) for s in PEER_SIGNS))
+    """Did a collective fail because another rank went away (rather than a fault here)?
+
+    A network or store error is; a backend (NCCL) error only when its message says a peer is gone.
+    """
+    gone = tuple(getattr(torch.distributed, name) for name in ("DistNetworkError", "DistStoreError")
+                 if hasattr(torch.distributed, name))
+    return isinstance(exc, gone) or (isinstance(exc, RuntimeError) and any(s in str(exc) for s in PEER_SIGNS))
 
 
 def _describe(exc: BaseException) -> str:

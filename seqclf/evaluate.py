@@ -13,6 +13,7 @@ from torch import nn
 from seqclf import checkpoint
 from seqclf.config import Config, apply_overrides, config_from_dict, keys_where, parse_overrides, to_dict
 from seqclf.data import Split
+from seqclf.devices import DtypePolicy, dtype_policy
 from seqclf.errors import SeqclfError
 from seqclf.model import SequenceClassifier, load_weights
 from seqclf.runtime import autocast as precision_context
@@ -23,24 +24,34 @@ EVAL_BATCH_SIZE = 1024  # fixed, so train's final test score and `seqclf eval` c
 
 @torch.no_grad()
 def score(model: nn.Module, split: Split, num_classes: int, autocast: Any = None,
-          reduce: Callable[..., None] | None = None) -> dict[str, Any]:
-    """Counts over the whole split; the loss is summed in float64 so batch order barely matters.
+          reduce: Callable[..., None] | None = None, policy: DtypePolicy | None = None) -> dict[str, Any]:
+    """Counts over the whole split; the loss is summed in float64 so batch order barely matters (on a
+    device without float64 each batch's float32 sum is added up on the host, see seqclf.devices).
 
     `reduce(loss_sum, confusion)` sums both over torchrun's ranks in place, each rank having scored
-    its own share of the split: every rank then gets the figures of the whole split.
+    its own share of the split: every rank then gets the figures of the whole split. `policy`: the
+    device's (seqclf.devices.dtype_policy) unless given.
     """
     was_training = model.training
     model.eval()
-    loss_sum = torch.zeros((), dtype=torch.float64, device=split.y.device)
+    policy = policy or dtype_policy(split.y.device.type)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=policy.sums_device(split.y.device))
+    losses = []  # no float64 on the device: each batch's loss sum, () float32, added on the host at the end
     confusion = torch.zeros(num_classes * num_classes, dtype=torch.int64, device=split.y.device)
     for start in range(0, len(split), EVAL_BATCH_SIZE):
         x = split.x[start:start + EVAL_BATCH_SIZE]  # (B, T, F)
         y = split.y[start:start + EVAL_BATCH_SIZE]  # (B,)
         with autocast if autocast is not None else contextlib.nullcontext():
             logits = model(x)  # (B, num_classes)
-        loss_sum += F.cross_entropy(logits.float(), y, reduction="sum").double()
+        batch_loss = F.cross_entropy(logits.float(), y, reduction="sum")
+        if policy.float64:
+            loss_sum += batch_loss.double()
+        else:
+            losses.append(batch_loss)
         confusion += torch.bincount(y * num_classes + logits.argmax(1), minlength=num_classes * num_classes)
     model.train(was_training)
+    if losses:
+        loss_sum += sum(torch.stack(losses).tolist())  # Python floats: IEEE double
     if reduce is not None:
         reduce(loss_sum, confusion)
     return summarize(loss_sum, confusion.view(num_classes, num_classes))

@@ -17,6 +17,7 @@ NAME, if given) and before its rename: how tests stop real processes at a chosen
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import signal
@@ -123,5 +124,21 @@ def write_text(path: str | Path, text: str) -> None:
     atomic_write(path, lambda handle: handle.write(text), binary=False)
 
 
+def to_json(data: Any, indent: int | None = None) -> str:
+    """Strict JSON (RFC 8259): a non-finite float (an fp16 overflow, a diverged loss) becomes null,
+    never the `NaN`/`Infinity` that Python's json writes and other parsers reject."""
+    return json.dumps(_finite(data), indent=indent, allow_nan=False)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
+
+
 def write_json(path: str | Path, data: Any) -> None:
-    write_text(path, json.dumps(data, indent=2) + "\n")
+    write_text(path, to_json(data, indent=2) + "\n")

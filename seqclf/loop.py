@@ -22,6 +22,7 @@ from seqclf.checkpoint import DataMeta
 from seqclf.config import Config
 from seqclf.console import Output
 from seqclf.data import Data, Split
+from seqclf.devices import is_out_of_memory, out_of_memory
 from seqclf.errors import Interrupted, Pruned, TrainingError
 from seqclf.evaluate import score
 from seqclf.model import count_parameters
@@ -57,7 +58,6 @@ class Run:
 def _loop(run: Run, out: Output, stop: GracefulStop) -> dict[str, Any]:
     cfg, state, data = run.cfg, run.state, run.data
     steps_per_epoch = math.ceil(len(data.train) / cfg.train.batch_size)
-    scaler = torch.amp.GradScaler(run.device.type, enabled=cfg.train.precision == "fp16")
     run.log.summary("running", state, count_parameters(state.model))
     state.model.train()
     try:
@@ -69,7 +69,7 @@ def _loop(run: Run, out: Output, stop: GracefulStop) -> dict[str, Any]:
                 with out.progress(steps_per_epoch, f"epoch {state.epoch + 1}/{cfg.train.epochs}",
                                   steps_after=(cfg.train.epochs - state.epoch - 1) * steps_per_epoch) as bar:
                     bar.advance(state.cursor.step)
-                    loss, stopped = run_steps(run, bar, stop, steps_per_epoch, scaler)
+                    loss, stopped = run_steps(run, bar, stop, steps_per_epoch)
                 state.cursor.elapsed += time.perf_counter() - started
                 _check_finite(run, loss, weights=True)
                 if stopped:
@@ -82,8 +82,7 @@ def _loop(run: Run, out: Output, stop: GracefulStop) -> dict[str, Any]:
     return _final(run, out)
 
 
-def run_steps(run: Run, bar: Any, stop: GracefulStop, until: int,
-              scaler: torch.amp.GradScaler) -> tuple[torch.Tensor, bool]:
+def run_steps(run: Run, bar: Any, stop: GracefulStop, until: int) -> tuple[torch.Tensor, bool]:
     """The current epoch's steps from `cursor.step` up to `until`, exactly as training runs them.
 
     Each step: index the batch on the device, forward, backward, clip, optimizer and scheduler
@@ -92,7 +91,7 @@ def run_steps(run: Run, bar: Any, stop: GracefulStop, until: int,
     this same function.
     """
     t, state, data = run.cfg.train, run.state, run.data
-    model, cursor = state.model, state.cursor
+    model, cursor, scaler = state.model, state.cursor, state.scaler
     batch, steps_per_epoch = t.batch_size, math.ceil(len(data.train) / t.batch_size)
     clip = t.grad_clip if t.grad_clip > 0 else math.inf  # inf: measure the norm, never clip
     # non-finite check: free on CPU, a sync on GPU; under torchrun also the shared stop verdict, a
@@ -108,7 +107,7 @@ def run_steps(run: Run, bar: Any, stop: GracefulStop, until: int,
             with autocast(t, run.device):
                 logits = model(x)  # (B, num_classes)
                 loss = F.cross_entropy(logits.float(), y)
-            loss_sum = loss.detach().double() * len(y)
+            loss_sum = loss.detach().to(state.policy.step_dtype) * len(y)
         else:
             logits, y, loss, loss_sum = run.dist.shard_forward(run.ddp, data.train, idx, autocast(t, run.device))
         state.optimizer.zero_grad(set_to_none=True)
@@ -121,22 +120,20 @@ def run_steps(run: Run, bar: Any, stop: GracefulStop, until: int,
         scaler.update()
         if state.scheduler is not None and t.scheduler in PER_BATCH_SCHEDULERS:
             state.scheduler.step()
-        sums = cursor.sums
-        sums["loss"] += loss_sum
-        sums["correct"] += (logits.detach().argmax(1) == y).sum()
-        sums["grad_norm"] += norm.detach().double()
-        sums["clipped"] += (norm.detach() > clip).double()
-        sums["steps"] += 1
+        state.add_step(loss_sum, (logits.detach().argmax(1) == y).sum(), norm.detach(), clip)
         cursor.step += 1
         bar.advance()
         if cursor.step % check_every == 0 or cursor.step == steps_per_epoch:
+            state.settle()  # a device without float64: its pending steps into the host's sums (a sync anyway)
             loss, stopping = _verdict(run, stop, loss)  # under torchrun: taken together, at the same steps
             bar.show(cursor.sums, len(y))  # live loss and accuracy of the epoch so far (a no-op without a bar)
             _check_finite(run, loss)
             if stopping:
                 return loss, True
         elif run.ddp is None and stop.should_stop():
+            state.settle()
             return loss, True
+    state.settle()
     return loss, False
 
 
@@ -177,11 +174,12 @@ def _finish_epoch(run: Run, out: Output) -> None:
     cursor = state.cursor
     run.dist.sum_(cursor.sums["loss"], cursor.sums["correct"])  # under torchrun: every rank's share of the epoch
     sums = {k: float(v) for k, v in cursor.sums.items()}
+    applied = max(sums["steps"] - sums["skipped"], 1)  # fp16: steps GradScaler skipped have no finite norm
     val = _score(run, run.data.val)
     row = {"epoch": state.epoch + 1, "train_loss": sums["loss"] / n, "train_accuracy": sums["correct"] / n,
            "val_loss": val["loss"], "val_accuracy": val["accuracy"], "lr": cursor.lr,
-           "grad_norm": sums["grad_norm"] / max(sums["steps"], 1),
-           "clipped_fraction": sums["clipped"] / max(sums["steps"], 1),
+           "grad_norm": sums["grad_norm"] / applied, "clipped_fraction": sums["clipped"] / applied,
+           "skipped_steps": int(sums["skipped"]),
            "seconds": cursor.elapsed, "examples_per_s": n / max(cursor.elapsed, 1e-9)}
     improved = state.end_epoch(row)
     if improved:
@@ -236,9 +234,13 @@ def supervised(run: Run, out: Output, stop: GracefulStop) -> dict[str, Any]:
                 run.ddp = run.dist.wrap(run.state.model, run.device)
             return _loop(run, out, stop)
         except RuntimeError as exc:
-            if not (run.dist.active and distributed.is_peer_failure(exc)):
+            oom = is_out_of_memory(exc)
+            if not (oom or (run.dist.active and distributed.is_peer_failure(exc))):
                 raise
             run.log.summary("failed", run.state, count_parameters(run.state.model))
+            if oom:
+                raise out_of_memory(exc, run.device, run.cfg.train.batch_size, f"training {run.run_dir}",
+                                    str(run.run_dir / runs.CONFIG)) from None
             raise run.dist.lost_contact(exc) from None
     except BaseException as exc:
         if run.log.status == "running":
@@ -262,7 +264,7 @@ def _score(run: Run, split: Split) -> dict[str, Any]:
 
 def _save_last(run: Run) -> None:
     """last.pt, written by rank 0; under torchrun it keeps every rank's RNG state (a collective)."""
-    rank_rng = run.dist.gather_object(checkpoint.rng_state()) if run.dist.active else None
+    rank_rng = run.dist.gather_object(checkpoint.rng_state(run.device)) if run.dist.active else None
     if run.dist.is_main:
         payload = run.payload(with_state=True)
         if rank_rng is not None:

@@ -7,6 +7,7 @@ import warnings
 
 import torch
 from torch import nn
+from torch.func import functional_call
 
 from seqclf import cells
 from seqclf.cells import IMPLEMENTATIONS, Dims
@@ -15,6 +16,8 @@ from seqclf.errors import SeqclfError
 
 # torch says so on every forward of an LSTM with proj_size on CPU; it is expected, not actionable.
 warnings.filterwarnings("ignore", message="LSTM with projections is not supported with oneDNN")
+# cuDNN says so when the bf16 copies of the weights (recurrent()) are not one flat buffer; they cannot be.
+warnings.filterwarnings("ignore", message="RNN module weights are not part of single contiguous chunk")
 
 
 class SequenceClassifier(nn.Module):
@@ -41,11 +44,26 @@ class SequenceClassifier(nn.Module):
 
     def final_state(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, T, F) -> the last layer's final hidden state(s), (B, D*H_out)."""
-        _, state = self.rnn(x)
+        _, state = self.recurrent(x)
         h_n = state[0] if self.cell == "lstm" else state  # (D*num_layers, B, H_out)
         # torch orders h_n layer-major: index = layer * D + direction.
         last = h_n.view(self.num_layers, self.directions, x.shape[0], self.h_out)[-1]  # (D, B, H_out)
         return last.transpose(0, 1).reshape(x.shape[0], self.directions * self.h_out)  # (B, D*H_out)
+
+    def recurrent(self, x: torch.Tensor):
+        """The recurrent layer on x (B, T, F); under bf16 autocast truly in bf16, whatever model.impl.
+
+        Autocast's own rule differs per implementation and device (on CUDA it runs cuDNN's fused RNN in
+        fp16, with no loss scaling): so under bf16 the layer runs outside autocast on bf16 copies of its
+        weights (gradients flow back to the fp32 weights) and a bf16 input, the same for fused, cell and
+        scratch. fp16 autocast is left as torch has it (the GradScaler goes with it).
+        """
+        kind = x.device.type
+        if not (torch.is_autocast_enabled(kind) and torch.get_autocast_dtype(kind) == torch.bfloat16):
+            return self.rnn(x)
+        with torch.autocast(kind, enabled=False):
+            weights = {name: p.to(torch.bfloat16) for name, p in self.rnn.named_parameters()}
+            return functional_call(self.rnn, weights, (x.to(torch.bfloat16),))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.final_state(x))  # (B, num_classes)

@@ -7,14 +7,13 @@ do nothing. Every file is written atomically.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from seqclf import checkpoint, runs
 from seqclf.config import Config, OutputConfig, to_yaml
 from seqclf.errors import SeqclfError
-from seqclf.files import write_json, write_text
+from seqclf.files import to_json, write_json, write_text
 
 STATUSES = ("running", "finished", "interrupted", "failed", "pruned")
 
@@ -89,4 +88,4 @@ class RunLog:
 
 def write_metrics(run_dir: Path, history: list[dict[str, Any]]) -> None:
     """metrics.jsonl: one JSON object per finished epoch, rewritten whole (atomically)."""
-    write_text(run_dir / runs.METRICS, "".join(json.dumps(row) + "\n" for row in history))
+    write_text(run_dir / runs.METRICS, "".join(to_json(row) + "\n" for row in history))

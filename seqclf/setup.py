@@ -17,6 +17,7 @@ from seqclf import distributed
 from seqclf.checkpoint import DataMeta
 from seqclf.config import Config
 from seqclf.data import SPLITS, Data, DataError, load_data
+from seqclf.devices import configure
 from seqclf.model import resolve_hidden_size
 from seqclf.runtime import configure_threads, resolve_device
 
@@ -39,6 +40,7 @@ def prepare(cfg: Config, *, splits: tuple[str, ...] = SPLITS, meta: DataMeta | N
     dist = dist or distributed.Context()
     t = cfg.train
     device = dist.place(resolve_device(t.device, t.precision), t.device, t.dist_backend)
+    configure(t)  # TF32 and determinism: before any CUDA work (cuBLAS reads its workspace setting once)
     threads = configure_threads(t.num_threads, share=dist.local_world_size)
     if meta is None:
         data = load_data(cfg.data, cfg.seed, device, splits=splits)

@@ -18,11 +18,13 @@ from seqclf.checkpoint import Checkpoint, CheckpointError
 from seqclf.config import Config, apply_overrides, config_from_dict, keys_where, load_config, parse_overrides, to_dict
 from seqclf.console import Output
 from seqclf.data import Data
+from seqclf.devices import has_fp16, is_out_of_memory, out_of_memory, precision_change_allowed
 from seqclf.errors import SeqclfError
 from seqclf.loop import Callback, Run, run_steps, supervised
 from seqclf.model import SequenceClassifier, count_parameters, load_weights
 from seqclf.runlog import RunLog, tensorboard_writer, write_metrics
-from seqclf.runtime import PER_BATCH_SCHEDULERS, GracefulStop, build_optimizer, build_scheduler, seed_everything
+from seqclf.runtime import (PER_BATCH_SCHEDULERS, GracefulStop, build_optimizer, build_scheduler, resolve_device,
+                            seed_everything)
 from seqclf.setup import check_same_data, prepare
 from seqclf.state import TrainingState
 
@@ -87,6 +89,9 @@ def resume(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = (), *, 
             try:
                 run = new_run(cfg, log, ready.data, ready.device, saved=saved, dist=dist)
             except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as exc:  # a damaged or foreign state
+                if is_out_of_memory(exc):  # the device is full, the file is fine
+                    raise out_of_memory(exc, ready.device, cfg.train.batch_size, f"restoring {saved.path}",
+                                        str(run_dir / runs.CONFIG), str(run_dir / runs.BEST)) from None
                 raise CheckpointError(f"{saved.path}: its training state is incomplete or does not fit "
                                       f"its config ({type(exc).__name__}: "
                                       f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
@@ -118,7 +123,7 @@ def _read_resumable(run_dir: Path, overrides: list[str] | tuple[str, ...]) -> tu
     saved.training_state()  # refuses a file without one
     allowed = keys_where("resume")
     changes = [*_edited(run_dir, saved.config, allowed), *parse_overrides(overrides)]
-    refused = sorted({key for key, _ in changes} - allowed)
+    refused = sorted({key for key, _ in changes} - allowed - {"train.precision"})  # precision: _check_precision
     if refused:
         raise SeqclfError(f"--resume: cannot change {', '.join(refused)}: it would change what the run computes. "
                           f"Only {', '.join(sorted(allowed))} may change; start a new run for the rest (its "
@@ -126,6 +131,7 @@ def _read_resumable(run_dir: Path, overrides: list[str] | tuple[str, ...]) -> tu
                           f"{run_dir / runs.BEST}).")
     planned = saved.config.train.epochs
     cfg = config_from_dict(apply_overrides(to_dict(saved.config), changes), f"{run_dir / runs.CONFIG} with --set")
+    _check_precision(run_dir, saved.config.train.precision, cfg)
     if cfg.train.epochs != planned and cfg.train.scheduler in PER_BATCH_SCHEDULERS:
         rename = f" --set output.name={cfg.output.name}-more" if cfg.output.name else ""
         raise SeqclfError(f"--resume: train.epochs cannot change with scheduler={cfg.train.scheduler}: its "
@@ -189,6 +195,22 @@ def _rebuild_metrics(run_dir: Path, saved: Checkpoint, out: Output) -> None:
                  f"rows, {len(saved.history)} epochs): rebuilt from last.pt's history")
 
 
+def _check_precision(run_dir: Path, saved: str, cfg: Config) -> None:
+    """train.precision stays on resume, except that a CUDA fp16 run may go on in bf16 or fp32 where the
+    device has no fp16 (seqclf.devices.precision_change_allowed)."""
+    new, device = cfg.train.precision, resolve_device(cfg.train.device)
+    if not precision_change_allowed(saved, new, device.type):
+        raise SeqclfError(f"--resume: cannot change train.precision from {saved} to {new}: it would change what "
+                          f"the run computes. Only a run trained in fp16 may continue in bf16 or fp32, on a device "
+                          f"without fp16 (not CUDA); start a new run for the rest: seqclf train --config "
+                          f"{run_dir / runs.CONFIG} --set train.precision={new} --init-from {run_dir / runs.BEST}")
+    if new == "fp16" and not has_fp16(device.type):
+        raise SeqclfError(f"--resume {run_dir}: the run trained with train.precision=fp16, which runs on CUDA only, "
+                          f"and train.device={cfg.train.device} is {device} here. Continue it in fp32 (or bf16; its "
+                          f"fp16 loss scale is then dropped): seqclf train --resume {run_dir} --set "
+                          f"train.precision=fp32")
+
+
 def new_run(cfg: Config, log: RunLog, data: Data, device: torch.device, saved: Checkpoint | None = None,
             dist: distributed.Context | None = None, callbacks: Iterable[Callback] = ()) -> Run:
     """Model, optimizer, scheduler and progress: fresh from the seed, or exactly as `saved` left them."""
@@ -196,7 +218,8 @@ def new_run(cfg: Config, log: RunLog, data: Data, device: torch.device, saved: C
     model = SequenceClassifier(cfg.model, data.input_size, data.num_classes).to(device)
     optimizer = build_optimizer(cfg.train, model.parameters())
     scheduler = build_scheduler(cfg.train, optimizer, math.ceil(len(data.train) / cfg.train.batch_size))
-    state = TrainingState(model, optimizer, scheduler, torch.Generator().manual_seed(cfg.seed), device)
+    scaler = torch.amp.GradScaler(device.type, enabled=cfg.train.precision == "fp16")
+    state = TrainingState(model, optimizer, scheduler, torch.Generator().manual_seed(cfg.seed), device, scaler)
     if saved is not None:
         state.load_state_dict(saved.training_state())
     dist = dist or distributed.Context()

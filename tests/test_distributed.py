@@ -22,7 +22,7 @@ import torch
 
 from seqclf import checkpoint, runs
 from seqclf.config import load_config
-from seqclf.distributed import Context, from_env
+from seqclf.distributed import Context, from_env, is_peer_failure
 from seqclf.errors import SeqclfError
 from seqclf.train import resume, train
 from conftest import set_args
@@ -210,3 +210,26 @@ def test_the_environment_decides_the_world() -> None:
     with pytest.raises(SeqclfError, match="train.dist_backend=nccl needs CUDA"):
         Context(0, 2).place(torch.device("cpu"), "cpu", "nccl")
     assert Context(0, 2).place(torch.device("cpu"), "auto", "auto") == torch.device("cpu")
+
+
+@pytest.mark.parametrize("error, peer", [
+    (RuntimeError("[../third_party/gloo/gloo/transport/tcp/pair.cc:534] Connection closed by peer [127.0.0.1]:4242"),
+     True),
+    (torch.distributed.DistBackendError("NCCL error in: ProcessGroupNCCL.cpp:3356, remote process exited or there "
+                                        "was a network error, NCCL version 2.27.3\nncclRemoteError: A call failed "
+                                        "possibly due to a network error or a remote process exiting prematurely."),
+     True),
+    (torch.distributed.DistNetworkError("failed to recv, got 0 bytes"), True),
+    (RuntimeError("[Rank 0] Watchdog caught collective operation timeout: WorkNCCL(SeqNum=9, OpType=ALLREDUCE) "
+                  "ran for 600000 milliseconds before timing out."), True),
+    # this rank's own faults, NCCL's included: reported as its own, with the traceback
+    (torch.distributed.DistBackendError("NCCL error in: ProcessGroupNCCL.cpp:1970, unhandled cuda error (run with "
+                                        "NCCL_DEBUG=INFO for details), NCCL version 2.27.3\nncclUnhandledCudaError: "
+                                        "Call to CUDA function failed."), False),
+    (torch.distributed.DistBackendError("NCCL error in: ProcessGroupNCCL.cpp:1970, invalid usage (run with "
+                                        "NCCL_DEBUG=WARN for details)"), False),
+    (RuntimeError("CUDA error: an illegal memory access was encountered"), False),
+    (ValueError("Connection closed by peer"), False),  # not a collective's error type
+])
+def test_only_a_peer_that_went_away_counts_as_a_peer_failure(error: Exception, peer: bool) -> None:
+    assert is_peer_failure(error) is peer
