@@ -31,8 +31,9 @@ import torch
 
 from seqclf.config import Config, config_from_dict, to_dict
 from seqclf.data import class_names
-from seqclf.errors import SeqclfError
+from seqclf.errors import SeqclfError, preview
 from seqclf.files import atomic_write
+from seqclf.limits import check_path
 
 FORMAT = "seqclf-checkpoint"
 VERSION = 2  # 2: data gains height, width and class_names (version 1 files are migrated on read)
@@ -75,7 +76,7 @@ class DataMeta:
         """Checked field by field: a damaged or foreign entry is a CheckpointError, never a crash later."""
         def bad(key: str, expected: str) -> CheckpointError:
             return CheckpointError(f"{source}: damaged checkpoint: data.{key} should be {expected}, got "
-                                   f"{type(raw.get(key)).__name__} {str(raw.get(key))[:40]!r}")
+                                   f"{type(raw.get(key)).__name__} {preview(raw.get(key), 40)}")
 
         values: dict[str, Any] = {}
         for key in ("mean", "std"):
@@ -188,6 +189,7 @@ def load(path: str | Path) -> dict[str, Any]:
     There is no fallback to unsafe loading: a file the safe unpickler rejects is never loaded.
     """
     path = Path(path)
+    check_path("checkpoint", path)
     if not path.exists():
         raise CheckpointError(f"{path}: no such checkpoint. A run directory holds best.pt and last.pt "
                               f"(e.g. runs/<run>/best.pt); `seqclf runs` lists the runs.")

@@ -20,6 +20,7 @@ from seqclf.cli_shared import (FLAG, HELP_SETTINGS, ConfigOption, JsonOption, Op
                                SetOption, emit_json, examples, reported)
 from seqclf.console import Output
 from seqclf.errors import SeqclfError
+from seqclf.limits import check_path
 
 app = typer.Typer(
     name="seqclf",
@@ -61,20 +62,19 @@ def train(
     quiet: bool = QuietOption,
 ) -> None:
     """Train a model; writes a run directory with config.yaml, metrics.jsonl, best.pt, last.pt, summary.json."""
-    from seqclf import train as training
     from seqclf.config import load_config
 
     out = Output(json_mode=json_, quiet=quiet)
     with reported(out):
-        if resume is not None:
-            if config is not None or init_from is not None:
-                raise SeqclfError("--resume uses the run's own config.yaml and weights; drop --config and "
-                                  "--init-from (only --set train.epochs=N and where-to-run keys may change)")
-            summary = training.resume(resume, set_ or [], out=out)
-        else:
-            if config is None:
-                raise SeqclfError("train needs --config FILE (or a shipped config: --config lstm) or --resume RUN_DIR")
-            summary = training.train(load_config(config, set_ or []), out=out, init_from=init_from)
+        if resume is not None and (config is not None or init_from is not None):
+            raise SeqclfError("--resume uses the run's own config.yaml and weights; drop --config and "
+                              "--init-from (only --set train.epochs=N and where-to-run keys may change)")
+        if resume is None and config is None:
+            raise SeqclfError("train needs --config FILE (or a shipped config: --config lstm) or --resume RUN_DIR")
+        cfg = load_config(config, set_ or []) if resume is None else None  # a bad config fails before torch loads
+        from seqclf import train as training
+        summary = (training.train(cfg, out=out, init_from=init_from) if cfg is not None else
+                   training.resume(check_path("--resume", resume), set_ or [], out=out))
     if not ranks.is_main_process():  # under torchrun rank 0 speaks
         return
     if json_:

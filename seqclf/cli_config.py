@@ -9,6 +9,7 @@ from typing import List, Optional
 
 import typer
 
+from seqclf.limits import check_path
 from seqclf.cli_shared import FLAG, OptionalConfigOption, QuietOption, SetOption, emit_json, examples, reported, sub_app
 from seqclf.console import Output
 from seqclf.errors import SeqclfError
@@ -84,7 +85,8 @@ def config_diff(
 
     out = Output(json_mode=json_)
     with reported(out):
-        changes = diff(resolved(run_config_path(run_a), []), resolved(run_config_path(run_b), []))
+        changes = diff(resolved(run_config_path(check_path("RUN_A", run_a)), []),
+                       resolved(run_config_path(check_path("RUN_B", run_b)), []))
     if json_:
         emit_json(changes)
     elif not changes:

@@ -8,6 +8,7 @@ from typing import Optional
 
 import typer
 
+from seqclf.limits import check_path
 from seqclf.cli_shared import FLAG, emit_json, examples, reported, sub_app
 from seqclf.console import Output
 from seqclf.errors import SeqclfError
@@ -53,7 +54,7 @@ def runs_cmd(
     with reported(out):
         if sum((json_, csv_, names_only)) > 1:
             raise SeqclfError("choose one of --json, --csv and --quiet")
-        records = runs.list_runs(directory)
+        records = runs.list_runs(check_path("DIR", directory))
         keys, chosen = _keys(group_by, "--group-by"), [runs.column_of(c, "--columns") for c in _keys(columns_, "--columns")]
         order = runs.column_of(sort or runs.DEFAULT_SORT, "--sort")
         if keys:

@@ -10,15 +10,18 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
-from seqclf.errors import SeqclfError
+from seqclf import limits, safe_yaml
+from seqclf.errors import SeqclfError, preview, shorten
 
 AUTO = "auto"
+SHOWN = 50  # problems listed at most: more only come from a hostile file or checkpoint
 MAX_THREADS = 4096  # torch.set_num_threads overflows past 2**31 - 1; no machine needs more than this
 
 
@@ -44,8 +47,8 @@ class DataConfig:
     root: str = opt("data", "folder with torchvision's layout (ROOT/MNIST/raw) or the four IDX files (plain or .gz)",
                     roles=WHERE)
     download: bool = opt(True, "download with torchvision when the files are not under root", roles=WHERE)
-    val_size: int = opt(5000, "examples held out of the training split for validation (seeded)")
-    max_train: Union[int, None] = opt(None, "use at most this many examples of the training split (null = all)")
+    val_size: int = opt(5000, "examples held out of the training file for validation (seeded), before max_train")
+    max_train: Union[int, None] = opt(None, "train on at most this many of the remaining examples (null = all)")
     max_test: Union[int, None] = opt(None, "score at most this many test examples (null = all)", roles=("eval",))
     normalize: bool = opt(True, "standardize pixels with the training data's mean and std")
     sequence: str = opt("rows", "how an image becomes a sequence: 28 rows, 28 columns, 784 pixels, or permuted pixels",
@@ -121,7 +124,8 @@ class ConfigError(SeqclfError):
     def __init__(self, problems: list[str], source: str | None = None) -> None:
         self.problems = problems
         head = f"Invalid config ({source})" if source else "Invalid config"
-        super().__init__(head + ":\n" + "\n".join(f"  - {p}" for p in problems))
+        more = [f"  ... and {len(problems) - SHOWN} more problems"] if len(problems) > SHOWN else []  # a hostile file
+        super().__init__(head + ":\n" + "\n".join([f"  - {p}" for p in problems[:SHOWN]] + more))
 
 
 # ---------------------------------------------------------------- schema helpers
@@ -185,6 +189,7 @@ def field_of(key: str) -> dataclasses.Field:
 
 
 def suggest(key: str, candidates: list[str]) -> str:
+    candidates = list(dict.fromkeys(candidates))  # in order, each once
     match = difflib.get_close_matches(key, candidates, n=1, cutoff=0.6)
     return f"; did you mean `{match[0]}`?" if match else f"; valid keys: {', '.join(candidates)}"
 
@@ -207,48 +212,53 @@ def _coerce(key: str, value: Any, hint: Any, choices: tuple[str, ...] | None) ->
             except (ValueError, OverflowError):
                 continue
             if not math.isfinite(number):
-                return None, f"{key}: expected a finite number, got {value!r}"
+                return None, f"{key}: expected a finite number, got {preview(value)}"
             return number, None
         if kind is str and isinstance(value, str):
             if "\x00" in value:  # no path or name may hold one; the OS would refuse it later
-                return None, f"{key}: must not contain a NUL character, got {value!r}"
+                return None, f"{key}: must not contain a NUL character, got {preview(value)}"
             if key == "model.hidden_size" and value != AUTO:
-                return None, f"{key}: expected a positive integer or `auto`, got {value!r}"
+                return None, f"{key}: expected a positive integer or `auto`, got {preview(value)}"
             if choices and value not in choices:
-                return None, f"{key}: {value!r} is not one of: {', '.join(choices)}"
+                return None, f"{key}: {preview(value)} is not one of: {', '.join(choices)}"
             return value, None
-    shown = value if isinstance(value, (int, float, str, bool)) else type(value).__name__
+    shown = preview(value) if isinstance(value, (int, float, str, bool)) else type(value).__name__
     expected = "a positive integer or `auto`" if key == "model.hidden_size" else _type_name(hint)
-    return None, f"{key}: expected {expected}, got {shown!r}"
+    return None, f"{key}: expected {expected}, got {shown}"
 
 
 # ---------------------------------------------------------------- building a Config
 
 
 def _build(raw: Any, source: str) -> tuple[Config | None, list[str]]:
-    """Turn a nested dict into a Config, collecting every type, choice and key problem."""
+    """Turn a nested dict into a Config, collecting every key, type, choice and range problem."""
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
         return None, [f"the top level must be a mapping of keys (seed, data, model, train, output), got {type(raw).__name__}"]
     problems: list[str] = []
-    top = ["seed", *SECTIONS]
+    failed: list[str] = []  # keys (or `section.`) whose value did not parse: they keep their defaults below
     values: dict[str, Any] = {}
     for key, value in raw.items():
         key = str(key)
         if key == "seed":
-            values["seed"], problem = _coerce("seed", value, int, None)
+            coerced, problem = _coerce("seed", value, int, None)
             if problem:
                 problems.append(problem)
+                failed.append("seed")
+            else:
+                values["seed"] = coerced
             continue
         if key not in SECTIONS:
-            problems.append(f"{key}: unknown key" + suggest(key, top + all_keys()))
+            hint = suggest(key, ["seed", *SECTIONS, *all_keys()]) if len(problems) < SHOWN else ""  # never shown
+            problems.append(f"{key:.40}: unknown key{hint}")
             continue
         cls = SECTIONS[key]
         if value is None:
             value = {}
         if not isinstance(value, dict):
-            problems.append(f"{key}: expected a mapping of {key}.* keys, got {value!r}")
+            problems.append(f"{key}: expected a mapping of {key}.* keys, got {preview(value)}")
+            failed.append(key + ".")
             continue
         hints, known = get_type_hints(cls), fields_of(cls)
         section: dict[str, Any] = {}
@@ -256,18 +266,22 @@ def _build(raw: Any, source: str) -> tuple[Config | None, list[str]]:
             name = str(name)
             if name not in known:
                 others = [k.split(".", 1)[1] for k in all_keys() if k.startswith(key + ".")]
-                problems.append(f"{key}.{name}: unknown key" + suggest(name, others))
+                hint = suggest(name, others) if len(problems) < SHOWN else ""
+                problems.append(f"{key}.{name:.40}: unknown key{hint}")
                 continue
             coerced, problem = _coerce(f"{key}.{name}", item, hints[name], known[name].metadata.get("choices"))
             if problem:
                 problems.append(problem)
+                failed.append(f"{key}.{name}")
             else:
                 section[name] = coerced
         values[key] = cls(**section)
-    if problems:
-        return None, problems
     cfg = Config(**values)
-    return cfg, _check(cfg)
+    # ranges and combinations of the fields that parsed, so one type error does not hide the rest;
+    # a problem that names a key which failed to parse would judge its default, so it is left out
+    names = [re.compile(r"(?<![\w.])" + re.escape(key) + ("" if key.endswith(".") else r"\b")) for key in failed]
+    problems += [p for p in _check(cfg) if not any(n.search(p) for n in names)]
+    return (None if problems else cfg), problems
 
 
 def _check(cfg: Config) -> list[str]:
@@ -277,7 +291,7 @@ def _check(cfg: Config) -> list[str]:
 
     def positive(key: str, value: Any) -> None:
         if value is not None and value <= 0:
-            problems.append(f"{key}: must be positive, got {value}")
+            problems.append(f"{key}: must be positive, got {preview(value)}")
 
     for key, value in [("data.max_train", d.max_train), ("data.max_test", d.max_test),
                        ("model.num_layers", m.num_layers), ("train.epochs", t.epochs),
@@ -288,21 +302,19 @@ def _check(cfg: Config) -> list[str]:
         positive("model.hidden_size", m.hidden_size)
     for key, value in [("seed", cfg.seed), ("data.permutation_seed", d.permutation_seed)]:
         if not -2**63 <= value < 2**64:  # torch's generators take 64-bit seeds
-            problems.append(f"{key}: must fit in 64 bits ({-2**63} to {2**64 - 1}), got {value}")
+            problems.append(f"{key}: must fit in 64 bits ({-2**63} to {2**64 - 1}), got {preview(value)}")
     if d.val_size < 1:  # best.pt is the epoch with the best validation accuracy: it needs examples
         problems.append(f"data.val_size: must be at least 1 (best.pt is chosen on the validation split), "
-                        f"got {d.val_size}")
-    if d.max_train is not None and d.val_size >= d.max_train:
-        problems.append(f"data.val_size ({d.val_size}) must be smaller than the training split "
-                        f"(data.max_train = {d.max_train}); lower val_size or raise max_train")
+                        f"got {preview(d.val_size)}")
     if not 0.0 <= m.dropout < 1.0:
         problems.append(f"model.dropout: must be in [0, 1), got {m.dropout}")
     if m.proj_size < 0:
-        problems.append(f"model.proj_size: must be 0 (off) or positive, got {m.proj_size}")
+        problems.append(f"model.proj_size: must be 0 (off) or positive, got {preview(m.proj_size)}")
     if m.proj_size > 0 and m.cell != "lstm":
         problems.append(f"model.proj_size: only an LSTM has a projection; set it to 0 for cell={m.cell}")
     if m.proj_size > 0 and isinstance(m.hidden_size, int) and m.proj_size >= m.hidden_size:
-        problems.append(f"model.proj_size ({m.proj_size}) must be smaller than model.hidden_size ({m.hidden_size})")
+        problems.append(f"model.proj_size ({preview(m.proj_size)}) must be smaller than model.hidden_size "
+                        f"({preview(m.hidden_size)})")
     if m.nonlinearity != "tanh" and m.cell != "rnn":
         problems.append(f"model.nonlinearity: only cell=rnn has a choice of activation; remove it for cell={m.cell}")
     if m.hidden_size == AUTO and m.param_budget is None:
@@ -312,17 +324,17 @@ def _check(cfg: Config) -> list[str]:
     for key, value in [("train.momentum", t.momentum), ("train.weight_decay", t.weight_decay),
                        ("train.grad_clip", t.grad_clip), ("train.gamma", t.gamma)]:
         if value < 0:
-            problems.append(f"{key}: must be 0 or more, got {value}")
+            problems.append(f"{key}: must be 0 or more, got {preview(value)}")
     if not 0 <= t.num_threads <= MAX_THREADS:
         problems.append(f"train.num_threads: must be 0 (auto) or a thread count up to {MAX_THREADS}, "
-                        f"got {t.num_threads}")
+                        f"got {preview(t.num_threads)}")
     if not _valid_device(t.device):
-        problems.append(f"train.device: {t.device!r} is not one of: auto, cpu, cuda, cuda:N, mps")
+        problems.append(f"train.device: {preview(t.device)} is not one of: auto, cpu, cuda, cuda:N, mps")
     if t.precision == "fp16" and t.device in ("cpu", "mps"):
         problems.append(f"train.precision: fp16 runs on CUDA only; use bf16 or fp32 on {t.device}")
     if cfg.output.name is not None and (cfg.output.name in ("", ".", "..") or "/" in cfg.output.name):
-        problems.append(f"output.name: {cfg.output.name!r} must be a plain folder name (no '/')")
-    return problems
+        problems.append(f"output.name: {preview(cfg.output.name)} must be a plain folder name (no '/')")
+    return problems + limits.config_problems(cfg)  # sizes, names and paths: before anything is allocated
 
 
 def _valid_device(device: str) -> bool:
@@ -342,17 +354,20 @@ def parse_overrides(overrides: list[str] | tuple[str, ...]) -> list[tuple[str, A
         key, sep, text = item.partition("=")
         key = key.strip()
         if not sep or not key:
-            problems.append(f"--set {item!r}: expected KEY=VALUE, e.g. --set model.cell=gru")
+            problems.append(f"--set {preview(item)}: expected KEY=VALUE, e.g. --set model.cell=gru")
             continue
         if key not in all_keys():
-            problems.append(f"--set {key}: unknown key" + suggest(key, all_keys()))
+            problems.append(f"--set {key:.40}: unknown key" + suggest(key, all_keys()))
             continue
         try:
-            value = yaml.safe_load(text) if text.strip() else None
+            value = safe_yaml.load(text) if text.strip() else None
+        except safe_yaml.YamlRefused as exc:
+            problems.append(f"--set {key}: {exc}")
+            continue
         except yaml.YAMLError:
             value = text  # a bare string YAML cannot parse (e.g. `a: b`); the type check decides
         if isinstance(value, (dict, list)):
-            problems.append(f"--set {key}: expected a single value, got {text!r}")
+            problems.append(f"--set {key}: expected a single value, got {preview(text)}")
             continue
         parsed.append((key, value))
     if problems:
@@ -378,7 +393,9 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML config file, turning every I/O and syntax problem into a ConfigError."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, "rb") as handle:
+            data = handle.read(safe_yaml.MAX_BYTES + 1)  # bounded: a huge file or /dev/zero is refused
+        text = data.decode("utf-8")
     except FileNotFoundError:
         raise ConfigError(["no such file, nor a shipped config of that name (seqclf config list shows "
                            "them, e.g. --config lstm)"], str(path)) from None
@@ -386,13 +403,12 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(["is a folder, not a YAML file"], str(path)) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([f"cannot be read: {exc}"], str(path)) from None
+    if len(data) > safe_yaml.MAX_BYTES:
+        raise ConfigError([f"larger than the {safe_yaml.MAX_BYTES:,} bytes a config may have"], str(path))
     try:
-        raw = yaml.safe_load(text)
+        raw = safe_yaml.load(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError([f"malformed YAML at {where}{problem}"], str(path)) from None
+        raise ConfigError([safe_yaml.describe(exc)], str(path)) from None
     if raw is not None and not isinstance(raw, dict):
         raise ConfigError([f"the top level must be a mapping of keys (seed, data, model, train, output), "
                            f"got {type(raw).__name__}"], str(path))
@@ -415,7 +431,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     raw = read_yaml(path) if path is not None else {}
     source = str(path) if path is not None else "defaults"
     if overrides:
-        source += " with --set " + " ".join(overrides)
+        source += " with --set " + " ".join(shorten(item) for item in overrides)
     return config_from_dict(apply_overrides(raw, parse_overrides(overrides)), source)
 
 

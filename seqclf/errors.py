@@ -25,3 +25,24 @@ class Interrupted(SeqclfError):
 
 class Pruned(SeqclfError):
     """A hyperparameter search stopped this trial after an epoch (seqclf.tune); summary.json says `pruned`."""
+
+
+def preview(value: object, limit: int = 60) -> str:
+    """A value as an error message shows it: its repr, cut to `limit` characters.
+
+    reprlib bounds the work too, so even a huge nested value costs microseconds.
+    """
+    import reprlib
+
+    cut = reprlib.Repr()
+    cut.maxlevel, cut.maxstring, cut.maxother, cut.maxlong = 3, limit, limit, limit
+    try:
+        shown = cut.repr(value)
+    except ValueError:  # an int past Python's 4300-digit limit for str()
+        shown = f"<{type(value).__name__} of {value.bit_length() if isinstance(value, int) else '?'} bits>"
+    return shorten(shown, limit)
+
+
+def shorten(text: str, limit: int = 60) -> str:
+    """`text` itself, or its first `limit` - 3 characters and "..."."""
+    return text if len(text) <= limit else text[:limit - 3] + "..."

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 from pathlib import Path
 from typing import Any, Callable
 
@@ -14,7 +15,7 @@ from seqclf import checkpoint
 from seqclf.config import Config, apply_overrides, config_from_dict, keys_where, parse_overrides, to_dict
 from seqclf.data import Split
 from seqclf.devices import DtypePolicy, dtype_policy
-from seqclf.errors import SeqclfError
+from seqclf.errors import SeqclfError, TrainingError
 from seqclf.model import SequenceClassifier, load_weights
 from seqclf.runtime import autocast as precision_context
 from seqclf.setup import prepare
@@ -84,6 +85,12 @@ def evaluate_checkpoint(path: str | Path, overrides: list[str] | tuple[str, ...]
     model = SequenceClassifier(ready.cfg.model, meta.input_size, meta.num_classes).to(ready.device)
     load_weights(model, saved.model, str(path))
     result = score(model, getattr(ready.data, split), meta.num_classes, precision_context(cfg.train, ready.device))
+    if not math.isfinite(result["loss"]):
+        finite = all(bool(torch.isfinite(p).all()) for p in model.parameters())
+        raise TrainingError(f"{path}: the {split} loss is {result['loss']}: "
+                            + ("the model's outputs overflow on this data" if finite else
+                               "its weights hold NaN or infinite values (a diverged run)")
+                            + "; no accuracy is reported for it")
     return {"checkpoint": str(path), "split": split, **result, "class_names": list(meta.class_names)}
 
 

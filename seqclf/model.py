@@ -13,6 +13,7 @@ from seqclf import cells
 from seqclf.cells import IMPLEMENTATIONS, Dims
 from seqclf.config import AUTO, Config, ModelConfig, replace
 from seqclf.errors import SeqclfError
+from seqclf.limits import check_parameters
 
 # torch says so on every forward of an LSTM with proj_size on CPU; it is expected, not actionable.
 warnings.filterwarnings("ignore", message="LSTM with projections is not supported with oneDNN")
@@ -31,6 +32,7 @@ class SequenceClassifier(nn.Module):
         super().__init__()
         if not isinstance(cfg.hidden_size, int):
             raise ValueError("resolve model.hidden_size (auto) before building the model")
+        check_fits(cfg, input_size, num_classes, MORE_MEMORY)  # the last guard; callers that can say more do first
         self.cell = cfg.cell
         self.num_layers = cfg.num_layers
         self.directions = 2 if cfg.bidirectional else 1
@@ -108,6 +110,16 @@ def parameter_layout(cfg: ModelConfig, input_size: int, num_classes: int = 10) -
 def parameter_count(cfg: ModelConfig, input_size: int, num_classes: int = 10) -> int:
     """Parameters of the model `cfg` describes, from its layout (no model is built)."""
     return sum(math.prod(cells.shape_of(dims)) for dims in parameter_layout(cfg, input_size, num_classes).values())
+
+
+SMALLER = "lower model.hidden_size or model.num_layers"  # where the config may change (train, shapes)
+MORE_MEMORY = "it needs a machine with more free memory"  # where it may not (eval, --resume)
+
+
+def check_fits(cfg: ModelConfig, input_size: int, num_classes: int, fix: str = SMALLER) -> None:
+    """Refuse, before allocating, a model over the parameter limit or larger than the free memory."""
+    check_parameters(f"a {cfg.cell} with hidden_size {cfg.hidden_size} and {cfg.num_layers} layer(s)",
+                     parameter_count(cfg, input_size, num_classes), fix)
 
 
 def resolve_hidden_size(cfg: Config, input_size: int, num_classes: int = 10) -> Config:

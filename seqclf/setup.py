@@ -18,7 +18,7 @@ from seqclf.checkpoint import DataMeta
 from seqclf.config import Config
 from seqclf.data import SPLITS, Data, DataError, load_data
 from seqclf.devices import configure
-from seqclf.model import resolve_hidden_size
+from seqclf.model import MORE_MEMORY, SMALLER, check_fits, resolve_hidden_size
 from seqclf.runtime import configure_threads, resolve_device
 
 
@@ -49,7 +49,9 @@ def prepare(cfg: Config, *, splits: tuple[str, ...] = SPLITS, meta: DataMeta | N
                          perm=meta.permutation)
         check_data_fits(data, meta, cfg.data.root, source)
     num_classes = meta.num_classes if meta is not None else data.num_classes
-    return Prepared(resolve_hidden_size(cfg, data.input_size, num_classes), device, data, threads)
+    cfg = resolve_hidden_size(cfg, data.input_size, num_classes)
+    check_fits(cfg.model, data.input_size, num_classes, SMALLER if meta is None else MORE_MEMORY)  # before a run dir
+    return Prepared(cfg, device, data, threads)
 
 
 def check_data_fits(data: Data, meta: DataMeta, root: str, source: str | Path) -> None:

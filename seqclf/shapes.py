@@ -11,11 +11,12 @@ from typing import Any
 
 import torch
 
-from seqclf.cells import formula_of, shape_of
+from seqclf.cells import GATES, formula_of, shape_of
 from seqclf.config import Config
 from seqclf.data import view_shape
 from seqclf.errors import SeqclfError
-from seqclf.model import SequenceClassifier, parameter_layout, resolve_hidden_size
+from seqclf.limits import check_memory, forward_bytes
+from seqclf.model import SequenceClassifier, check_fits, parameter_layout, resolve_hidden_size
 
 HEIGHT = WIDTH = 28  # MNIST-format images
 NUM_CLASSES = 10
@@ -33,6 +34,10 @@ def inspect_shapes(cfg: Config, batch: int = 8) -> dict[str, Any]:
         raise SeqclfError(f"--batch: must be a positive number of sequences, got {batch}")
     seq_len, input_size = view_shape(cfg.data.sequence, HEIGHT, WIDTH)
     cfg = resolve_hidden_size(cfg, input_size, NUM_CLASSES)
+    check_fits(cfg.model, input_size, NUM_CLASSES)
+    check_memory(f"a forward pass of --batch {batch}", forward_bytes(cfg.model, GATES[cfg.model.cell], batch, seq_len,
+                                                                     input_size),
+                 "lower --batch")
     model = SequenceClassifier(cfg.model, input_size, NUM_CLASSES).eval()
 
     x = torch.zeros(batch, seq_len, input_size)  # (B, T, F)

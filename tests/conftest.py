@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import signal
+import subprocess
+import sys
 from pathlib import Path
+from typing import Callable, Iterator
 
 import numpy as np
 import pytest
@@ -68,6 +73,40 @@ def epoch(n: int, val_accuracy: float, seconds: float = 2.0) -> dict:
     return {"epoch": n, "train_loss": 1.0 / n, "train_accuracy": 0.5, "val_loss": 1.2 / n,
             "val_accuracy": val_accuracy, "lr": 1e-3, "grad_norm": 1.0, "clipped_fraction": 0.0,
             "seconds": seconds, "examples_per_s": 100.0}
+
+
+class Hang(BaseException):
+    """A call ran past its time limit (a BaseException, so no `except Exception` in seqclf hides it)."""
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float) -> Iterator[None]:
+    """Fail with Hang when the block runs longer than `seconds`: a guard against hangs, not a timing test."""
+    def expired(signum: int, frame: object) -> None:
+        raise Hang(f"still running after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def seqclf_process(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    """`python -m seqclf ARGS` in a real process; one that hangs is killed and fails the test."""
+    return subprocess.run([sys.executable, "-m", "seqclf", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def changed_checkpoint(source: str | Path, target: Path, change: Callable[[dict], None]) -> str:
+    """A copy of checkpoint `source` with `change(payload)` applied, saved at `target` as seqclf saves one."""
+    from seqclf import checkpoint
+
+    payload = torch.load(source, weights_only=True)
+    change(payload)
+    checkpoint.save(target, {k: v for k, v in payload.items() if k not in ("format", "version")})
+    return str(target)
 
 
 def _images(labels: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
@@ -158,3 +197,21 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     base = tmp_path_factory.mktemp("trained")
     root = make_dataset(base / "data")
     return train_tiny(root, base / "runs", "train.lr=0.01"), root
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """One finished one-epoch run on 120 + 20 tiny examples, shared by the whole session: its summary
+    plus `data_root`. Tests that damage its files work on copies."""
+    from seqclf.config import load_config
+    from seqclf.train import train
+
+    tmp = tmp_path_factory.mktemp("tiny-run")
+    data = make_dataset(tmp / "data", n_train=120, n_test=20)
+    cfg = load_config(None, ["data.name=idx", f"data.root={data}", "data.val_size=20", "model.hidden_size=4",
+                             "train.epochs=1", "train.batch_size=100", "train.device=cpu", "train.num_threads=1",
+                             f"output.dir={tmp / 'runs'}"])
+    threads = torch.get_num_threads()
+    summary = train(cfg)
+    torch.set_num_threads(threads)  # leave the rest of the suite as it was
+    return {**summary, "data_root": data}

@@ -138,7 +138,6 @@ def test_non_mapping_yaml_and_missing_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize("overrides, fragment", [
     (["model.proj_size=128"], "model.proj_size (128) must be smaller than model.hidden_size (128)"),
     (["model.proj_size=8", "model.cell=gru"], "only an LSTM has a projection"),
-    (["data.max_train=100", "data.val_size=100"], "data.val_size (100) must be smaller than the training split"),
     (["model.dropout=1"], "model.dropout: must be in [0, 1), got 1.0"),
     (["model.dropout=-0.1"], "model.dropout: must be in [0, 1)"),
     (["train.epochs=0"], "train.epochs: must be positive"),
@@ -163,11 +162,11 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
 
 def test_config_errors_come_before_any_data_is_loaded(tmp_path: Path) -> None:
     """Impossible combinations exit 2 naming the key, although the data folder does not even exist."""
-    path = write(tmp_path, f"data:\n  name: idx\n  root: {tmp_path / 'nowhere'}\n  max_train: 50\n  val_size: 50\n"
+    path = write(tmp_path, f"data:\n  name: idx\n  root: {tmp_path / 'nowhere'}\n  max_train: 50\n  val_size: 0\n"
                            f"output:\n  dir: {tmp_path / 'runs'}\n")
     result = runner.invoke(app, ["train", "--config", str(path), "--set", "model.proj_size=200"])
     assert result.exit_code == 2
-    assert "model.proj_size (200)" in result.output and "data.val_size (50)" in result.output
+    assert "model.proj_size (200)" in result.output and "data.val_size: must be at least 1" in result.output
     assert "nowhere" not in result.output  # never got as far as looking for data
     assert not (tmp_path / "runs").exists()
 
@@ -177,3 +176,31 @@ def test_malformed_set_items() -> None:
     assert "expected KEY=VALUE" in problems(None, ["=3"])
     assert "single value" in problems(None, ["model.cell=[a, b]"])
 
+
+
+def test_validate_lists_every_problem_of_every_kind(tmp_path: Path) -> None:
+    """Range problems are found even when another key has a type problem (issue 14, item 9)."""
+    path = write(tmp_path, "model:\n  hidden_size: -5\n  cell: x\n  hiden: 3\ntrain:\n  epochs: y\n")
+    result = runner.invoke(app, ["config", "validate", str(path)])
+    assert result.exit_code == 2
+    listed = [line for line in result.stderr.splitlines() if line.startswith("  - ")]
+    assert len(listed) == 4, result.stderr
+    assert "model.hidden_size: must be positive, got -5" in result.stderr
+
+
+def test_a_range_check_never_judges_the_default_of_a_key_that_failed(tmp_path: Path) -> None:
+    message = problems(write(tmp_path, "model:\n  hidden_size: big\n  proj_size: 200\n"))
+    assert message.count("\n  - ") == 1 and "model.hidden_size: expected a positive integer or `auto`" in message
+
+
+def test_valid_keys_are_listed_once(tmp_path: Path) -> None:
+    message = problems(None, ["zzzzzz=1"]) + problems(write(tmp_path, "qqqqqq: 1\n"))
+    assert len(re.findall(r"(?<![\w.])seed(?!\w)", message)) == 2  # once in each list
+
+
+def test_max_train_smaller_than_val_size_trains_on_max_train_examples(tiny_overrides: list[str]) -> None:
+    """`--set data.max_train=N` is a smoke test of N training examples; validation is held out first (issue 14.5)."""
+    args = [f"--set={item}" for item in tiny_overrides + ["data.max_train=50", "train.epochs=1"]]
+    result = runner.invoke(app, ["train", "--config", str(ROOT / "configs/lstm.yaml"), *args])
+    assert result.exit_code == 0, result.output
+    assert "50 train / 100 val / 200 test examples" in result.stdout

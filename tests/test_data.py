@@ -87,15 +87,14 @@ def test_locate_prefers_plain_and_idx_ignores_torchvision_layout(tmp_path):
     assert locate(replace(idx_cfg(tmp_path / "nested"), name="mnist")) is not None
 
 
-def test_missing_data_lists_every_path_looked_in(tmp_path):
+def test_missing_data_says_in_one_line_where_it_looked_and_what_to_do(tmp_path):
     cfg = replace(idx_cfg(tmp_path), name="kmnist")
     with pytest.raises(DataError) as info:
         load_arrays(cfg)
-    message = str(info.value)
-    assert "kmnist" in message and "data.root" in message and "dataset-fashion-mnist" in message
-    for filename in FILES.values():
-        for folder in (tmp_path / "KMNIST" / "raw", tmp_path):
-            assert str(folder / filename) in message and str(folder / (filename + ".gz")) in message
+    looked, fix = str(info.value).split("\n")
+    assert f"not found in {tmp_path / 'KMNIST' / 'raw'} or {tmp_path} (data.download is false)" in looked
+    assert all(looked.count(filename) == 1 for filename in FILES.values()) and looked.count(str(tmp_path)) == 2
+    assert fix.startswith("Fix: point data.root at the folder") and "dataset-fashion-mnist" in fix
 
 
 def test_load_arrays_checks_counts_match(tmp_path):
@@ -216,8 +215,8 @@ def test_eval_splits_reproduce_training_exactly(small):
 def test_max_train_max_test_and_views(small):
     cfg = idx_cfg(small, val_size=20, max_train=100, max_test=7, sequence="pixels", normalize=False)
     data = load_data(cfg, seed=0)
-    assert (len(data.train), len(data.val), len(data.test)) == (80, 20, 7)
-    assert data.train.x.shape == (80, 100, 1) and (data.seq_len, data.input_size) == (100, 1)
+    assert (len(data.train), len(data.val), len(data.test)) == (100, 20, 7)  # max_train examples are trained on
+    assert data.train.x.shape == (100, 100, 1) and (data.seq_len, data.input_size) == (100, 1)
     assert data.permutation is None
     everything = load_data(replace(cfg, max_test=None), seed=0, splits=("test",))
     assert len(everything.test) == 50 and torch.equal(data.test.x, everything.test.x[:7])
@@ -225,11 +224,18 @@ def test_max_train_max_test_and_views(small):
     assert torch.equal(columns.test.x, load_arrays(idx_cfg(small)).test_images.transpose(1, 2).float() / 255)
 
 
-def test_val_size_too_big_names_both_keys(small):
-    with pytest.raises(DataError, match=r"data\.val_size \(300\).*300 examples.*data\.max_train"):
+def test_val_size_too_big_is_named(small):
+    with pytest.raises(DataError, match=r"data\.val_size \(300\) must be smaller than the training file, which has 300"):
         load_data(idx_cfg(small, val_size=300), seed=0)
-    with pytest.raises(DataError, match=r"50 examples \(data\.max_train = 50\)"):
-        load_data(idx_cfg(small, val_size=50, max_train=50), seed=0)
+
+
+def test_max_train_caps_training_after_validation_is_held_out(small):
+    """Validation comes out of the training file first, so max_train is what is trained on, even when it is
+    smaller than val_size; the validation split does not depend on max_train."""
+    full = load_data(idx_cfg(small, val_size=200, normalize=False), seed=3, splits=("train", "val"))
+    capped = load_data(idx_cfg(small, val_size=200, max_train=30, normalize=False), seed=3, splits=("train", "val"))
+    assert (len(full.train), len(capped.train), len(capped.val)) == (100, 30, 200)
+    assert torch.equal(capped.val.x, full.val.x) and torch.equal(capped.train.x, full.train.x[:30])
 
 
 def test_real_fashion_mnist_header(fashion_root):

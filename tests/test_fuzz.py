@@ -7,17 +7,25 @@ ends in exit 0 or 2 with a message. The CLI runs point at a data folder that doe
 
 from __future__ import annotations
 
+import gzip
+import math
+import struct
 import tempfile
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 import torch
 import yaml
+from conftest import FILES, changed_checkpoint, time_limit, write_idx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from seqclf.checkpoint import DATA_KEYS
 from seqclf.cli import app
+from seqclf.idx import DataError, read_idx
 from seqclf.config import Config, ConfigError, all_keys, apply_overrides, load_config, parse_overrides
 from conftest import ROOT
 
@@ -133,16 +141,8 @@ def test_cli_train_never_shows_a_traceback(text: str, overrides: list[str]) -> N
 
 
 @pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from conftest import make_dataset
-    from seqclf.train import train
-
-    tmp = tmp_path_factory.mktemp("fuzz")
-    data = make_dataset(tmp / "data", n_train=120, n_test=20)
-    cfg = load_config(None, ["data.name=idx", f"data.root={data}", "data.val_size=20", "model.hidden_size=4",
-                             "train.epochs=1", "train.batch_size=100", "train.device=cpu", "train.num_threads=1",
-                             f"output.dir={tmp}"])
-    return Path(train(cfg)["checkpoint"])
+def tiny_checkpoint(tiny_run: dict) -> Path:
+    return Path(tiny_run["checkpoint"])
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -154,3 +154,131 @@ def test_cli_eval_never_shows_a_traceback(tiny_checkpoint: Path, overrides: list
         result = runner.invoke(app, args)
     assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
     assert result.exit_code == 2 and result.output.startswith("error: ") and "Traceback" not in result.output
+
+
+# ---------------------------------------------------------------- YAML structure, IDX headers, checkpoint fields
+# Each call runs under a time limit: a hang fails the test instead of stalling the suite.
+
+SMALL = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+yaml_scalars = st.sampled_from(["1", "x", "null", "gru", "-5", "1e-3", "'a: b'", "[1, 2]", "{a: 1}", "&s 3"])
+
+
+@st.composite
+def structured_yaml(draw: st.DrawFn) -> str:
+    """Config-shaped YAML built from the structures that broke loaders: anchors whose lists repeat
+    earlier aliases (bombs among them), aliases into their own collection, keys given twice (at the
+    top and inside a section) and nesting hundreds of levels deep, flow and block."""
+    defined: list[str] = []
+    lines = []
+    for i in range(draw(st.integers(1, 8))):
+        key = draw(st.sampled_from(["seed", "data", "model", "train", "output", "x", "y", "z"]))
+        form = draw(st.sampled_from(["scalar", "anchor", "anchor", "alias", "section", "section", "deep_flow",
+                                     "deep_block", "bomb"]))
+        if form == "bomb":  # each level repeats the one before `width` times: width ** levels values
+            width, levels = draw(st.integers(2, 12)), draw(st.integers(2, 8))
+            lines.append(f"b{i}0: &b{i}0 [" + ", ".join(["xxxxxxxx"] * width) + "]")
+            lines += [f"b{i}{n}: &b{i}{n} [" + ", ".join([f"*b{i}{n - 1}"] * width) + "]" for n in range(1, levels)]
+            lines.append(f"{key}: *b{i}{levels - 1}")
+        elif form == "anchor":
+            name = f"a{i}"
+            aliases = [f"*{d}" for d in defined] * 3 + ["1", "x"]
+            items = draw(st.lists(st.sampled_from(aliases), max_size=12))
+            if draw(st.integers(0, 9)) == 0:
+                items.append(f"*{name}")  # refers to the list that holds it
+            lines.append(f"{key}: &{name} [{', '.join(items)}]")
+            defined.append(name)
+        elif form == "alias" and defined:
+            lines.append(f"{key}: *{draw(st.sampled_from(defined))}")
+        elif form == "section":
+            names = draw(st.lists(st.sampled_from(["cell", "hidden_size", "epochs", "lr", "name", "val_size"]),
+                                  max_size=5))
+            lines.append(f"{key}:" + "".join(f"\n  {name}: {draw(yaml_scalars)}" for name in names))
+        elif form == "deep_flow":
+            depth = draw(st.one_of(st.integers(1, 30), st.integers(1, 400)))
+            lines.append(f"{key}: " + "[" * depth + "]" * depth)
+        elif form == "deep_block":
+            depth = draw(st.one_of(st.integers(1, 30), st.integers(1, 60)))
+            lines.append(f"{key}:" + "".join(f"\n{'  ' * (level + 1)}k{level}:" for level in range(depth)))
+        else:
+            lines.append(f"{key}: {draw(yaml_scalars)}")
+    return "\n".join(lines) + "\n"
+
+
+def assert_clean(result: Any, codes: tuple[int, ...] = (0, 2)) -> None:
+    """An exit status from `codes`, a message on failure, never a traceback or an over-long line."""
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert result.exit_code in codes, result.output
+    assert result.exit_code == 0 or "error: " in result.output
+    assert "Traceback" not in result.output and max(map(len, result.output.splitlines() or [""])) < 2000
+
+
+@SMALL
+@given(text=structured_yaml())
+def test_yaml_structure_never_hangs_or_shows_a_traceback(text: str) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "config.yaml"
+        path.write_text(text)
+        with time_limit(10):
+            loads_or_config_error(path, [])
+            assert_clean(runner.invoke(app, ["config", "validate", str(path)]))
+
+
+dims_values = st.one_of(st.integers(-3, 40), st.integers(-2**31, 2**31 - 1))
+
+
+@SMALL
+@given(magic=st.one_of(st.sampled_from([b"\0\0\x08\x03", b"\0\0\x08\x01"]), st.binary(min_size=0, max_size=4)),
+       dims=st.lists(dims_values, max_size=4), extra=st.integers(-3, 3), gz=st.booleans())
+def test_any_idx_header_is_a_tensor_or_a_data_error(magic: bytes, dims: list[int], extra: int, gz: bool) -> None:
+    product = math.prod(dims) if all(0 <= d <= 40 for d in dims) else 8
+    content = magic + b"".join(struct.pack(">i", d) for d in dims) + bytes(max(product + extra, 0))
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / ("t10k-images-idx3-ubyte" + (".gz" if gz else ""))
+        path.write_bytes(gzip.compress(content) if gz else content)
+        with time_limit(10):
+            try:
+                tensor = read_idx(path)
+            except DataError as exc:
+                assert str(path) in str(exc)
+            else:
+                assert tensor.dtype == torch.uint8 and tensor.dim() in (1, 3) and min(tensor.shape) >= 0
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(dims=st.lists(dims_values, min_size=3, max_size=3), labels=st.integers(-1, 300))
+def test_eval_on_any_test_images_header_ends_in_a_message(tiny_run: dict, dims: list[int], labels: int) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        count = dims[0] if 0 <= dims[0] <= 40 else 4
+        images = bytes([0, 0, 8, 3]) + struct.pack(">3i", *dims)
+        images += bytes(math.prod(dims)) if all(0 <= d <= 40 for d in dims) else bytes(16)
+        (root / FILES["test_images"]).write_bytes(images)
+        write_idx(root / FILES["test_labels"], np.full(count, min(max(labels, 0), 255), dtype=np.uint8))
+        with time_limit(20):
+            assert_clean(runner.invoke(app, ["eval", tiny_run["checkpoint"], "--set", f"data.root={root}"]))
+
+
+any_value = st.one_of(st.none(), st.booleans(), st.integers(), st.integers(-2**70, 2**70), st.floats(),
+                      st.text(max_size=6), st.sampled_from(["auto", "gru", "pixels", 2, 3]),
+                      st.lists(st.integers(), max_size=3),
+                      st.dictionaries(st.text(max_size=4), st.integers(), max_size=2),
+                      st.lists(st.integers(-3, 30), max_size=5).map(torch.tensor),
+                      st.lists(st.floats(-2, 2), min_size=1, max_size=5).map(torch.tensor))
+fields = st.sampled_from([("data", key) for key in DATA_KEYS] + [
+    ("config",), ("model",), ("data",), ("model", "head.bias"), ("config", "model"), ("config", "data", "sequence"),
+    ("config", "model", "hidden_size"), ("config", "model", "cell"), ("config", "model", "num_layers")])
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(field=fields, value=any_value)
+def test_eval_of_a_checkpoint_with_any_field_value_ends_in_a_message(tiny_run: dict, field: tuple, value: Any) -> None:
+    def change(payload: dict) -> None:
+        parent = payload
+        for key in field[:-1]:
+            parent = parent[key]
+        parent[field[-1]] = value
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = changed_checkpoint(tiny_run["checkpoint"], Path(folder) / "best.pt", change)
+        with time_limit(20):
+            assert_clean(runner.invoke(app, ["eval", path]), codes=(0, 1, 2))
