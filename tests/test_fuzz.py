@@ -7,6 +7,7 @@ ends in exit 0 or 2 with a message. The CLI runs point at a data folder that doe
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import math
 import struct
@@ -23,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from seqclf.checkpoint import DATA_KEYS
+from seqclf.checkpoint import DataMeta
 from seqclf.cli import app
 from seqclf.idx import DataError, read_idx
 from seqclf.config import Config, ConfigError, all_keys, apply_overrides, load_config, parse_overrides
@@ -264,7 +265,7 @@ any_value = st.one_of(st.none(), st.booleans(), st.integers(), st.integers(-2**7
                       st.dictionaries(st.text(max_size=4), st.integers(), max_size=2),
                       st.lists(st.integers(-3, 30), max_size=5).map(torch.tensor),
                       st.lists(st.floats(-2, 2), min_size=1, max_size=5).map(torch.tensor))
-fields = st.sampled_from([("data", key) for key in DATA_KEYS] + [
+fields = st.sampled_from([("data", f.name) for f in dataclasses.fields(DataMeta)] + [
     ("config",), ("model",), ("data",), ("model", "head.bias"), ("config", "model"), ("config", "data", "sequence"),
     ("config", "model", "hidden_size"), ("config", "model", "cell"), ("config", "model", "num_layers")])
 

@@ -13,7 +13,7 @@ from seqclf import limits
 from seqclf.cli import app
 from seqclf.config import ModelConfig, load_config
 from seqclf.errors import SeqclfError
-from seqclf.model import SequenceClassifier
+from seqclf.model import SequenceClassifier, parameter_count
 
 ROOT = Path(__file__).resolve().parents[1]
 LSTM = str(ROOT / "configs" / "lstm.yaml")
@@ -31,12 +31,12 @@ def refused(*args: str) -> str:
 
 @pytest.mark.parametrize("overrides, fragments", [
     (["model.hidden_size=1000000000"], ["model.hidden_size: a lstm of 1 layer(s) with hidden_size 1,000,000,000 has "
-                                        "at least 4.00e+18 parameters (16 EB as float32", "at most 1,000,000,000"]),
+                                        "at least 1.00e+18 parameters (4 EB as float32", "at most 1,000,000,000"]),
     (["model.num_layers=100000000"], ["model.num_layers: 100,000,000 is more than the 1000 layers allowed"]),
     (["model.hidden_size=auto", "model.param_budget=1000000000000000"],
      ["model.param_budget: 1.00e+15 parameters would take 4 PB as float32; at most 1,000,000,000"]),
     (["model.hidden_size=20000", "model.num_layers=2", "model.bidirectional=true"],
-     ["at least 12,800,840,001 parameters (51.2 GB as float32"]),
+     ["at least 1,600,000,000 parameters (6.4 GB as float32"]),
 ])
 def test_models_too_large_to_build_are_refused_by_validation(tmp_path: Path, overrides: list[str],
                                                              fragments: list[str]) -> None:
@@ -54,16 +54,18 @@ def test_config_validate_reports_the_size_limits(tmp_path: Path) -> None:
 
 
 def test_shapes_refuses_a_model_or_a_batch_that_cannot_fit() -> None:
-    assert "at least 4.00e+18 parameters" in refused("shapes", "-c", LSTM, "--set", "model.hidden_size=1000000000")
+    assert "at least 1.00e+18 parameters" in refused("shapes", "-c", LSTM, "--set", "model.hidden_size=1000000000")
     message = refused("shapes", "-c", LSTM, "--batch", "100000000000")
     assert "a forward pass of --batch 100000000000 would need about 3." in message and "lower --batch" in message
 
 
-def test_the_limit_is_the_model_that_is_built() -> None:
-    """parameter_count is exact (the closed form matches torch) for the models the limit judges."""
-    m = ModelConfig(cell="gru", hidden_size=6, num_layers=3, bidirectional=True, proj_size=0)
-    built = SequenceClassifier(m, input_size=5, num_classes=7)
-    assert limits.parameter_count(m, 5, 7) == sum(p.numel() for p in built.parameters())
+def test_the_exact_count_is_checked_once_the_input_size_is_known() -> None:
+    """Validation judges a lower bound; the exact count (here 1.6e9 for 4e8 bound) is checked before building."""
+    cfg = load_config(None, ["model.hidden_size=20000"])
+    assert not limits.model_problems(cfg.model) and parameter_count(cfg.model, 28) > limits.MAX_PARAMETERS
+    message = refused("shapes", "-c", LSTM, "--set", "model.hidden_size=20000")
+    assert f"a lstm with hidden_size 20000 and 1 layer(s) has {parameter_count(cfg.model, 28):,} parameters" in message
+    assert "at most 1,000,000,000 are allowed: lower model.hidden_size or model.num_layers" in message
 
 
 def test_a_run_name_too_long_is_refused_before_data_loads(tmp_path: Path) -> None:
