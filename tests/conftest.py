@@ -197,21 +197,3 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     base = tmp_path_factory.mktemp("trained")
     root = make_dataset(base / "data")
     return train_tiny(root, base / "runs", "train.lr=0.01"), root
-
-
-@pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """One finished one-epoch run on 120 + 20 tiny examples, shared by the whole session: its summary
-    plus `data_root`. Tests that damage its files work on copies."""
-    from seqclf.config import load_config
-    from seqclf.train import train
-
-    tmp = tmp_path_factory.mktemp("tiny-run")
-    data = make_dataset(tmp / "data", n_train=120, n_test=20)
-    cfg = load_config(None, ["data.name=idx", f"data.root={data}", "data.val_size=20", "model.hidden_size=4",
-                             "train.epochs=1", "train.batch_size=100", "train.device=cpu", "train.num_threads=1",
-                             f"output.dir={tmp / 'runs'}"])
-    threads = torch.get_num_threads()
-    summary = train(cfg)
-    torch.set_num_threads(threads)  # leave the rest of the suite as it was
-    return {**summary, "data_root": data}

@@ -25,29 +25,30 @@ def evaluate(*args: str):
     return result
 
 
-def test_eval_of_the_test_split_needs_only_the_t10k_files(tiny_run: dict, tmp_path: Path) -> None:
+def test_eval_of_the_test_split_needs_only_the_t10k_files(trained: tuple[Path, Path], tmp_path: Path) -> None:
     only_test = tmp_path / "t10k-only"
     only_test.mkdir()
     for key in ("test_images", "test_labels"):
-        shutil.copy(tiny_run["data_root"] / FILES[key], only_test / FILES[key])
-    full = evaluate(tiny_run["checkpoint"], "--json")
-    alone = evaluate(tiny_run["checkpoint"], "--set", f"data.root={only_test}", "--json")
+        shutil.copy(trained[1] / FILES[key], only_test / FILES[key])
+    full = evaluate(str(trained[0]), "--json")
+    alone = evaluate(str(trained[0]), "--set", f"data.root={only_test}", "--json")
     assert alone.exit_code == 0, alone.output
-    assert json.loads(alone.stdout)["accuracy"] == json.loads(full.stdout)["accuracy"] == tiny_run["test_accuracy"]
-    val = evaluate(tiny_run["checkpoint"], "--set", f"data.root={only_test}", "--split", "val")
+    assert json.loads(alone.stdout)["accuracy"] == json.loads(full.stdout)["accuracy"]
+    assert json.loads(alone.stdout)["n"] == 200
+    val = evaluate(str(trained[0]), "--set", f"data.root={only_test}", "--split", "val")
     assert val.exit_code == 2 and "train-images-idx3-ubyte, train-labels-idx1-ubyte (plain or .gz)" in val.stderr
 
 
-def test_the_missing_data_hint_of_eval_is_a_command_eval_accepts(tiny_run: dict, tmp_path: Path) -> None:
-    result = evaluate(tiny_run["checkpoint"], "--set", f"data.root={tmp_path / 'nowhere'}")
+def test_the_missing_data_hint_of_eval_is_a_command_eval_accepts(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    result = evaluate(str(trained[0]), "--set", f"data.root={tmp_path / 'nowhere'}")
     assert result.exit_code == 2
     assert f"not found in {tmp_path / 'nowhere'}." in result.stderr and "--set data.root=DIR" in result.stderr
     assert "data.name" not in result.stderr  # eval refuses --set data.name: never suggest it
 
 
-def damaged(tiny_run: dict, tmp_path: Path, change) -> str:
+def damaged(trained: tuple[Path, Path], tmp_path: Path, change) -> str:
     """A copy of the run's best.pt with `change(payload)` applied."""
-    return changed_checkpoint(tiny_run["checkpoint"], tmp_path / "damaged.pt", change)
+    return changed_checkpoint(str(trained[0]), tmp_path / "damaged.pt", change)
 
 
 @pytest.mark.parametrize("field, value, fragment", [
@@ -61,43 +62,43 @@ def damaged(tiny_run: dict, tmp_path: Path, change) -> str:
     ("input_size", True, "data.input_size should be a positive integer, got bool True"),
     ("permutation", torch.zeros(3), "data.permutation should be null or a tensor of 784 indices, got Tensor"),
 ])
-def test_checkpoint_data_fields_of_the_wrong_type_or_range_are_named(tiny_run: dict, tmp_path: Path, field: str,
+def test_checkpoint_data_fields_of_the_wrong_type_or_range_are_named(trained: tuple[Path, Path], tmp_path: Path, field: str,
                                                                       value: object, fragment: str) -> None:
-    path = damaged(tiny_run, tmp_path, lambda payload: payload["data"].__setitem__(field, value))
+    path = damaged(trained, tmp_path, lambda payload: payload["data"].__setitem__(field, value))
     result = evaluate(path)
     assert result.exit_code == 2, result.output
     assert f"{path}: damaged checkpoint: {fragment}" in result.stderr and len(result.stderr) < 400
 
 
-def test_weights_that_do_not_fit_name_the_parameters_and_shapes(tiny_run: dict, tmp_path: Path) -> None:
+def test_weights_that_do_not_fit_name_the_parameters_and_shapes(trained: tuple[Path, Path], tmp_path: Path) -> None:
     def change(payload: dict) -> None:
         model = payload["model"]
         model["head.weight"] = torch.zeros(10, 5)
         model["rnn.extra"] = model.pop("rnn.bias_hh_l0")
 
-    result = evaluate(damaged(tiny_run, tmp_path, change))
+    result = evaluate(damaged(trained, tmp_path, change))
     assert result.exit_code == 2, result.output
     message = " ".join(result.stderr.split())
     assert ("its weights do not fit the model the config describes (missing: rnn.bias_hh_l0; unexpected: rnn.extra; "
-            "shape differs (saved vs model): head.weight (10, 5) vs (10, 4))") in message
+            "shape differs (saved vs model): head.weight (10, 5) vs (10, 16))") in message
 
 
-def test_nan_weights_are_exit_1_with_a_message(tiny_run: dict, tmp_path: Path) -> None:
-    path = damaged(tiny_run, tmp_path, lambda payload: payload["model"]["head.bias"].fill_(float("nan")))
+def test_nan_weights_are_exit_1_with_a_message(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    path = damaged(trained, tmp_path, lambda payload: payload["model"]["head.bias"].fill_(float("nan")))
     result = evaluate(path, "--json")
     assert result.exit_code == 1, result.output
     assert "the test loss is nan: its weights hold NaN or infinite values" in result.stderr and not result.stdout
 
 
-def test_every_data_hint_of_eval_names_only_what_eval_accepts(tiny_run: dict, tmp_path: Path) -> None:
+def test_every_data_hint_of_eval_names_only_what_eval_accepts(trained: tuple[Path, Path], tmp_path: Path) -> None:
     """Labels outside a named dataset's classes, or a training file smaller than val_size: eval may
     only change data.root, so that is what it says (never data.name or data.val_size)."""
-    root = make_dataset(tmp_path / "few", n_train=15, n_test=20)  # fewer than the run's val_size of 20
+    root = make_dataset(tmp_path / "few", n_train=15, n_test=20)  # fewer than the run's val_size of 100
     labels = np.arange(20) % 10
     labels[0] = 50
     write_idx(root / FILES["test_labels"], labels.astype(np.uint8))
-    mnist = damaged(tiny_run, tmp_path, lambda payload: payload["config"]["data"].__setitem__("name", "mnist"))
-    for args in ([mnist, "--set", f"data.root={root}"], [tiny_run["checkpoint"], "--set", f"data.root={root}",
+    mnist = damaged(trained, tmp_path, lambda payload: payload["config"]["data"].__setitem__("name", "mnist"))
+    for args in ([mnist, "--set", f"data.root={root}"], [str(trained[0]), "--set", f"data.root={root}",
                                                            "--split", "val"]):
         result = evaluate(*args)
         assert result.exit_code == 2, result.output
@@ -105,10 +106,10 @@ def test_every_data_hint_of_eval_names_only_what_eval_accepts(tiny_run: dict, tm
         assert "data.name" not in result.stderr and "lower data.val_size" not in result.stderr
 
 
-def test_a_checkpoint_config_with_an_unresolved_hidden_size_ends_in_a_message(tiny_run: dict, tmp_path: Path) -> None:
+def test_a_checkpoint_config_with_an_unresolved_hidden_size_ends_in_a_message(trained: tuple[Path, Path], tmp_path: Path) -> None:
     def change(payload: dict) -> None:
         payload["config"]["model"].update(hidden_size="auto", param_budget=10_000)
 
-    result = evaluate(damaged(tiny_run, tmp_path, change))  # `auto` resolves to a size its weights do not have
+    result = evaluate(damaged(trained, tmp_path, change))  # `auto` resolves to a size its weights do not have
     assert result.exit_code == 2, result.output
     assert "its weights do not fit the model the config describes" in result.stderr

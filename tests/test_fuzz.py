@@ -142,8 +142,8 @@ def test_cli_train_never_shows_a_traceback(text: str, overrides: list[str]) -> N
 
 
 @pytest.fixture(scope="module")
-def tiny_checkpoint(tiny_run: dict) -> Path:
-    return Path(tiny_run["checkpoint"])
+def tiny_checkpoint(trained: tuple[Path, Path]) -> Path:
+    return trained[0]
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -247,7 +247,7 @@ def test_any_idx_header_is_a_tensor_or_a_data_error(magic: bytes, dims: list[int
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(dims=st.lists(dims_values, min_size=3, max_size=3), labels=st.integers(-1, 300))
-def test_eval_on_any_test_images_header_ends_in_a_message(tiny_run: dict, dims: list[int], labels: int) -> None:
+def test_eval_on_any_test_images_header_ends_in_a_message(trained: tuple[Path, Path], dims: list[int], labels: int) -> None:
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
         count = dims[0] if 0 <= dims[0] <= 40 else 4
@@ -256,7 +256,7 @@ def test_eval_on_any_test_images_header_ends_in_a_message(tiny_run: dict, dims: 
         (root / FILES["test_images"]).write_bytes(images)
         write_idx(root / FILES["test_labels"], np.full(count, min(max(labels, 0), 255), dtype=np.uint8))
         with time_limit(20):
-            assert_clean(runner.invoke(app, ["eval", tiny_run["checkpoint"], "--set", f"data.root={root}"]))
+            assert_clean(runner.invoke(app, ["eval", str(trained[0]), "--set", f"data.root={root}"]))
 
 
 any_value = st.one_of(st.none(), st.booleans(), st.integers(), st.integers(-2**70, 2**70), st.floats(),
@@ -272,7 +272,7 @@ fields = st.sampled_from([("data", f.name) for f in dataclasses.fields(DataMeta)
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(field=fields, value=any_value)
-def test_eval_of_a_checkpoint_with_any_field_value_ends_in_a_message(tiny_run: dict, field: tuple, value: Any) -> None:
+def test_eval_of_a_checkpoint_with_any_field_value_ends_in_a_message(trained: tuple[Path, Path], field: tuple, value: Any) -> None:
     def change(payload: dict) -> None:
         parent = payload
         for key in field[:-1]:
@@ -280,6 +280,6 @@ def test_eval_of_a_checkpoint_with_any_field_value_ends_in_a_message(tiny_run: d
         parent[field[-1]] = value
 
     with tempfile.TemporaryDirectory() as folder:
-        path = changed_checkpoint(tiny_run["checkpoint"], Path(folder) / "best.pt", change)
+        path = changed_checkpoint(str(trained[0]), Path(folder) / "best.pt", change)
         with time_limit(20):
             assert_clean(runner.invoke(app, ["eval", path]), codes=(0, 1, 2))

@@ -62,9 +62,9 @@ def copy_data(source: Path, target: Path) -> Path:
     ("empty", "holds no images, so the"),
 ])
 @pytest.mark.parametrize("command", ["train", "eval"])
-def test_damaged_images_are_named_in_train_and_eval(tiny_run: dict, tmp_path: Path, damage: str, fragment: str,
+def test_damaged_images_are_named_in_train_and_eval(trained: tuple[Path, Path], tmp_path: Path, damage: str, fragment: str,
                                                      command: str) -> None:
-    root = copy_data(tiny_run["data_root"], tmp_path / "data")
+    root = copy_data(trained[1], tmp_path / "data")
     split = "train" if command == "train" else "test"
     target = root / FILES[f"{split}_images"]
     n = len(read_idx(target))
@@ -76,7 +76,7 @@ def test_damaged_images_are_named_in_train_and_eval(tiny_run: dict, tmp_path: Pa
     if command == "train":
         result = run_train(root, tmp_path)
     else:
-        result = runner.invoke(app, ["eval", tiny_run["checkpoint"], "--set", f"data.root={root}"])
+        result = runner.invoke(app, ["eval", str(trained[0]), "--set", f"data.root={root}"])
     assert result.exit_code == 2, result.output
     assert fragment in result.stderr and str(target) in result.stderr
     assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
