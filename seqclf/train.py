@@ -49,6 +49,8 @@ def train(cfg: Config, *, out: Output | None = None, stop: GracefulStop | None =
             start = checkpoint.read(init_from) if init_from is not None else None
             ready = prepare(cfg, dist=dist)
             cfg, data, device = ready.cfg, ready.data, ready.device
+        for warning in data.warnings:  # e.g. idx labels that leave classes without examples (rank 0 prints)
+            out.warn(warning)
         with dist.agree():  # once every rank is ready: exactly one run directory, made by rank 0
             run_dir = runs.create_run_dir(cfg) if dist.is_main else None
             if start is not None:

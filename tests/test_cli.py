@@ -131,3 +131,17 @@ def test_init_from_a_checkpoint_of_another_shape_names_the_parameters(tiny_overr
                  "--init-from", first["checkpoint"])
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "rnn.weight_ih_l0 (64, 28) vs (48, 28)" in result.output, result.output
+
+
+def test_a_stray_idx_label_is_named_in_a_warning(tmp_path: Path) -> None:
+    from conftest import FILES, make_dataset, tiny_args, write_idx
+    from seqclf.idx import read_idx
+
+    data = make_dataset(tmp_path / "data", n_train=300, n_test=50)
+    labels = read_idx(data / FILES["train_labels"]).numpy().copy()
+    labels[0] = 200  # one stray label would give the model a 201-class head
+    write_idx(data / FILES["train_labels"], labels)
+    result = run("train", "--config", str(ROOT / "configs/lstm.yaml"), *set_args(tiny_args(data, tmp_path / "runs")),
+                 "--set", "train.epochs=1", "--set", "data.val_size=50")
+    assert result.exit_code == 0, result.output
+    assert "warning: the labels range over 0-200, so the model gets 201 classes, but only 11" in result.stderr
