@@ -1,17 +1,16 @@
-"""The config schema (frozen dataclasses), YAML loading, `--set` overrides and validation.
+"""Configs from YAML files and `--set` overrides, validated against the schema (seqclf.schema).
 
-The dataclass fields are the single source of truth for every key: its type, default,
+The schema's dataclass fields are the single source of truth for every key: its type, default,
 valid choices and help text. YAML files and `--set key=value` only override them, and the
-whole config is validated before any data is touched, reporting every problem at once.
+whole config is validated before any data is touched, reporting every problem at once. The
+schema's names are re-exported here: `from seqclf.config import Config, load_config`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import math
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
@@ -19,103 +18,11 @@ import yaml
 
 from seqclf import limits, safe_yaml
 from seqclf.errors import SeqclfError, preview, shorten
+from seqclf.schema import (AUTO, MAX_THREADS, ROLES, SECTIONS, WHERE, Config, DataConfig, ModelConfig,  # noqa: F401
+                           OutputConfig, TrainConfig, all_keys, describe_keys, field_of, fields_of, keys_where, opt,
+                           reference_markdown, replace, to_dict, to_yaml, type_name)
 
-AUTO = "auto"
 SHOWN = 50  # problems listed at most: more only come from a hostile file or checkpoint
-MAX_THREADS = 4096  # torch.set_num_threads overflows past 2**31 - 1; no machine needs more than this
-
-
-# What a key's value changes, as field metadata (one home for these key sets):
-#   resume: `train --resume --set` may change it (it does not change what the run computes)
-#   eval: `eval --set` may change it (where the data is and how to compute, never what is scored)
-#   incidental: runs that differ only in it are the same experiment (`seqclf runs --group-by`)
-ROLES = ("resume", "eval", "incidental")
-
-
-def opt(default: Any, help: str, choices: tuple[str, ...] | None = None, *, roles: tuple[str, ...] = ()) -> Any:
-    """A config field: its default, a one-line help text, for strings the valid choices, and its ROLES."""
-    return field(default=default, metadata={"help": help, "choices": choices, "roles": roles})
-
-
-WHERE = ("resume", "eval", "incidental")  # where the data is and where it runs: never what is computed
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    name: str = opt("mnist", "dataset: torchvision's MNIST-format sets, or any folder of four IDX files",
-                    ("mnist", "fashion_mnist", "kmnist", "idx"))
-    root: str = opt("data", "folder with torchvision's layout (ROOT/MNIST/raw) or the four IDX files (plain or .gz)",
-                    roles=WHERE)
-    download: bool = opt(True, "download with torchvision when the files are not under root", roles=WHERE)
-    val_size: int = opt(5000, "examples held out of the training file for validation (seeded), before max_train")
-    max_train: Union[int, None] = opt(None, "train on at most this many of the remaining examples (null = all)")
-    max_test: Union[int, None] = opt(None, "score at most this many test examples (null = all)", roles=("eval",))
-    normalize: bool = opt(True, "standardize pixels with the training data's mean and std")
-    sequence: str = opt("rows", "how an image becomes a sequence: 28 rows, 28 columns, 784 pixels, or permuted pixels",
-                        ("rows", "columns", "pixels", "permuted_pixels"))
-    permutation_seed: int = opt(0, "seed of the fixed pixel permutation for sequence=permuted_pixels")
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    cell: str = opt("lstm", "recurrent layer", ("rnn", "lstm", "gru"))
-    impl: str = opt("fused", "fused torch layer, torch cells stepped by hand, or the equations from scratch",
-                    ("fused", "cell", "scratch"), roles=("eval",))
-    hidden_size: Union[int, str] = opt(128, "features in the hidden state h; `auto` picks the largest within param_budget")
-    param_budget: Union[int, None] = opt(None, "with hidden_size: auto, the most parameters the model may have")
-    num_layers: int = opt(1, "stacked recurrent layers")
-    bidirectional: bool = opt(False, "also read the sequence backwards; the head sees both final states")
-    dropout: float = opt(0.0, "dropout between recurrent layers, in [0, 1) (no effect with num_layers=1)")
-    nonlinearity: str = opt("tanh", "activation of a plain RNN (cell=rnn only)", ("tanh", "relu"))
-    proj_size: int = opt(0, "LSTM only: project h to this size (0 = off); must be < hidden_size")
-    bias: bool = opt(True, "use the b_ih and b_hh bias vectors")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    epochs: int = opt(8, "passes over the training data", roles=("resume",))
-    batch_size: int = opt(128, "examples per optimizer step (the global batch under torchrun)")
-    optimizer: str = opt("adam", "optimizer", ("sgd", "adam", "adamw"))
-    lr: float = opt(1e-3, "learning rate (the peak rate for scheduler=onecycle)")
-    momentum: float = opt(0.9, "SGD momentum (sgd only)")
-    weight_decay: float = opt(0.0, "L2 penalty (decoupled for adamw)")
-    scheduler: str = opt("none", "learning-rate schedule, stepped per batch (step: per step_size epochs)",
-                         ("none", "cosine", "step", "onecycle"))
-    step_size: int = opt(5, "scheduler=step: multiply the rate by gamma every step_size epochs")
-    gamma: float = opt(0.1, "scheduler=step: the factor applied every step_size epochs")
-    grad_clip: float = opt(0.0, "clip the gradient norm at this value (0 = off); RNNs can have exploding gradients")
-    device: str = opt("auto", "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps", roles=WHERE)
-    num_threads: int = opt(0, "CPU threads for torch (0 = auto: the machine's cores, shared between torchrun ranks)",
-                            roles=WHERE)
-    precision: str = opt("fp32", "fp32, bf16 (the recurrent layer in bf16, the head under autocast) or fp16 "
-                                 "autocast (CUDA only)", ("fp32", "bf16", "fp16"),
-                          roles=("eval",))
-    dist_backend: str = opt("auto", "under torchrun: nccl on CUDA, gloo otherwise, or force one", ("auto", "gloo", "nccl"),
-                             roles=("resume",))
-    tf32: bool = opt(False, "CUDA: let fp32 matmuls and cuDNN RNNs use TF32 (faster, ~1e-3 relative error); "
-                           "false = IEEE fp32", roles=("eval",))
-    deterministic: bool = opt(False, "CUDA: deterministic algorithms, so that a resumed run matches to the bit "
-                                     "(slower; see docs/devices.md)")
-
-
-@dataclass(frozen=True)
-class OutputConfig:
-    dir: str = opt("runs", "folder that holds the run directories", roles=("incidental",))
-    name: Union[str, None] = opt(None, "run directory name (null = derived from the model and the time)",
-                                 roles=("incidental",))
-    tensorboard: bool = opt(False, "also write TensorBoard event files into the run directory", roles=("incidental",))
-
-
-@dataclass(frozen=True)
-class Config:
-    seed: int = opt(0, "drives the validation split, initialisation, shuffling and dropout", roles=("incidental",))
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    output: OutputConfig = field(default_factory=OutputConfig)
-
-
-SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "output": OutputConfig}
 
 
 class ConfigError(SeqclfError):
@@ -126,66 +33,6 @@ class ConfigError(SeqclfError):
         head = f"Invalid config ({source})" if source else "Invalid config"
         more = [f"  ... and {len(problems) - SHOWN} more problems"] if len(problems) > SHOWN else []  # a hostile file
         super().__init__(head + ":\n" + "\n".join([f"  - {p}" for p in problems[:SHOWN]] + more))
-
-
-# ---------------------------------------------------------------- schema helpers
-
-
-def fields_of(cls: type) -> dict[str, dataclasses.Field]:
-    return {f.name: f for f in dataclasses.fields(cls)}
-
-
-def all_keys() -> list[str]:
-    """Every dotted key, e.g. `seed`, `model.hidden_size`."""
-    keys = ["seed"]
-    for section, cls in SECTIONS.items():
-        keys += [f"{section}.{name}" for name in fields_of(cls)]
-    return keys
-
-
-def describe_keys() -> list[tuple[str, str, Any, str]]:
-    """(dotted key, type, default, help) for every key: the README's reference is tested against it."""
-    rows = []
-    for key in all_keys():
-        cls, name = (Config, key) if "." not in key else (SECTIONS[key.split(".")[0]], key.split(".")[1])
-        f = field_of(key)
-        hint = get_type_hints(cls)[name]
-        choices = f.metadata.get("choices")
-        kind = " / ".join(choices) if choices else _type_name(hint).replace(" | ", " / ")
-        if key == "model.hidden_size":
-            kind = "int / auto"
-        rows.append((key, kind, f.default, f.metadata["help"]))
-    return rows
-
-
-def reference_markdown() -> str:
-    """The README's config reference table, generated from the schema (a test keeps them equal)."""
-    lines = ["| key | type | default | meaning |", "| --- | --- | --- | --- |"]
-    for key, kind, default, help_text in describe_keys():
-        shown = yaml.safe_dump(default, default_flow_style=True).strip().removesuffix("...").strip()
-        lines.append(f"| `{key}` | {kind} | `{shown}` | {help_text} |")
-    return "\n".join(lines)
-
-
-def _type_name(hint: Any) -> str:
-    if get_origin(hint) is Union:
-        return " | ".join("null" if a is type(None) else a.__name__ for a in get_args(hint))
-    return hint.__name__
-
-
-def keys_where(role: str) -> frozenset[str]:
-    """The dotted keys whose field has `role` (see ROLES), e.g. keys_where("resume")."""
-    if role not in ROLES:
-        raise ValueError(f"unknown role {role!r}; valid: {', '.join(ROLES)}")
-    return frozenset(key for key in all_keys() if role in field_of(key).metadata["roles"])
-
-
-def field_of(key: str) -> dataclasses.Field:
-    """The dataclass field behind a dotted key (`seed`, `model.hidden_size`)."""
-    if "." not in key:
-        return fields_of(Config)[key]
-    section, name = key.split(".", 1)
-    return fields_of(SECTIONS[section])[name]
 
 
 def suggest(key: str, candidates: list[str]) -> str:
@@ -200,7 +47,7 @@ def _coerce(key: str, value: Any, hint: Any, choices: tuple[str, ...] | None) ->
     if value is None:
         if type(None) in allowed:
             return None, None
-        return None, f"{key}: expected {_type_name(hint)}, got null"
+        return None, f"{key}: expected {type_name(hint)}, got null"
     for kind in allowed:
         if kind is bool and isinstance(value, bool):
             return value, None
@@ -223,7 +70,7 @@ def _coerce(key: str, value: Any, hint: Any, choices: tuple[str, ...] | None) ->
                 return None, f"{key}: {preview(value)} is not one of: {', '.join(choices)}"
             return value, None
     shown = preview(value) if isinstance(value, (int, float, str, bool)) else type(value).__name__
-    expected = "a positive integer or `auto`" if key == "model.hidden_size" else _type_name(hint)
+    expected = "a positive integer or `auto`" if key == "model.hidden_size" else type_name(hint)
     return None, f"{key}: expected {expected}, got {shown}"
 
 
@@ -433,20 +280,3 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     if overrides:
         source += " with --set " + " ".join(shorten(item) for item in overrides)
     return config_from_dict(apply_overrides(raw, parse_overrides(overrides)), source)
-
-
-def to_dict(cfg: Config) -> dict[str, Any]:
-    """Plain nested dict (YAML- and checkpoint-safe) of a Config."""
-    return dataclasses.asdict(cfg)
-
-
-def to_yaml(cfg: Config) -> str:
-    return yaml.safe_dump(to_dict(cfg), sort_keys=False)
-
-
-def replace(cfg: Config, key: str, value: Any) -> Config:
-    """A copy of cfg with one dotted key changed (no validation: for resolved values)."""
-    if "." not in key:
-        return dataclasses.replace(cfg, **{key: value})
-    section, name = key.split(".", 1)
-    return dataclasses.replace(cfg, **{section: dataclasses.replace(getattr(cfg, section), **{name: value})})
