@@ -22,7 +22,7 @@ runner = CliRunner()
 
 
 def test_top_level_configs_are_the_package_ones() -> None:
-    assert shipped.names() == ["bilstm", "gru", "lstm", "permuted_lstm", "pixel_lstm", "rnn"]
+    assert shipped.names() == ["bilstm", "fashion_tuned", "gru", "lstm", "permuted_lstm", "pixel_lstm", "rnn"]
     assert (ROOT / "configs").resolve() == shipped.FOLDER  # one copy: configs/ points into the package
     for name in shipped.names():
         assert load_config(name) == load_config(ROOT / "configs" / f"{name}.yaml")
