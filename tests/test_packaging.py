@@ -38,7 +38,7 @@ def test_config_list_and_cp(tmp_path: Path) -> None:
     assert runner.invoke(app, ["config", "cp", "lstm", str(tmp_path)]).exit_code == 0  # into a folder
     assert (tmp_path / "lstm.yaml").is_file()
     for args, fragment in [(["gru", str(tmp_path / "mine.yaml")], "never overwrites"),
-                           (["grue", str(tmp_path / "x.yaml")], "choose one of bilstm, gru"),
+                           (["grue", str(tmp_path / "x.yaml")], "choose one of bilstm, fashion_tuned, gru"),
                            (["gru", str(tmp_path / "no" / "such" / "x.yaml")], "cannot be written")]:
         refused = runner.invoke(app, ["config", "cp", *args])
         assert refused.exit_code == 2 and fragment in refused.stderr, refused.output
