@@ -42,8 +42,9 @@ def tune(
                              help="Worker processes on this machine, each with its share of the cores."),
     study: str = StudyOption,
     storage: Optional[str] = StorageOption,
-    sampler: str = typer.Option("tpe", "--sampler", help="tpe, random or grid."),
-    pruner: str = typer.Option("median", "--pruner", help="median, hyperband or none (on val accuracy per epoch)."),
+    sampler: str = typer.Option("tpe", "--sampler", metavar="NAME", help="tpe, random or grid."),
+    pruner: str = typer.Option("median", "--pruner", metavar="NAME",
+                               help="median, hyperband or none (on val accuracy per epoch)."),
     show: bool = typer.Option(False, "--show", metavar=FLAG, help="Show an existing study: trials, best, importances."),
     json_: bool = JsonOption,
     worker: bool = typer.Option(False, "--worker", hidden=True),  # one of --jobs J processes
