@@ -184,7 +184,7 @@ def main() -> None:
     ranks.run_cli(app)
 
 
-from seqclf import cli_use  # noqa: E402,F401  registers predict and export on `app`
+from seqclf import cli_use, tune_cli  # noqa: E402,F401  registers plot, predict, export and tune on `app`
 
 
 if __name__ == "__main__":

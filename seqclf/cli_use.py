@@ -24,7 +24,8 @@ from seqclf.errors import SeqclfError
                              "seqclf plot runs/lstm-* runs/gru-* -o curves.png",
                              "seqclf plot runs/sweep -o sweep.svg   # every run in the folder",
                              "seqclf plot --confusion runs/<run>/best.pt -o confusion.png",
-                             "seqclf plot --mistakes runs/<run>/best.pt -n 24 -o mistakes.png"))
+                             "seqclf plot --mistakes runs/<run>/best.pt -n 24 -o mistakes.png",
+                             "seqclf plot --study fashion -o study.png"))
 def plot(
     run_dirs: Optional[List[Path]] = typer.Argument(None, metavar="RUN_DIR",
                                                     help="Runs to overlay (or folders of runs)."),
@@ -39,9 +40,13 @@ def plot(
     set_: Optional[List[str]] = typer.Option(None, "--set", metavar="KEY=VALUE",
                                              help="With a CHECKPOINT: as for eval, e.g. data.root=DIR."),
     split: str = typer.Option("test", "--split", metavar="SPLIT", help="With a CHECKPOINT: test or val."),
+    study: Optional[str] = typer.Option(None, "--study", metavar="NAME",
+                                        help="Draw a `seqclf tune` study: history and importances (see tune --show; "
+                                             "--set output.dir=DIR finds its default storage)."),
+    storage: Optional[str] = typer.Option(None, "--storage", metavar="URL", help="With --study: its storage."),
     quiet: bool = QuietOption,
 ) -> None:
-    """Draw loss and accuracy per epoch of runs, or a checkpoint's confusion matrix or mistakes.
+    """Draw loss and accuracy per epoch of runs, a checkpoint's confusion matrix or mistakes, or a study.
 
     Needs matplotlib: pip install "seqclf[plot]".
     """
@@ -49,9 +54,14 @@ def plot(
 
     out = Output(quiet=quiet)
     with reported(out):
-        if (confusion is not None) + (mistakes is not None) + bool(run_dirs) != 1:
-            raise SeqclfError("plot needs one of RUN_DIR... (training curves), --confusion CHECKPOINT "
-                              "or --mistakes CHECKPOINT")
+        if (confusion is not None) + (mistakes is not None) + bool(run_dirs) + (study is not None) != 1:
+            raise SeqclfError("plot needs one of RUN_DIR... (training curves), --confusion CHECKPOINT, "
+                              "--mistakes CHECKPOINT or --study NAME")
+        if study is not None:
+            from seqclf.tune_cli import draw_study
+
+            out.info(f"wrote {draw_study(study, storage, set_ or [], output or Path('study.png'))}")
+            return
         if mistakes is not None:
             path, found = pictures.plot_mistakes(mistakes, output or Path("mistakes.png"), n, split, set_ or [])
             out.info(f"wrote {path}: {len(found['true'])} of the {found['errors']} wrong predictions of {mistakes} "

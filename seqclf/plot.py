@@ -179,3 +179,37 @@ def plot_mistakes(checkpoint_path: Path, output: Path, n: int = 16, split: str =
                     f"wrong; {shown} most confident shown" if shown else f"no mistakes on the {split} split",
                     fontsize=9)
     return _save(figure, output), found
+
+
+def plot_study(info: dict[str, Any], output: Path) -> Path:
+    """A study (what `seqclf tune --show --json` prints): the value of every trial with the best so
+    far, pruned trials at their last validation accuracy, and the parameter importances."""
+    _check_output(output)
+    figure = _figure(figsize=(10, 3.8))
+    history_axes, importance_axes = figure.subplots(1, 2, width_ratios=(3, 2))
+    scored = [t for t in info["trials"] if t["value"] is not None]
+    if not scored:
+        raise SeqclfError(f"nothing to draw: study {info['study']} has no trial with a value yet")
+    for state, marker, color in (("complete", "o", "C0"), ("pruned", "x", "C3")):
+        chosen = [t for t in scored if t["state"] == state]
+        history_axes.plot([t["number"] for t in chosen], [t["value"] for t in chosen], marker, color=color,
+                          linestyle="none", label=state)
+    best, steps = -float("inf"), []
+    for trial in (t for t in scored if t["state"] == "complete"):
+        best = max(best, trial["value"])
+        steps.append((trial["number"], best))
+    if steps:  # drawn on to the last trial
+        steps.append((max(t["number"] for t in scored), best))
+        history_axes.step(*zip(*steps), where="post", color="C2", label="best so far")
+    history_axes.set_xlabel("trial")
+    history_axes.set_ylabel("val accuracy (best; pruned: last)")
+    history_axes.set_title(f"study {info['study']}: {info['complete']} complete, {info['pruned']} pruned")
+    history_axes.grid(alpha=0.3)
+    history_axes.legend(fontsize="small")
+    importances = info["importances"] or {}
+    names = list(importances)[::-1]  # the most important on top
+    importance_axes.barh(names, [importances[name] for name in names], color="C0")
+    importance_axes.set_xlabel("importance (Optuna's evaluator; sums to 1)")
+    importance_axes.set_title("parameter importances" if names else "importances: too few complete trials")
+    importance_axes.tick_params(axis="y", labelsize=8)
+    return _save(figure, output)

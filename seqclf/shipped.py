@@ -12,11 +12,12 @@ from pathlib import Path
 from seqclf.errors import SeqclfError
 
 FOLDER = Path(__file__).resolve().parent / "configs"
+SPACES = ("space",)  # search spaces for `seqclf tune --space` shipped beside the configs: not configs
 
 
 def names() -> list[str]:
     """The shipped configs' names (file names without .yaml), sorted."""
-    return sorted(path.stem for path in FOLDER.glob("*.yaml"))
+    return sorted(path.stem for path in FOLDER.glob("*.yaml") if path.stem not in SPACES)
 
 
 def path_of(name: str) -> Path:

@@ -10,11 +10,12 @@ import yaml
 from typer.testing import CliRunner
 
 from seqclf import config as config_module
+from seqclf import shipped
 from seqclf.cli import app
 from seqclf.config import Config, ConfigError, all_keys, load_config, reference_markdown, to_dict, to_yaml
 from conftest import ROOT
 
-CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
+CONFIGS = [shipped.path_of(name) for name in shipped.names()]
 runner = CliRunner()
 
 

@@ -24,13 +24,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from seqclf import shipped
 from seqclf.checkpoint import DataMeta
 from seqclf.cli import app
 from seqclf.idx import DataError, read_idx
 from seqclf.config import Config, ConfigError, all_keys, apply_overrides, load_config, parse_overrides
-from conftest import ROOT
 
-SHIPPED = [p.read_text() for p in sorted((ROOT / "configs").glob("*.yaml"))]
+SHIPPED = [shipped.path_of(name).read_text() for name in shipped.names()]
 KEYS = all_keys()
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 runner = CliRunner()

@@ -1,7 +1,7 @@
 """The README's shell examples run (on tiny data), so they cannot rot; the docs it links exist.
 
 Each ```sh block runs in bash in one scratch folder, in order, with `seqclf` a function that calls this
-checkout and, for `train` and `bench`, appends `--set` flags for a tiny dataset (later flags win, so the
+checkout and, for `train`, `bench` and `tune` (2 trials), appends `--set` flags for a tiny dataset (later flags win, so the
 README's own data flags are overridden). A block preceded by `<!-- doctest: skip (why) -->` is not run:
 those need apt, a new venv or the network.
 """
@@ -46,7 +46,8 @@ def test_readme_shell_blocks_run(tmp_path: Path) -> None:
     prelude = f"""set -euo pipefail
 seqclf() {{
     case "$1" in
-        train|bench) "{sys.executable}" -m seqclf "$@" {tiny} $([[ $1 == bench ]] && echo --steps 5) ;;
+        train|bench|tune) "{sys.executable}" -m seqclf "$@" {tiny} $([[ $1 == bench ]] && echo --steps 5) \
+            $([[ $1 == tune ]] && echo --trials 2) ;;
         *) "{sys.executable}" -m seqclf "$@" ;;
     esac
 }}

@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 
 from conftest import epoch, fake_run
 from seqclf import runs, runs_table
+from seqclf import shipped as shipped_configs
 from seqclf.cli import app
 from seqclf.config import ModelConfig, load_config
 from seqclf.errors import SeqclfError
@@ -152,7 +153,7 @@ def test_config_show_composes_sets_and_resolves_auto() -> None:
 
 
 def test_config_validate_exits_0_or_2(tmp_path: Path) -> None:
-    shipped = sorted(map(str, (ROOT / "configs").glob("*.yaml")))
+    shipped = [str(shipped_configs.path_of(name)) for name in shipped_configs.names()]
     ok = runner.invoke(app, ["config", "validate", *shipped])
     assert ok.exit_code == 0 and ok.stdout.count(": ok") == len(shipped)
     bad = tmp_path / "bad.yaml"

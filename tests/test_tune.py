@@ -1,0 +1,252 @@
+"""seqclf tune: the space file and its errors, studies that prune and continue, Ctrl-C, PostgreSQL workers."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from seqclf.cli import app
+from seqclf.config import ConfigError, load_config
+from seqclf.space import load_space, parse_space
+
+optuna = pytest.importorskip("optuna", reason="seqclf tune needs the optional extra seqclf[tune]")
+
+from seqclf.console import Output  # noqa: E402
+from seqclf.runtime import GracefulStop  # noqa: E402
+from seqclf.trials import work  # noqa: E402
+from seqclf.tune import Settings, open_study, study_info  # noqa: E402
+
+from conftest import ROOT, cli_json, make_dataset, set_args  # noqa: E402
+
+SPACE = {"train.lr": {"log_uniform": [1.0e-3, 1.0e-2]}, "model.cell": {"choice": ["lstm", "gru"]},
+         "model.hidden_size": {"int": [8, 16], "step": 8}}
+
+
+@pytest.fixture(scope="module")
+def study_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Tiny data, a base config and a space file (trials of ~0.1 s)."""
+    folder = tmp_path_factory.mktemp("tune")
+    data = make_dataset(folder / "data", n_train=300, n_test=100)
+    config = folder / "base.yaml"
+    config.write_text(yaml.safe_dump({
+        "data": {"name": "idx", "root": str(data), "download": False, "val_size": 100},
+        "model": {"hidden_size": 8}, "train": {"epochs": 2, "batch_size": 50, "device": "cpu", "num_threads": 1},
+        "output": {"dir": str(folder / "runs")}}))
+    space = folder / "space.yaml"
+    space.write_text(yaml.safe_dump(SPACE))
+    return {"folder": folder, "config": config, "space": space, "runs": folder / "runs"}
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(ROOT), "CI": "1"}
+
+
+# ---------------------------------------------------------------- the space file
+
+
+def test_shipped_space_is_valid() -> None:
+    space = load_space(ROOT / "configs/space.yaml", load_config(ROOT / "configs/lstm.yaml"))
+    assert {"train.lr", "model.hidden_size", "model.cell", "model.num_layers", "model.bidirectional",
+            "model.dropout", "train.batch_size", "train.grad_clip"} <= set(space)
+    assert space["train.lr"].log and space["model.hidden_size"].grid() == [64, 96, 128]
+
+
+def test_space_reports_every_problem_at_once() -> None:
+    raw = {"model.hiden_size": {"int": [8, 64]},  # a typo
+           "model.dropout": {"uniform": [0.0, 1.5]},  # past what the key accepts
+           "train.lr": {"log_uniform": [0.0, 0.1]},  # log needs a positive low end
+           "train.batch_size": {"uniform": [16.0, 64.0]},  # an integer key
+           "model.cell": {"choice": ["lstm", "transformer"]},  # not one of the key's choices
+           "model.num_layers": {"int": [3, 2]},  # low above high
+           "output.dir": {"choice": ["a", "b"]},  # tune sets it
+           "train.epochs": {"int": [0, 3]},  # epochs must be positive
+           "seed": [1, 2]}  # not a distribution
+    with pytest.raises(ConfigError) as caught:
+        parse_space(raw, load_config(None), "space.yaml")
+    message = str(caught.value)
+    assert "space.yaml" in message
+    for expected in ("model.hiden_size: unknown key; did you mean `model.hidden_size`?",
+                     "model.dropout: 1.5 is outside", "must be in [0, 1)", "train.lr: log_uniform needs a positive",
+                     "train.batch_size: an integer key takes int or log_int", "'transformer' is outside",
+                     "model.num_layers: low (3) must be below high (2)", "output.dir: cannot be searched",
+                     "train.epochs: 0 is outside", "seed: expected a mapping"):
+        assert expected in message, expected
+    assert len(caught.value.problems) == 9  # one per entry
+
+
+def test_space_errors_exit_2_before_any_trial(study_files: dict[str, Path], tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train.lrr: {log_uniform: [1.0e-4, 1.0e-2]}\nmodel.cell: {uniform: [0, 1]}\n")
+    result = CliRunner().invoke(app, ["tune", "--config", str(study_files["config"]), "--space", str(bad),
+                                      "--study", "never"])
+    assert result.exit_code == 2
+    assert "did you mean `train.lr`" in result.output and "model.cell: a str key takes {choice" in result.output
+    assert "Traceback" not in result.output
+    assert not (study_files["runs"] / "never").exists()
+
+
+def test_without_optuna_the_install_command(study_files: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "optuna", None)  # what `import optuna` meets where it is not installed
+    result = CliRunner().invoke(app, ["tune", "--config", str(study_files["config"]), "--space",
+                                      str(study_files["space"])])
+    assert result.exit_code == 2 and 'pip install "seqclf[tune]"' in result.output
+
+
+# ---------------------------------------------------------------- studies
+
+
+class EveryOther(optuna.pruners.BasePruner):
+    """Prunes odd-numbered trials after their first epoch: a pruner that must prune."""
+
+    def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+        return trial.number % 2 == 1
+
+
+def test_study_runs_prunes_and_continues(study_files: dict[str, Path]) -> None:
+    base = load_config(study_files["config"])
+    settings = Settings(base, load_space(study_files["space"], base), study="grow", trials=3)
+    work(settings, Output(quiet=True), GracefulStop(), pruner=EveryOther())
+    info = study_info("grow", None, base)
+    assert (info["complete"], info["pruned"], info["failed"]) == (2, 1, 0)
+    pruned = json.loads((study_files["runs"] / "grow/trial-0001/summary.json").read_text())
+    assert pruned["status"] == "pruned" and pruned["epochs"] == 1 and (pruned["study"], pruned["trial"]) == ("grow", 1)
+    # the same command again, asking for 5: exactly two more trials
+    again = cli_json("tune", "--config", str(study_files["config"]), "--space", str(study_files["space"]),
+                     "--study", "grow", "--trials", "5", "--pruner", "none")
+    assert (again["complete"], again["pruned"], again["failed"]) == (4, 1, 0)
+    assert [t["number"] for t in again["trials"]] == [0, 1, 2, 3, 4]
+    best = again["best"]
+    assert best["value"] == max(t["value"] for t in again["trials"] if t["state"] == "complete")
+    summary = json.loads((Path(best["run_dir"]) / "summary.json").read_text())
+    assert summary["val_accuracy"] == best["value"] and summary["trial"] == best["trial"]
+    assert set(again["importances"]) == set(SPACE)
+    shown = cli_json("tune", "--show", "--study", "grow", "--set", f"output.dir={study_files['runs']}")
+    assert shown == again
+    listed = cli_json("runs", str(study_files["runs"] / "grow"))
+    assert sorted((row["name"], row["status"]) for row in listed) == [
+        ("trial-0000", "finished"), ("trial-0001", "pruned"), ("trial-0002", "finished"),
+        ("trial-0003", "finished"), ("trial-0004", "finished")]
+
+
+def test_sqlite_storage_show_plot_and_unknown_study(study_files: dict[str, Path], tmp_path: Path) -> None:
+    base = load_config(study_files["config"])
+    url = f"sqlite:///{tmp_path / 'studies.db'}"
+    work(Settings(base, load_space(study_files["space"], base), study="pic", storage=url, trials=2, pruner="none"),
+         Output(quiet=True), GracefulStop())
+    assert cli_json("tune", "--show", "--study", "pic", "--storage", url)["complete"] == 2
+    picture = tmp_path / "study.png"
+    result = CliRunner().invoke(app, ["plot", "--study", "pic", "--storage", url, "-o", str(picture)])
+    assert result.exit_code == 0, result.output
+    assert picture.read_bytes().startswith(b"\x89PNG")
+    result = CliRunner().invoke(app, ["tune", "--show", "--study", "nope", "--set",
+                                      f"output.dir={study_files['runs']}"])
+    assert result.exit_code == 2 and "no study at" in result.output
+    result = CliRunner().invoke(app, ["tune", "--show", "--study", "nope", "--storage", url])
+    assert result.exit_code == 2 and "no such study" in result.output and "it holds pic" in result.output
+
+
+def test_a_killed_workers_trial_is_failed_by_the_next_worker(study_files: dict[str, Path]) -> None:
+    base = load_config(study_files["config"])
+    settings = Settings(base, load_space(study_files["space"], base), study="orphan", trials=1, pruner="none")
+    study = open_study(settings)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a pid that no longer runs: what SIGKILL leaves behind
+    orphan = study.ask()
+    orphan.set_user_attr("worker", f"{socket.gethostname()}:{dead.pid}")
+    work(settings, Output(quiet=True), GracefulStop())
+    info = study_info("orphan", None, base)
+    assert [(t["number"], t["state"]) for t in info["trials"]] == [(0, "fail"), (1, "complete")]
+
+
+def test_ctrl_c_leaves_a_study_that_continues(study_files: dict[str, Path]) -> None:
+    runs = study_files["runs"]
+    command = [sys.executable, "-m", "seqclf", "tune", "--config", str(study_files["config"]), "--space",
+               str(study_files["space"]), "--study", "stop", "--trials", "2", "--pruner", "none",
+               *set_args(["train.epochs=40"]), "--json"]
+    proc = subprocess.Popen(command, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics = runs / "stop/trial-0000/metrics.jsonl"
+    deadline = time.monotonic() + 60
+    while not metrics.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)  # in the middle of trial 0 (40 epochs)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "run the same command again" in stderr and "Traceback" not in stderr
+    info = study_info("stop", None, load_config(study_files["config"]))
+    assert [t["state"] for t in info["trials"]] == ["fail"]
+    assert json.loads((runs / "stop/trial-0000/summary.json").read_text())["status"] == "interrupted"
+    done = subprocess.run(command[:-1] + ["--set", "train.epochs=2", "--json"], env=_env(), capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    info = json.loads(done.stdout)
+    assert [(t["number"], t["state"]) for t in info["trials"]] == [(0, "fail"), (1, "complete"), (2, "complete")]
+
+
+# ---------------------------------------------------------------- several workers, one PostgreSQL study
+
+# Debian's server binaries, newest version first (15 on bookworm); .ci/run installs the package
+PG_BINS = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: (len(p.parts[-3]), p.parts[-3]),
+                 reverse=True)
+
+
+@pytest.fixture(scope="module")
+def postgres() -> str:
+    """A throwaway PostgreSQL 15 cluster on a free loopback port, stopped and deleted after the module."""
+    if not PG_BINS:
+        pytest.skip("no PostgreSQL server binaries in /usr/lib/postgresql/*/bin (Debian's postgresql package; "
+                    ".ci/run installs it)")
+    bin_dir = PG_BINS[0].parent
+    pytest.importorskip("psycopg", reason='the PostgreSQL driver SQLAlchemy uses for postgresql://: pip install "psycopg[binary]"')
+    folder = Path(tempfile.mkdtemp(prefix="seqclf-pg-"))  # under /tmp: the postgres user can reach it
+    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []  # initdb refuses root
+    if as_postgres:
+        shutil.chown(folder, "postgres")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    quiet = {"check": True, "capture_output": True, "timeout": 120}
+    try:
+        subprocess.run([*as_postgres, bin_dir / "initdb", "-D", folder / "data", "-U", "postgres", "--auth=trust"], **quiet)
+        subprocess.run([*as_postgres, bin_dir / "pg_ctl", "-D", folder / "data", "-l", folder / "log", "-w", "-o",
+                        f"-p {port} -k {folder} -c listen_addresses=127.0.0.1", "start"], **quiet)
+        subprocess.run([*as_postgres, bin_dir / "createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres",
+                        "optuna"], **quiet)
+        yield f"postgresql://postgres@127.0.0.1:{port}/optuna"
+    finally:
+        subprocess.run([*as_postgres, bin_dir / "pg_ctl", "-D", folder / "data", "-m", "immediate", "stop"],
+                       capture_output=True, timeout=60)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_two_workers_share_a_postgresql_study(study_files: dict[str, Path], postgres: str) -> None:
+    command = [sys.executable, "-m", "seqclf", "tune", "--config", str(study_files["config"]), "--space",
+               str(study_files["space"]), "--study", "pg", "--storage", postgres, "--trials", "4", "--jobs", "2",
+               "--pruner", "none", "--json", "--set", "train.epochs=8"]  # trials outlast a worker's start-up
+    done = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    info = json.loads(done.stdout)
+    assert info["storage"] == postgres and info["complete"] == 4
+    study = optuna.load_study(study_name="pg", storage=postgres)
+    workers = {t.user_attrs["worker"] for t in study.trials if t.state.name == "COMPLETE"}
+    assert len(workers) == 2  # both processes ran trials
+    # no trial lost or counted twice: each number once, each complete trial one run directory saying so,
+    # and no run directory that no trial claims (a surplus trial, if any, never trained)
+    assert sorted(t["number"] for t in info["trials"]) == list(range(len(info["trials"])))
+    claimed = {t["run_dir"]: t["number"] for t in info["trials"] if t["state"] == "complete"}
+    on_disk = sorted(path.parent for path in (study_files["runs"] / "pg").glob("*/summary.json"))
+    assert sorted(map(Path, claimed)) == on_disk
+    for run_dir, number in claimed.items():
+        summary = json.loads((Path(run_dir) / "summary.json").read_text())
+        assert (summary["study"], summary["trial"], summary["status"]) == ("pg", number, "finished")
