@@ -158,3 +158,27 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     base = tmp_path_factory.mktemp("trained")
     root = make_dataset(base / "data")
     return train_tiny(root, base / "runs", "train.lr=0.01"), root
+
+
+def random_checkpoint(path: Path, *overrides: str, seed: int = 0) -> Path:
+    """A best.pt of a randomly initialised model for data of 28x28 images and 10 classes, saved through the
+    public checkpoint API: for tests of what reads checkpoints (export, predict), which need no training."""
+    from seqclf import checkpoint
+    from seqclf.data import class_names, view_shape
+    from seqclf.model import SequenceClassifier
+
+    cfg = load_config(None, ["data.name=idx", "model.hidden_size=16", *overrides])
+    seq_len, input_size = view_shape(cfg.data.sequence)  # (T, F)
+    permutation = torch.randperm(28 * 28, generator=torch.Generator().manual_seed(seed)) \
+        if cfg.data.sequence == "permuted_pixels" else None
+    meta = checkpoint.DataMeta(0.13, 0.31, permutation, input_size, seq_len, 10, 28, 28, tuple(class_names("idx", 10)))
+    torch.manual_seed(seed)
+    model = SequenceClassifier(cfg.model, input_size, 10)
+    with torch.no_grad():  # larger than torch's init: logits far from uniform, so a mismatch shows in probabilities
+        for parameter in model.parameters():
+            parameter.mul_(3)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    checkpoint.save(path, checkpoint.pack(cfg, meta, {"model": model.state_dict(), "epoch": 1, "history": []},
+                                          with_state=False))
+    return path
