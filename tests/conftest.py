@@ -117,7 +117,8 @@ def tiny_data(tmp_path: Path) -> Path:
 def tiny_args(data_root: Path, out_dir: Path) -> list[str]:
     """`--set` items for a run on make_dataset's data that takes a second or two on CPU."""
     return ["data.name=idx", f"data.root={data_root}", "data.val_size=100", "model.hidden_size=16",
-            "train.epochs=2", "train.batch_size=32", "train.device=cpu", f"output.dir={out_dir}"]
+            "train.epochs=2", "train.batch_size=32", "train.device=cpu", "train.num_threads=1",
+            f"output.dir={out_dir}"]  # one thread: two on a shared 2-core machine only add barrier waits
 
 
 @pytest.fixture
@@ -147,8 +148,7 @@ def train_tiny(root: Path, out: Path, *extra: str) -> Path:
     from seqclf.config import load_config
     from seqclf.train import train
 
-    overrides = ["data.name=idx", f"data.root={root}", "data.val_size=100", "model.hidden_size=16", "train.epochs=2",
-                 "train.batch_size=32", "train.device=cpu", "train.num_threads=1", f"output.dir={out}", *extra]
+    overrides = [*tiny_args(root, out), *extra]
     return Path(train(load_config(None, overrides))["checkpoint"])
 
 
