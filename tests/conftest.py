@@ -15,8 +15,18 @@ from seqclf.files import write_json, write_text
 
 ROOT = Path(__file__).resolve().parents[1]  # the repository
 FASHION = Path("/usr/share/datasets/fashion-mnist")
+# One torch thread for the whole suite: tiny tensors gain nothing from a second thread, and on a shared 2-core
+# machine a second thread only waits at OpenMP barriers (runs set it again from train.num_threads).
+torch.set_num_threads(1)
 FILES = {"train_images": "train-images-idx3-ubyte", "train_labels": "train-labels-idx1-ubyte",
          "test_images": "t10k-images-idx3-ubyte", "test_labels": "t10k-labels-idx1-ubyte"}
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread() -> None:
+    """Back to one thread before each test: a run with train.num_threads=0 (auto) leaves the machine's count."""
+    if torch.get_num_threads() != 1:
+        torch.set_num_threads(1)
 
 
 def write_idx(path: Path, array: np.ndarray | torch.Tensor) -> Path:

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from seqclf.cli import app
-from conftest import ROOT, set_args
+from conftest import ROOT, cli_json, set_args
 
 runner = CliRunner()
 
@@ -104,9 +104,17 @@ def test_python_dash_m_matches_the_entry_point(tmp_path: Path) -> None:
     assert helped.returncode == 0 and "train" in helped.stdout and "eval" in helped.stdout
 
 
-def test_init_from_starts_a_new_run_from_another_runs_weights(tiny_overrides: list[str]) -> None:
-    lstm = str(ROOT / "configs/lstm.yaml")  # the cosine schedule, as every shipped config
-    first = json.loads(run("train", "--config", lstm, *set_args(tiny_overrides), "--set", "train.epochs=1", "--json").stdout)
+LSTM = str(ROOT / "configs/lstm.yaml")  # the cosine schedule, as every shipped config
+
+
+@pytest.fixture(scope="module")
+def one_epoch(module_overrides: list[str]) -> dict:
+    """The summary of a one-epoch LSTM run, trained once for the module (tests start new runs from it)."""
+    return cli_json("train", "--config", LSTM, *set_args(module_overrides), "--set", "train.epochs=1")
+
+
+def test_init_from_starts_a_new_run_from_another_runs_weights(one_epoch: dict) -> None:
+    first = one_epoch
     # with the cosine schedule the run cannot be extended in place: the refusal offers --init-from ...
     refused = run("train", "--resume", first["run_dir"], "--set", "train.epochs=2")
     assert refused.exit_code == 2 and "--init-from" in refused.output, refused.output
@@ -124,10 +132,9 @@ def test_init_from_starts_a_new_run_from_another_runs_weights(tiny_overrides: li
     assert all(torch.equal(before[name], after[name]) for name in before)
 
 
-def test_init_from_a_checkpoint_of_another_shape_names_the_parameters(tiny_overrides: list[str]) -> None:
-    lstm = str(ROOT / "configs/lstm.yaml")
-    first = json.loads(run("train", "--config", lstm, *set_args(tiny_overrides), "--set", "train.epochs=1", "--json").stdout)
-    result = run("train", "--config", lstm, *set_args(tiny_overrides), "--set", "model.cell=gru",
-                 "--init-from", first["checkpoint"])
+def test_init_from_a_checkpoint_of_another_shape_names_the_parameters(one_epoch: dict,
+                                                                     tiny_overrides: list[str]) -> None:
+    result = run("train", "--config", LSTM, *set_args(tiny_overrides), "--set", "model.cell=gru",
+                 "--init-from", one_epoch["checkpoint"])
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "rnn.weight_ih_l0 (64, 28) vs (48, 28)" in result.output, result.output

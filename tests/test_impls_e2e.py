@@ -16,8 +16,7 @@ from conftest import ROOT, cli_json, set_args
 ])
 def test_train_fused_then_eval_with_cell_and_scratch(tiny_overrides: list[str], model: list[str]) -> None:
     summary = cli_json("train", "--config", str(ROOT / "configs/lstm.yaml"),
-                       *set_args([*tiny_overrides, *model, "model.impl=fused", "train.lr=0.003",
-                                  "train.num_threads=1"]))
+                       *set_args([*tiny_overrides, *model, "model.impl=fused", "train.lr=0.003"]))
     assert summary["test_accuracy"] > 0.2  # it learned something (chance is 0.1), so equality is not trivial
     scores = {impl: cli_json("eval", summary["checkpoint"], "--set", f"model.impl={impl}")
               for impl in ("fused", "cell", "scratch")}

@@ -18,8 +18,8 @@ from seqclf import Predictor, SeqclfError
 from seqclf.cli import app
 from seqclf.data import read_idx
 from seqclf.evaluate import evaluate_checkpoint
+from conftest import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
 
 

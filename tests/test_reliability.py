@@ -17,7 +17,7 @@ import torch
 from typer.testing import CliRunner
 
 import seqclf.train as training
-from conftest import make_dataset, write_idx
+from conftest import ROOT, make_dataset, write_idx
 from seqclf import checkpoint, files, runs
 from seqclf.cli import app
 from seqclf.config import load_config
@@ -365,8 +365,7 @@ def test_bad_idx_files_are_named_with_exit_2(tmp_path: Path, damage: str, fragme
 
 
 def test_docs_explain_reliability() -> None:
-    root = Path(__file__).resolve().parents[1]
-    section = (root / "docs" / "reliability.md").read_text()
-    assert "(docs/reliability.md)" in (root / "README.md").read_text()
+    section = (ROOT / "docs" / "reliability.md").read_text()
+    assert "(docs/reliability.md)" in (ROOT / "README.md").read_text()
     for fragment in ("--resume", "bitwise", "| 130 |", "| 143 |", "| 1 |", "| 2 |", "weights_only=True", "2.10"):
         assert fragment in section, fragment
