@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import gzip
+import signal
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -12,6 +14,7 @@ import torch
 from seqclf import runlog, runs
 from seqclf.config import load_config, to_yaml
 from seqclf.files import write_json, write_text
+from seqclf.runtime import GracefulStop
 
 ROOT = Path(__file__).resolve().parents[1]  # the repository
 FASHION = Path("/usr/share/datasets/fashion-mnist")
@@ -192,3 +195,25 @@ def random_checkpoint(path: Path, *overrides: str, seed: int = 0) -> Path:
     checkpoint.save(path, checkpoint.pack(cfg, meta, {"model": model.state_dict(), "epoch": 1, "history": []},
                                           with_state=False))
     return path
+
+
+class StopAt(GracefulStop):
+    """Asks to stop at the given calls of should_stop(), as if a signal had arrived just before.
+
+    should_stop() is polled after every optimizer step and once after each epoch's validation
+    and save, so with 10 steps an epoch: call 3 = epoch 1 step 3, call 10 = its last step
+    (before validation), call 11 = between epochs 1 and 2, call 22 = after the last epoch.
+    `on_call` runs extra test actions at chosen calls.
+    """
+
+    def __init__(self, *calls: int, signum: int = signal.SIGINT, on_call: dict[int, Any] | None = None) -> None:
+        super().__init__()
+        self.calls, self.count, self.stop_signum, self.on_call = set(calls), 0, signum, on_call or {}
+
+    def should_stop(self) -> bool:
+        self.count += 1
+        if self.count in self.on_call:
+            self.on_call[self.count]()
+        if self.count in self.calls:
+            self.signum = self.stop_signum
+        return super().should_stop()

@@ -12,7 +12,7 @@ import torch
 from rich.console import Console
 from typer.testing import CliRunner
 
-from conftest import ROOT, epoch, set_args
+from conftest import epoch, set_args
 from seqclf import console
 from seqclf.cli import app
 

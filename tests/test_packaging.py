@@ -11,12 +11,12 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from conftest import ROOT, set_args
 from typer.testing import CliRunner
 
 from seqclf import shipped
 from seqclf.cli import app
 from seqclf.config import load_config
-from conftest import ROOT, set_args
 
 runner = CliRunner()
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import ROOT
 from PIL import Image, ImageDraw
 from typer.testing import CliRunner
 
@@ -18,7 +19,6 @@ from seqclf import Predictor, SeqclfError
 from seqclf.cli import app
 from seqclf.data import read_idx
 from seqclf.evaluate import evaluate_checkpoint
-from conftest import ROOT
 
 runner = CliRunner()
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from conftest import cli_json, make_dataset
+from conftest import StopAt, cli_json, make_dataset
 from seqclf import checkpoint, runs
 from seqclf.cli import app
 
@@ -130,7 +130,6 @@ def interrupted_run(tmp_path: Path, data_root: Path, name: str, stop_call: int) 
     from seqclf.config import load_config
     from seqclf.errors import Interrupted
     from seqclf.train import train
-    from test_reliability import StopAt
 
     cfg = load_config(write_config(tmp_path, data_root, name))
     with pytest.raises(Interrupted):
@@ -166,7 +165,6 @@ def test_a_full_disk_that_blocks_even_the_summary_is_not_listed_as_running(
     from seqclf.errors import TrainingError
     from seqclf.train import train
     from test_files import fail_writes
-    from test_reliability import StopAt
 
     run_dir = tmp_path / "runs" / "full"
     stop = StopAt(on_call={5: lambda: fail_writes(monkeypatch, run_dir, room=0)})  # after epoch 1: no byte fits

@@ -12,9 +12,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import ROOT, cli_json
 from typer.testing import CliRunner
 
-from conftest import ROOT, cli_json
 from seqclf.cli import app
 
 SWEEP = ROOT / "scripts" / "sweep.sh"
