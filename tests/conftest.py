@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import pytest
@@ -17,11 +17,22 @@ import torch
 from seqclf import runlog, runs
 from seqclf.config import load_config, to_yaml
 from seqclf.files import write_json, write_text
+from seqclf.runtime import GracefulStop
 
 ROOT = Path(__file__).resolve().parents[1]  # the repository
 FASHION = Path("/usr/share/datasets/fashion-mnist")
+# One torch thread for the whole suite: tiny tensors gain nothing from a second thread, and on a shared 2-core
+# machine a second thread only waits at OpenMP barriers (runs set it again from train.num_threads).
+torch.set_num_threads(1)
 FILES = {"train_images": "train-images-idx3-ubyte", "train_labels": "train-labels-idx1-ubyte",
          "test_images": "t10k-images-idx3-ubyte", "test_labels": "t10k-labels-idx1-ubyte"}
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread() -> None:
+    """Back to one thread before each test: a run with train.num_threads=0 (auto) leaves the machine's count."""
+    if torch.get_num_threads() != 1:
+        torch.set_num_threads(1)
 
 
 def write_idx(path: Path, array: np.ndarray | torch.Tensor) -> Path:
@@ -156,7 +167,8 @@ def tiny_data(tmp_path: Path) -> Path:
 def tiny_args(data_root: Path, out_dir: Path) -> list[str]:
     """`--set` items for a run on make_dataset's data that takes a second or two on CPU."""
     return ["data.name=idx", f"data.root={data_root}", "data.val_size=100", "model.hidden_size=16",
-            "train.epochs=2", "train.batch_size=32", "train.device=cpu", f"output.dir={out_dir}"]
+            "train.epochs=2", "train.batch_size=32", "train.device=cpu", "train.num_threads=1",
+            f"output.dir={out_dir}"]  # one thread: two on a shared 2-core machine only add barrier waits
 
 
 @pytest.fixture
@@ -186,8 +198,7 @@ def train_tiny(root: Path, out: Path, *extra: str) -> Path:
     from seqclf.config import load_config
     from seqclf.train import train
 
-    overrides = ["data.name=idx", f"data.root={root}", "data.val_size=100", "model.hidden_size=16", "train.epochs=2",
-                 "train.batch_size=32", "train.device=cpu", "train.num_threads=1", f"output.dir={out}", *extra]
+    overrides = [*tiny_args(root, out), *extra]
     return Path(train(load_config(None, overrides))["checkpoint"])
 
 
@@ -197,3 +208,49 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     base = tmp_path_factory.mktemp("trained")
     root = make_dataset(base / "data")
     return train_tiny(root, base / "runs", "train.lr=0.01"), root
+
+
+def random_checkpoint(path: Path, *overrides: str, seed: int = 0) -> Path:
+    """A best.pt of a randomly initialised model for data of 28x28 images and 10 classes, saved through the
+    public checkpoint API: for tests of what reads checkpoints (export, predict), which need no training."""
+    from seqclf import checkpoint
+    from seqclf.data import class_names, view_shape
+    from seqclf.model import SequenceClassifier
+
+    cfg = load_config(None, ["data.name=idx", "model.hidden_size=16", *overrides])
+    seq_len, input_size = view_shape(cfg.data.sequence)  # (T, F)
+    permutation = torch.randperm(28 * 28, generator=torch.Generator().manual_seed(seed)) \
+        if cfg.data.sequence == "permuted_pixels" else None
+    meta = checkpoint.DataMeta(0.13, 0.31, permutation, input_size, seq_len, 10, 28, 28, tuple(class_names("idx", 10)))
+    torch.manual_seed(seed)
+    model = SequenceClassifier(cfg.model, input_size, 10)
+    with torch.no_grad():  # larger than torch's init: logits far from uniform, so a mismatch shows in probabilities
+        for parameter in model.parameters():
+            parameter.mul_(3)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    checkpoint.save(path, checkpoint.pack(cfg, meta, {"model": model.state_dict(), "epoch": 1, "history": []},
+                                          with_state=False))
+    return path
+
+
+class StopAt(GracefulStop):
+    """Asks to stop at the given calls of should_stop(), as if a signal had arrived just before.
+
+    should_stop() is polled after every optimizer step and once after each epoch's validation
+    and save, so with 10 steps an epoch: call 3 = epoch 1 step 3, call 10 = its last step
+    (before validation), call 11 = between epochs 1 and 2, call 22 = after the last epoch.
+    `on_call` runs extra test actions at chosen calls.
+    """
+
+    def __init__(self, *calls: int, signum: int = signal.SIGINT, on_call: dict[int, Any] | None = None) -> None:
+        super().__init__()
+        self.calls, self.count, self.stop_signum, self.on_call = set(calls), 0, signum, on_call or {}
+
+    def should_stop(self) -> bool:
+        self.count += 1
+        if self.count in self.on_call:
+            self.on_call[self.count]()
+        if self.count in self.calls:
+            self.signum = self.stop_signum
+        return super().should_stop()

@@ -13,21 +13,24 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from seqclf.bench import TorchvisionStyle, forward_flops, train_flops
+from seqclf.bench import MATMUL_SIZES, TorchvisionStyle, forward_flops, train_flops
 from seqclf.cli import app
 from seqclf.config import ModelConfig
 from seqclf.data import load_arrays, load_data
 from seqclf.model import SequenceClassifier
-from conftest import ROOT
+from conftest import ROOT, set_args
 
 runner = CliRunner()
+# bench times a square matmul for the peak every round: 1024 on a CPU is ~20 GFLOP a run, seconds of a shared
+# machine; these tests check the fields and the table, which any size gives, so 64 (here and in bench.sh's runs)
+SMALL_MATMUL = 64
+
+
+@pytest.fixture(autouse=True)
+def small_matmul(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(MATMUL_SIZES, "cpu", SMALL_MATMUL)
 FIELDS = ("train_examples_per_s", "eval_examples_per_s", "flops_per_example", "achieved_gflops", "peak_gflops",
           "efficiency", "loop_efficiency")
-
-
-def sets(overrides: list[str]) -> list[str]:
-    # one thread: the other processes of a shared machine cannot stall it at an OpenMP barrier
-    return [part for item in [*overrides, "train.num_threads=1"] for part in ("--set", item)]
 
 
 # ---------------------------------------------------------------- FLOPs
@@ -89,7 +92,7 @@ def test_conventional_dataset_gives_the_same_inputs(tiny_data: Path) -> None:
 
 
 def test_bench_json_fields(tiny_overrides: list[str]) -> None:
-    result = runner.invoke(app, ["bench", "--config", str(ROOT / "configs/lstm.yaml"), *sets(tiny_overrides),
+    result = runner.invoke(app, ["bench", "--config", str(ROOT / "configs/lstm.yaml"), *set_args(tiny_overrides),
                                  "--steps", "5", "--json"])
     assert result.exit_code == 0, result.output
     r = json.loads(result.stdout)
@@ -106,7 +109,7 @@ def test_bench_json_fields(tiny_overrides: list[str]) -> None:
 
 
 def test_bench_baseline_fields_and_human_output(tiny_overrides: list[str]) -> None:
-    args = ["bench", "--config", str(ROOT / "configs/gru.yaml"), *sets(tiny_overrides), "--steps", "3"]
+    args = ["bench", "--config", str(ROOT / "configs/gru.yaml"), *set_args(tiny_overrides), "--steps", "3"]
     result = runner.invoke(app, [*args, "--baseline", "--json"])
     assert result.exit_code == 0, result.output
     r = json.loads(result.stdout)
@@ -122,7 +125,7 @@ def test_bench_baseline_fields_and_human_output(tiny_overrides: list[str]) -> No
 
 def test_bench_bad_input_exits_2(tiny_overrides: list[str]) -> None:
     config = str(ROOT / "configs/lstm.yaml")
-    result = runner.invoke(app, ["bench", "--config", config, *sets(tiny_overrides), "--set", "model.hiden_size=8"])
+    result = runner.invoke(app, ["bench", "--config", config, *set_args(tiny_overrides), "--set", "model.hiden_size=8"])
     assert result.exit_code == 2 and "model.hidden_size" in result.stderr  # "did you mean"
     assert "Traceback" not in result.output
     assert runner.invoke(app, ["bench", "--config", config, "--steps", "0"]).exit_code == 2
@@ -133,8 +136,12 @@ def test_bench_bad_input_exits_2(tiny_overrides: list[str]) -> None:
 
 def test_bench_script_writes_a_markdown_table(tiny_data: Path, tmp_path: Path) -> None:
     out = tmp_path / "bench.md"
-    env = {**os.environ, "FASHION_MNIST_ROOT": str(tiny_data), "BENCH_STEPS": "2",
-           "SEQCLF": str(Path(sys.executable).parent / "seqclf"), "PYTHON": sys.executable}
+    seqclf = tmp_path / "seqclf"  # the entry point, with the small matmul
+    seqclf.write_text(f"#!{sys.executable}\nimport sys\nfrom seqclf import bench\n"
+                      f"bench.MATMUL_SIZES['cpu'] = {SMALL_MATMUL}\nfrom seqclf.cli import main\nsys.exit(main())\n")
+    seqclf.chmod(0o755)
+    env = {**os.environ, "FASHION_MNIST_ROOT": str(tiny_data), "BENCH_STEPS": "2", "SEQCLF": str(seqclf),
+           "PYTHON": sys.executable}
     shrink = ["--set", "data.val_size=100", "--set", "model.hidden_size=4", "--set", "train.batch_size=16",
               "--set", "train.device=cpu", "--set", "train.num_threads=1"]  # later --set wins: every row tiny
     done = subprocess.run(["bash", str(ROOT / "scripts/bench.sh"), "-o", str(out), *shrink], env=env,

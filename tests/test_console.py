@@ -16,7 +16,6 @@ from conftest import epoch, set_args
 from seqclf import console
 from seqclf.cli import app
 
-ROOT = Path(__file__).resolve().parents[1]
 ROW = {**epoch(3, 0.8634), "train_loss": 0.41234, "train_accuracy": 0.85123, "lr": 1e-3, "grad_norm": 1.234,
        "examples_per_s": 12345.6, "best": True}
 

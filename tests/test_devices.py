@@ -29,8 +29,8 @@ from seqclf.runtime import GracefulStop, autocast
 from seqclf.setup import prepare
 from seqclf.state import TrainingState, zero_sums
 from seqclf.train import new_run, resume, run_steps, train
+from conftest import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 class Float64Conversions(TorchDispatchMode):

@@ -25,18 +25,18 @@ from seqclf.config import load_config
 from seqclf.distributed import Context, from_env, is_peer_failure
 from seqclf.errors import SeqclfError
 from seqclf.train import resume, train
-from conftest import set_args
+from conftest import make_dataset, set_args
 
 LAUNCH_TIMEOUT = 180  # seconds; generous for a loaded 2-core machine, short of a hang
 
 
-@pytest.fixture
-def overrides(tiny_data: Path) -> list[str]:
-    """501 training examples in batches of 20: the last global batch holds 1 example, so one of the
+@pytest.fixture(scope="module")
+def overrides(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """41 training examples in batches of 20: the last global batch holds 1 example, so one of the
     two ranks has an empty share; validation (99) splits 49 / 50 between the ranks."""
-    return ["data.name=idx", f"data.root={tiny_data}", "data.val_size=99", "model.hidden_size=16",
+    data = make_dataset(tmp_path_factory.mktemp("distributed"), n_train=140, n_test=60)
+    return ["data.name=idx", f"data.root={data}", "data.val_size=99", "model.hidden_size=8",
             "train.epochs=2", "train.batch_size=20", "train.device=cpu", "train.num_threads=1"]
-
 
 
 def single_process(items: list[str], out_dir: Path) -> tuple[dict, Path]:

@@ -21,7 +21,7 @@ runner = CliRunner()
 def finished(module_overrides: list[str]) -> dict:
     """One finished one-epoch tiny run, trained once for the module: its summary."""
     result = runner.invoke(app, ["train", "--config", str(ROOT / "configs/lstm.yaml"), *set_args(module_overrides),
-                                 "--set", "train.epochs=1", "--set", "train.num_threads=1", "--json"])
+                                 "--set", "train.epochs=1", "--json"])
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import train_tiny
+from conftest import make_dataset, random_checkpoint
 from typer.testing import CliRunner
 
 from seqclf import Predictor
@@ -21,20 +21,23 @@ CASES = [(cell, bidirectional) for cell in ("rnn", "lstm", "gru") for bidirectio
 
 
 @pytest.fixture(scope="module")
-def checkpoints(trained: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """Two-layer models of every cell, one and two directions, trained for an epoch on the tiny data."""
-    _, root = trained
-    out = tmp_path_factory.mktemp("export-runs")
-    found = {case: train_tiny(root, out, f"model.cell={case[0]}", f"model.bidirectional={str(case[1]).lower()}",
-                              "model.num_layers=2", "model.hidden_size=8", "train.epochs=1", "data.max_train=300")
-             for case in CASES}
-    found["proj"] = train_tiny(root, out, "model.proj_size=4", "train.epochs=1", "data.max_train=300",
-                               "data.sequence=columns")
+def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Two-layer models of every cell, one and two directions, and a projected LSTM read by columns: randomly
+    initialised (export parity needs weights, not training)."""
+    out = tmp_path_factory.mktemp("export-checkpoints")
+    found = {case: random_checkpoint(out / f"{case[0]}-{case[1]}.pt", f"model.cell={case[0]}",
+                                     f"model.bidirectional={str(case[1]).lower()}", "model.num_layers=2",
+                                     "model.hidden_size=8", seed=n)
+             for n, case in enumerate(CASES)}
+    found["proj"] = random_checkpoint(out / "proj.pt", "model.proj_size=4", "data.sequence=columns")
     return found
 
 
-def split_images(root: Path) -> np.ndarray:
-    return read_idx(root / "t10k-images-idx3-ubyte").numpy()  # (200, 28, 28) uint8
+@pytest.fixture(scope="module")
+def images(tmp_path_factory: pytest.TempPathFactory) -> np.ndarray:
+    """The tiny data's test split: (200, 28, 28) uint8."""
+    root = make_dataset(tmp_path_factory.mktemp("export-data"), n_train=10)
+    return read_idx(root / "t10k-images-idx3-ubyte").numpy()
 
 
 def export(checkpoint: Path, output: Path, format: str) -> dict:
@@ -44,11 +47,10 @@ def export(checkpoint: Path, output: Path, format: str) -> dict:
 
 
 @pytest.mark.parametrize("case", [*CASES, "proj"])
-def test_onnx_matches_predictor_on_the_test_split(case, checkpoints: dict, trained, tmp_path: Path) -> None:
+def test_onnx_matches_predictor_on_the_test_split(case, checkpoints: dict, images: np.ndarray, tmp_path: Path) -> None:
     onnxruntime = pytest.importorskip("onnxruntime")
     output = tmp_path / "model.onnx"
     export(checkpoints[case], output, "onnx")
-    images = split_images(trained[1])
     expected = Predictor.from_checkpoint(checkpoints[case]).probabilities(images)
     session = onnxruntime.InferenceSession(str(output), providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == ["pixels"]
@@ -63,10 +65,9 @@ def test_onnx_matches_predictor_on_the_test_split(case, checkpoints: dict, train
 
 
 @pytest.mark.parametrize("case", [case for case in CASES if case[1]])
-def test_pt2_reloads_and_matches_predictor(case, checkpoints: dict, trained, tmp_path: Path) -> None:
+def test_pt2_reloads_and_matches_predictor(case, checkpoints: dict, images: np.ndarray, tmp_path: Path) -> None:
     output = tmp_path / "model.pt2"
     export(checkpoints[case], output, "pt2")
-    images = split_images(trained[1])
     expected = Predictor.from_checkpoint(checkpoints[case]).probabilities(images)
     module = torch.export.load(output).module()
     with torch.no_grad():
@@ -74,8 +75,8 @@ def test_pt2_reloads_and_matches_predictor(case, checkpoints: dict, trained, tmp
     np.testing.assert_allclose(probabilities.numpy(), expected, rtol=0, atol=1e-4)
 
 
-def test_export_errors_write_nothing(trained: tuple[Path, Path], tmp_path: Path, monkeypatch) -> None:
-    checkpoint, _ = trained
+def test_export_errors_write_nothing(checkpoints: dict, tmp_path: Path, monkeypatch) -> None:
+    checkpoint = checkpoints[CASES[0]]
     cases = [(["-o", str(tmp_path / "no" / "such" / "m.onnx")], "does not exist"),
              (["-o", str(tmp_path), "--format", "onnx"], "is a folder"),
              (["-o", str(tmp_path / "m.x"), "--format", "tflite"], "choose one of onnx, pt2")]

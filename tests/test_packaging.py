@@ -11,13 +11,13 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from conftest import ROOT, set_args
 from typer.testing import CliRunner
 
 from seqclf import shipped
 from seqclf.cli import app
 from seqclf.config import load_config
 
-ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
 
 
@@ -74,8 +74,7 @@ def test_the_wheel_ships_the_configs_and_trains_from_a_name_outside_the_repo(tin
                            capture_output=True, text=True, timeout=60)
     assert Path(found.stdout.strip()).is_relative_to(target), found.stdout + found.stderr  # only TMP gives seqclf
     trained = subprocess.run([sys.executable, "-m", "seqclf", "train", "--config", "gru", "--json",
-                              *[part for item in [*tiny_overrides, "train.epochs=1", "model.hidden_size=8",
-                                                  "train.num_threads=1"] for part in ("--set", item)]],
+                              *set_args([*tiny_overrides, "train.epochs=1", "model.hidden_size=8"])],
                              cwd=outside, env=env, capture_output=True, text=True, timeout=300)
     assert trained.returncode == 0, trained.stderr
     assert "gru-1x8-" in trained.stdout and not list(outside.iterdir())  # output.dir is the test's tmp folder

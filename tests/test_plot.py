@@ -30,7 +30,7 @@ def png_size(path: Path) -> tuple[int, int]:
 @pytest.fixture(scope="module")
 def two_runs(module_overrides: list[str]) -> list[Path]:
     """Two finished runs, trained once for the module's tests (which only read them)."""
-    base = [*module_overrides, "train.num_threads=1", "model.hidden_size=8"]
+    base = [*module_overrides, "model.hidden_size=8"]
     return [Path(train(load_config(ROOT / f"configs/{cell}.yaml", base))["run_dir"]) for cell in ("rnn", "gru")]
 
 

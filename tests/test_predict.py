@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import ROOT
 from PIL import Image, ImageDraw
 from typer.testing import CliRunner
 
@@ -19,7 +20,6 @@ from seqclf.cli import app
 from seqclf.data import read_idx
 from seqclf.evaluate import evaluate_checkpoint
 
-ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
 
 

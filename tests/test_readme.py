@@ -17,9 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import make_dataset
+from conftest import ROOT, make_dataset
 
-ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 BLOCK = re.compile(r"(<!-- doctest: skip \(([^)]*)\) -->\n)?```sh\n(.*?)```", re.DOTALL)
 

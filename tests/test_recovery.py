@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from conftest import cli_json, make_dataset
+from conftest import StopAt, cli_json, make_dataset
 from seqclf import checkpoint, runs
 from seqclf.cli import app
 
@@ -86,13 +86,12 @@ def test_a_run_stopped_before_its_first_epoch_is_restartable_under_its_name(
     assert not [p for p in run_dir.iterdir() if p.name.endswith(".tmp")]  # the dead writer's temp is gone
 
 
-def test_a_named_run_with_trained_epochs_is_never_restarted(tmp_path: Path, data_root: Path) -> None:
-    cfg = write_config(tmp_path, data_root, "done", epochs=1)
-    assert invoke("train", "--config", str(cfg))[0] == 0
-    before = files_of(tmp_path / "runs" / "done")
+def test_a_named_run_with_trained_epochs_is_never_restarted(finished: Path, tmp_path: Path, data_root: Path) -> None:
+    cfg = write_config(tmp_path, data_root, "f", epochs=1)  # the config that trained `finished`, same folder
+    before = files_of(finished)
     code, output = invoke("train", "--config", str(cfg))
     assert code == 2 and "holds trained epochs" in output and "--resume" in output, output
-    assert files_of(tmp_path / "runs" / "done") == before
+    assert files_of(finished) == before
 
 
 # ---------------------------------------------------------------- 3, 4: killed or stopped at the end
@@ -131,7 +130,6 @@ def interrupted_run(tmp_path: Path, data_root: Path, name: str, stop_call: int) 
     from seqclf.config import load_config
     from seqclf.errors import Interrupted
     from seqclf.train import train
-    from test_reliability import StopAt
 
     cfg = load_config(write_config(tmp_path, data_root, name))
     with pytest.raises(Interrupted):
@@ -167,7 +165,6 @@ def test_a_full_disk_that_blocks_even_the_summary_is_not_listed_as_running(
     from seqclf.errors import TrainingError
     from seqclf.train import train
     from test_files import fail_writes
-    from test_reliability import StopAt
 
     run_dir = tmp_path / "runs" / "full"
     stop = StopAt(on_call={5: lambda: fail_writes(monkeypatch, run_dir, room=0)})  # after epoch 1: no byte fits
@@ -208,11 +205,17 @@ def test_a_run_directory_is_locked_while_a_process_trains_in_it(tmp_path: Path, 
 # ---------------------------------------------------------------- 2, 6: what a resume continues with
 
 
+@pytest.fixture(scope="module")
+def finished_once(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> Path:
+    """One finished 1-epoch run, trained once for the module; tests change only their own copy of it."""
+    folder = tmp_path_factory.mktemp("finished")
+    assert invoke("train", "--config", str(write_config(folder, data_root, "f", epochs=1)))[0] == 0
+    return folder / "runs" / "f"
+
+
 @pytest.fixture
-def finished(tmp_path: Path, data_root: Path) -> Path:
-    cfg = write_config(tmp_path, data_root, "f", epochs=1)
-    assert invoke("train", "--config", str(cfg))[0] == 0
-    return tmp_path / "runs" / "f"
+def finished(finished_once: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(finished_once, tmp_path / "runs" / "f"))
 
 
 def test_resume_refuses_other_data_and_keeps_the_results(finished: Path, tmp_path: Path) -> None:

@@ -17,13 +17,13 @@ import torch
 from typer.testing import CliRunner
 
 import seqclf.train as training
-from conftest import make_dataset, write_idx
+from conftest import ROOT, StopAt, make_dataset, write_idx
 from seqclf import checkpoint, files, runs
 from seqclf.cli import app
 from seqclf.config import load_config
 from seqclf.errors import Interrupted, TrainingError
 from seqclf.evaluate import evaluate_checkpoint
-from seqclf.train import GracefulStop, resume, train
+from seqclf.train import resume, train
 from test_files import fail_writes
 
 runner = CliRunner()
@@ -33,28 +33,6 @@ STEPS = 10  # 500 training examples / batch 50
 EXACT = ["data.name=idx", "data.val_size=100", "model.hidden_size=12", "model.num_layers=2", "model.dropout=0.25",
          "train.epochs=2", "train.batch_size=50", "train.scheduler=onecycle", "train.lr=0.01", "train.grad_clip=0.5",
          "train.device=cpu", "train.num_threads=1", "seed=5"]
-
-
-class StopAt(GracefulStop):
-    """Asks to stop at the given calls of should_stop(), as if a signal had arrived just before.
-
-    should_stop() is polled after every optimizer step and once after each epoch's validation
-    and save, so with 10 steps an epoch: call 3 = epoch 1 step 3, call 10 = its last step
-    (before validation), call 11 = between epochs 1 and 2, call 22 = after the last epoch.
-    `on_call` runs extra test actions at chosen calls.
-    """
-
-    def __init__(self, *calls: int, signum: int = signal.SIGINT, on_call: dict[int, Any] | None = None) -> None:
-        super().__init__()
-        self.calls, self.count, self.stop_signum, self.on_call = set(calls), 0, signum, on_call or {}
-
-    def should_stop(self) -> bool:
-        self.count += 1
-        if self.count in self.on_call:
-            self.on_call[self.count]()
-        if self.count in self.calls:
-            self.signum = self.stop_signum
-        return super().should_stop()
 
 
 @pytest.fixture(scope="module")
@@ -365,8 +343,7 @@ def test_bad_idx_files_are_named_with_exit_2(tmp_path: Path, damage: str, fragme
 
 
 def test_docs_explain_reliability() -> None:
-    root = Path(__file__).resolve().parents[1]
-    section = (root / "docs" / "reliability.md").read_text()
-    assert "(docs/reliability.md)" in (root / "README.md").read_text()
+    section = (ROOT / "docs" / "reliability.md").read_text()
+    assert "(docs/reliability.md)" in (ROOT / "README.md").read_text()
     for fragment in ("--resume", "bitwise", "| 130 |", "| 143 |", "| 1 |", "| 2 |", "weights_only=True", "2.10"):
         assert fragment in section, fragment

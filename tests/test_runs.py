@@ -17,7 +17,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from conftest import epoch, fake_run
+from conftest import ROOT, epoch, fake_run, set_args
 from seqclf import runs, runs_table
 from seqclf import shipped as shipped_configs
 from seqclf.cli import app
@@ -26,7 +26,6 @@ from seqclf.errors import SeqclfError
 from seqclf.evaluate import evaluate_checkpoint
 from seqclf.model import parameter_count, resolve_hidden_size
 from seqclf.train import train
-from conftest import ROOT
 
 runner = CliRunner()
 
@@ -167,7 +166,7 @@ def test_config_validate_exits_0_or_2(tmp_path: Path) -> None:
 def test_hidden_size_auto_picks_the_largest_fit_and_records_it(tiny_overrides: list[str]) -> None:
     budget = 6000
     cfg = load_config(ROOT / "configs/gru.yaml", [*tiny_overrides, "model.hidden_size=auto",
-                                                  f"model.param_budget={budget}", "train.num_threads=1"])
+                                                  f"model.param_budget={budget}"])
     summary = train(cfg)
     saved = yaml.safe_load((Path(summary["run_dir"]) / runs.CONFIG).read_text())["model"]
     hidden = saved["hidden_size"]
@@ -183,7 +182,7 @@ def test_hidden_size_auto_picks_the_largest_fit_and_records_it(tiny_overrides: l
 
 
 def test_gradient_norm_and_clipped_fraction_per_epoch(tiny_overrides: list[str]) -> None:
-    base = [*tiny_overrides, "train.num_threads=1", "train.epochs=1"]
+    base = [*tiny_overrides, "train.epochs=1"]
     clipped = train(load_config(ROOT / "configs/rnn.yaml", [*base, "train.grad_clip=1e-6"]))
     free = train(load_config(ROOT / "configs/rnn.yaml", [*base, "train.grad_clip=0"]))
     row_clipped = runs.read_metrics(Path(clipped["run_dir"]))[0]
@@ -213,20 +212,19 @@ def test_same_second_starts_in_threads_get_distinct_dirs(tmp_path: Path) -> None
 
 def test_parallel_train_processes_get_distinct_run_dirs(tiny_overrides: list[str], tmp_path: Path) -> None:
     args = [sys.executable, "-m", "seqclf", "train", "--config", str(ROOT / "configs/rnn.yaml"), "--quiet",
-            *[part for item in [*tiny_overrides, "train.epochs=1", "train.num_threads=1", "model.hidden_size=8"]
-              for part in ("--set", item)]]
+            *set_args([*tiny_overrides, "train.epochs=1", "model.hidden_size=8"])]
     processes = [subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                 for _ in range(3)]
+                 for _ in range(2)]  # the same config and second: both name their run the same way
     outputs = [process.communicate(timeout=120) for process in processes]
-    assert [process.returncode for process in processes] == [0, 0, 0], outputs
+    assert [process.returncode for process in processes] == [0, 0], outputs
     assert all(stdout == "" for stdout, _ in outputs)  # --quiet: nothing but errors
     made = runs_table.list_runs(tmp_path / "runs")
-    assert len(made) == 3 and len({record.path for record in made}) == 3
+    assert len(made) == 2 and len({record.path for record in made}) == 2
     assert all(record.row["status"] == "finished" for record in made)
 
 
 def test_tensorboard_is_an_optional_extra(tiny_overrides: list[str]) -> None:
-    cfg = load_config(ROOT / "configs/rnn.yaml", [*tiny_overrides, "train.num_threads=1", "train.epochs=1",
+    cfg = load_config(ROOT / "configs/rnn.yaml", [*tiny_overrides, "train.epochs=1",
                                                   "model.hidden_size=8", "output.tensorboard=true"])
     try:
         import torch.utils.tensorboard  # noqa: F401

@@ -10,13 +10,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from conftest import epoch, fake_run
+from conftest import ROOT, epoch, fake_run
 from seqclf import runs, runs_table
 from seqclf.files import write_text
 from seqclf.cli import app
 from seqclf.config import load_config, to_yaml
 
-ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 

@@ -12,35 +12,37 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, cli_json
+from typer.testing import CliRunner
+
+from seqclf.cli import app
 
 SWEEP = ROOT / "scripts" / "sweep.sh"
 
 pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
 
 
-def seqclf(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "seqclf", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=120)
-
-
-def test_a_small_sweep_then_runs_json_and_csv(tiny_data: Path, tmp_path: Path) -> None:
-    out = tmp_path / "sweep"
-    env = {**os.environ, "SEQCLF": f"{sys.executable} -m seqclf", "CELLS": "rnn gru", "LAYERS": "1",
-           "DIRECTIONS": "uni", "SEEDS": "0 1", "CONFIG": str(ROOT / "configs/lstm.yaml"),
-           "EXTRA": "--set data.name=idx --set data.val_size=100 --set train.device=cpu"}
-    done = subprocess.run(["bash", str(SWEEP), "-j", "2", "-e", "1", "-o", str(out), "--",
+def test_a_small_sweep_from_any_folder_then_runs_json_and_csv(tiny_data: Path, tmp_path: Path) -> None:
+    """From a folder outside the repository, with the shipped config found by name (no CONFIG)."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    out = elsewhere / "out"
+    env = {key: value for key, value in os.environ.items() if key not in ("CONFIG", "OUT")}
+    env.update({"SEQCLF": f"{sys.executable} -m seqclf", "CELLS": "rnn gru", "LAYERS": "1", "DIRECTIONS": "uni",
+                "SEEDS": "0 1", "EXTRA": "--set data.name=idx --set data.val_size=100 --set train.device=cpu",
+                "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))})
+    done = subprocess.run(["bash", str(SWEEP), "-j", "2", "-e", "1", "-o", "out", "--",
                            "--set", f"data.root={tiny_data}", "--set", "model.hidden_size=8",
                            "--set", "train.batch_size=64"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+                          cwd=elsewhere, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "4 runs in" in done.stdout and "0 failed" in done.stdout
+    assert "finished gru layers=1 uni seed=0: best val accuracy" in done.stdout
+    assert len(list(out.glob("gru-*/summary.json"))) == 2
     table = done.stdout.split("runs in", 1)[1]  # the grouped comparison ends the output
     assert "± " in table and table.count("\n") >= 3 and "\x1b" not in done.stdout
 
-    listed = seqclf("runs", str(out), "--json")
-    assert listed.returncode == 0, listed.stderr
-    rows = json.loads(listed.stdout)
+    rows = cli_json("runs", str(out))  # in this process: the sweep's own processes are the subject here
     assert len(rows) == 4
     fields = {"name", "dataset", "sequence", "cell", "num_layers", "hidden_size", "bidirectional", "lr", "seed",
               "parameters", "epochs", "val_accuracy", "test_accuracy", "seconds", "status"}
@@ -56,12 +58,13 @@ def test_a_small_sweep_then_runs_json_and_csv(tiny_data: Path, tmp_path: Path) -
         assert row["seconds"] == summary["seconds"] > 0
         assert (out / "logs" / f"{row['cell']}-1-uni-{row['name'].split('-')[2]}.log").is_file()
 
-    parsed = list(csv.DictReader(io.StringIO(seqclf("runs", str(out), "--csv").stdout)))
+    listed = CliRunner().invoke(app, ["runs", str(out), "--csv"])
+    assert listed.exit_code == 0, listed.output
+    parsed = list(csv.DictReader(io.StringIO(listed.stdout)))
     assert len(parsed) == 4 and set(parsed[0]) == fields
     assert {row["name"]: float(row["test_accuracy"]) for row in parsed} == {r["name"]: r["test_accuracy"] for r in rows}
 
-    grouped = json.loads(seqclf("runs", str(out), "--json", "--group-by", "model.cell,model.num_layers,"
-                                "model.bidirectional").stdout)
+    grouped = cli_json("runs", str(out), "--group-by", "model.cell,model.num_layers,model.bidirectional")
     assert sorted((g["model.cell"], g["count"]) for g in grouped) == [("gru", 2), ("rnn", 2)]
     for group in grouped:
         members = [r["test_accuracy"] for r in rows if r["cell"] == group["model.cell"]]
@@ -78,18 +81,3 @@ def test_bad_usage_exits_2_before_training(tmp_path: Path) -> None:
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "model.cell" in bad.stderr  # did you mean
     assert not (tmp_path / "out").exists()
-
-
-def test_it_runs_from_any_folder_with_the_shipped_config(tiny_data: Path, tmp_path: Path) -> None:
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
-    env = {key: value for key, value in os.environ.items() if key not in ("CONFIG", "OUT")}
-    env.update({"SEQCLF": f"{sys.executable} -m seqclf", "CELLS": "gru", "LAYERS": "1", "DIRECTIONS": "uni",
-                "SEEDS": "0", "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))})
-    done = subprocess.run(["bash", str(SWEEP), "-e", "1", "-o", "out", "--", "--set", "data.name=idx",
-                           "--set", f"data.root={tiny_data}", "--set", "data.val_size=100",
-                           "--set", "model.hidden_size=8", "--set", "train.device=cpu"],
-                          cwd=elsewhere, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "finished gru layers=1 uni seed=0: best val accuracy" in done.stdout
-    assert len(list((elsewhere / "out").glob("gru-*/summary.json"))) == 1

@@ -68,8 +68,7 @@ def train_view(overrides: list[str], sequence: str, *extra: str) -> dict:
     small = ["model.hidden_size=8", "train.epochs=1", "data.max_train=300", "data.val_size=50",
              "train.batch_size=50"] if "pixels" in sequence else []
     return cli_json("train", "--config", str(ROOT / "configs/lstm.yaml"),
-                    *set_args([*overrides, *small, f"data.sequence={sequence}", "train.lr=0.005",
-                               "train.num_threads=1", *extra]))
+                    *set_args([*overrides, *small, f"data.sequence={sequence}", "train.lr=0.005", *extra]))
 
 
 @pytest.mark.parametrize("sequence", SEQUENCES)
