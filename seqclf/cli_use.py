@@ -146,4 +146,5 @@ def export(
         return
     out.info(f"wrote {result['output']} ({result['format']}, {result['bytes']:,} bytes): input pixels float32 "
              f"({', '.join(map(str, result['input']))}) 0-255, outputs logits and probabilities over "
-             f"{len(result['class_names'])} classes; matches the checkpoint within {result['max_difference']:.1g}")
+             f"{len(result['class_names'])} classes; largest difference from the checkpoint's own probabilities "
+             f"{result['max_difference']:.1e}")
