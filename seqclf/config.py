@@ -97,6 +97,12 @@ def _build(raw: Any, source: str) -> tuple[Config | None, list[str]]:
                 values["seed"] = coerced
             continue
         if key not in SECTIONS:
+            if key in all_keys():  # `train.lr: 0.01` at the top level: a --set key, or a search space file
+                section, name = key.split(".", 1)
+                problems.append(f"{key}: a dotted key belongs nested in a config file ({section}: then {name}: "
+                                f"under it) or in --set {key}=VALUE; a file of dotted keys with ranges is a search "
+                                f"space for seqclf tune --space")
+                continue
             hint = suggest(key, ["seed", *SECTIONS, *all_keys()]) if len(problems) < SHOWN else ""  # never shown
             problems.append(f"{key:.40}: unknown key{hint}")
             continue

@@ -205,3 +205,13 @@ def test_max_train_smaller_than_val_size_trains_on_max_train_examples(tiny_overr
     result = runner.invoke(app, ["train", "--config", str(ROOT / "configs/lstm.yaml"), *args])
     assert result.exit_code == 0, result.output
     assert "50 train / 100 val / 200 test examples" in result.stdout
+
+
+def test_a_dotted_key_at_the_top_level_says_where_it_belongs(tmp_path: Path) -> None:
+    """A search space file given as a config used to answer `train.lr: unknown key; did you mean train.lr?`."""
+    path = tmp_path / "flat.yaml"
+    path.write_text("train.lr: 0.01\n")
+    with pytest.raises(ConfigError) as refused:
+        load_config(path)
+    assert "train.lr: a dotted key belongs nested in a config file (train: then lr: under it)" in str(refused.value)
+    assert "did you mean" not in str(refused.value)
