@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+import forkserver
 import numpy as np
 import pytest
 import torch
@@ -20,12 +24,38 @@ from seqclf.files import write_json, write_text
 from seqclf.runtime import GracefulStop
 
 ROOT = Path(__file__).resolve().parents[1]  # the repository
+FAST_PYTHON = "SEQCLF_TEST_FAST_PYTHON"
+SERVER = pytest.StashKey[tuple[subprocess.Popen, str]]()
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 # One torch thread for the whole suite: tiny tensors gain nothing from a second thread, and on a shared 2-core
 # machine a second thread only waits at OpenMP barriers (runs set it again from train.num_threads).
 torch.set_num_threads(1)
 FILES = {"train_images": "train-images-idx3-ubyte", "train_labels": "train-labels-idx1-ubyte",
          "test_images": "t10k-images-idx3-ubyte", "test_labels": "t10k-labels-idx1-ubyte"}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """One fork server (forkserver.py) for the whole run, started by the process that starts the workers."""
+    if hasattr(config, "workerinput"):  # a pytest-xdist worker: its controller started the server
+        return
+    folder = tempfile.mkdtemp(prefix="seqclf-forkserver-")
+    server, client = forkserver.start(folder)
+    os.environ[FAST_PYTHON] = client  # the workers, started after this, inherit it
+    config.stash[SERVER] = (server, folder)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if SERVER in config.stash:
+        server, folder = config.stash[SERVER]
+        server.terminate()
+        server.wait(timeout=30)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def fast_python() -> str:
+    """A `python` whose commands start in milliseconds (forkserver.py): for subprocesses that run seqclf."""
+    return forkserver.wait_until_ready(os.environ[FAST_PYTHON])
 
 
 @pytest.fixture(autouse=True)

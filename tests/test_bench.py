@@ -134,11 +134,13 @@ def test_bench_bad_input_exits_2(tiny_overrides: list[str]) -> None:
     assert missing.exit_code == 2 and "/nonexistent/seqclf" in missing.stderr
 
 
-def test_bench_script_writes_a_markdown_table(tiny_data: Path, tmp_path: Path) -> None:
+def test_bench_script_writes_a_markdown_table(tiny_data: Path, tmp_path: Path, fast_python: str) -> None:
     out = tmp_path / "bench.md"
-    seqclf = tmp_path / "seqclf"  # the entry point, with the small matmul
-    seqclf.write_text(f"#!{sys.executable}\nimport sys\nfrom seqclf import bench\n"
-                      f"bench.MATMUL_SIZES['cpu'] = {SMALL_MATMUL}\nfrom seqclf.cli import main\nsys.exit(main())\n")
+    entry = tmp_path / "entry.py"  # the entry point, with the small matmul
+    entry.write_text(f"import sys\nfrom seqclf import bench\n"
+                     f"bench.MATMUL_SIZES['cpu'] = {SMALL_MATMUL}\nfrom seqclf.cli import main\nsys.exit(main())\n")
+    seqclf = tmp_path / "seqclf"
+    seqclf.write_text(f'#!/bin/sh\nexec "{fast_python}" "{entry}" "$@"\n')
     seqclf.chmod(0o755)
     env = {**os.environ, "FASHION_MNIST_ROOT": str(tiny_data), "BENCH_STEPS": "2", "SEQCLF": str(seqclf),
            "PYTHON": sys.executable}

@@ -1,7 +1,7 @@
 """The README's shell examples run (on tiny data), so they cannot rot; the docs it links exist.
 
 Each ```sh block runs in bash in one scratch folder, in order, with `seqclf` a function that calls this
-checkout and, for `train`, `bench` and `tune` (2 trials), appends `--set` flags for a tiny dataset (later flags win, so the
+checkout (through the suite's fast `python`, forkserver.py) and, for `train`, `bench` and `tune` (2 trials), appends `--set` flags for a tiny dataset (later flags win, so the
 README's own data flags are overridden). A block preceded by `<!-- doctest: skip (why) -->` is not run:
 those need apt, a new venv or the network.
 """
@@ -12,7 +12,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -34,7 +33,7 @@ def test_the_skip_list_is_small_and_says_why() -> None:
     assert len(blocks()) - len(skipped) >= 2
 
 
-def test_readme_shell_blocks_run(tmp_path: Path) -> None:
+def test_readme_shell_blocks_run(tmp_path: Path, fast_python: str) -> None:
     data = make_dataset(tmp_path / "tiny", n_train=400, n_test=100)
     work = tmp_path / "work"
     work.mkdir()
@@ -45,9 +44,9 @@ def test_readme_shell_blocks_run(tmp_path: Path) -> None:
     prelude = f"""set -euo pipefail
 seqclf() {{
     case "$1" in
-        train|bench|tune) "{sys.executable}" -m seqclf "$@" {tiny} $([[ $1 == bench ]] && echo --steps 5) \
+        train|bench|tune) "{fast_python}" -m seqclf "$@" {tiny} $([[ $1 == bench ]] && echo --steps 5) \
             $([[ $1 == tune ]] && echo --trials 2) ;;
-        *) "{sys.executable}" -m seqclf "$@" ;;
+        *) "{fast_python}" -m seqclf "$@" ;;
     esac
 }}
 """

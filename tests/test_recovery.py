@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -38,10 +38,10 @@ def write_config(folder: Path, data_root: Path, name: str, epochs: int = 2) -> P
     return path
 
 
-def seqclf(*args: str, at_fsync: str | None = None) -> subprocess.CompletedProcess:
-    """`seqclf ARGS` in its own process; `at_fsync` arms the signal hook."""
+def seqclf(python: str, *args: str, at_fsync: str | None = None) -> subprocess.CompletedProcess:
+    """`python -m seqclf ARGS` in its own process; `at_fsync` arms the signal hook."""
     env = {**os.environ, "SEQCLF_TEST_SIGNAL_AT_FSYNC": at_fsync or ""}
-    return subprocess.run([sys.executable, "-m", "seqclf", *args], env=env, capture_output=True, text=True,
+    return subprocess.run([python, "-m", "seqclf", *args], env=env, capture_output=True, text=True,
                           timeout=300)
 
 
@@ -68,10 +68,10 @@ def files_of(run_dir: Path) -> dict[str, bytes]:
     pytest.param("1:SIGKILL:best.pt", -signal.SIGKILL, id="SIGKILL-in-epoch-1"),
 ])
 def test_a_run_stopped_before_its_first_epoch_is_restartable_under_its_name(
-        tmp_path: Path, data_root: Path, at_fsync: str, code: int) -> None:
+        tmp_path: Path, data_root: Path, at_fsync: str, code: int, fast_python: str) -> None:
     cfg = write_config(tmp_path, data_root, "orph")
     run_dir = tmp_path / "runs" / "orph"
-    first = seqclf("train", "--config", str(cfg), at_fsync=at_fsync)
+    first = seqclf(fast_python, "train", "--config", str(cfg), at_fsync=at_fsync)
     assert first.returncode == code, first.stderr
     assert (run_dir / "config.yaml").exists() and not (run_dir / "last.pt").exists()
     assert "Traceback" not in first.stderr
@@ -98,10 +98,10 @@ def test_a_named_run_with_trained_epochs_is_never_restarted(finished: Path, tmp_
 
 
 def test_a_kill_between_the_last_checkpoint_and_its_metrics_line_is_repaired_on_resume(
-        tmp_path: Path, data_root: Path) -> None:
+        tmp_path: Path, data_root: Path, fast_python: str) -> None:
     cfg = write_config(tmp_path, data_root, "k")
     run_dir = tmp_path / "runs" / "k"
-    killed = seqclf("train", "--config", str(cfg), at_fsync="2:SIGKILL:metrics.jsonl")
+    killed = seqclf(fast_python, "train", "--config", str(cfg), at_fsync="2:SIGKILL:metrics.jsonl")
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     assert checkpoint.read(run_dir / "last.pt").epoch == 2 and len(runs.read_metrics(run_dir)) == 1
     assert runs.read_summary(run_dir)["status"] == "running" and listed_status(run_dir) == "interrupted"
@@ -113,12 +113,12 @@ def test_a_kill_between_the_last_checkpoint_and_its_metrics_line_is_repaired_on_
     assert summary["status"] == "finished" and summary["epochs"] == 2 and summary["test_accuracy"] is not None
 
 
-def test_sigint_during_the_final_scoring_ends_interrupted_then_resume_finishes(tmp_path: Path,
-                                                                               data_root: Path) -> None:
+def test_sigint_during_the_final_scoring_ends_interrupted_then_resume_finishes(tmp_path: Path, data_root: Path,
+                                                                               fast_python: str) -> None:
     cfg = write_config(tmp_path, data_root, "s", epochs=1)
     run_dir = tmp_path / "runs" / "s"
     # summary.json: 1 "running" at the start, 2 after epoch 1, 3 the final one (signal handlers already restored)
-    stopped = seqclf("train", "--config", str(cfg), at_fsync="3:SIGINT:summary.json")
+    stopped = seqclf(fast_python, "train", "--config", str(cfg), at_fsync="3:SIGINT:summary.json")
     assert stopped.returncode == 130 and "Traceback" not in stopped.stderr, stopped.stderr
     assert runs.read_summary(run_dir)["status"] == "interrupted"
     code, output = invoke("train", "--resume", str(run_dir))
@@ -177,10 +177,11 @@ def test_a_full_disk_that_blocks_even_the_summary_is_not_listed_as_running(
 # ---------------------------------------------------------------- 5: one process per run directory
 
 
-def test_a_run_directory_is_locked_while_a_process_trains_in_it(tmp_path: Path, data_root: Path) -> None:
+def test_a_run_directory_is_locked_while_a_process_trains_in_it(tmp_path: Path, data_root: Path,
+                                                               fast_python: str) -> None:
     cfg = write_config(tmp_path, data_root, "long", epochs=100000)
     run_dir = tmp_path / "runs" / "long"
-    proc = subprocess.Popen([sys.executable, "-m", "seqclf", "train", "--config", str(cfg)],
+    proc = subprocess.Popen([fast_python, "-m", "seqclf", "train", "--config", str(cfg)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120
@@ -188,10 +189,16 @@ def test_a_run_directory_is_locked_while_a_process_trains_in_it(tmp_path: Path, 
             assert proc.poll() is None, proc.communicate()
             assert time.monotonic() < deadline, "the run never finished an epoch"
             time.sleep(0.05)
+        holders = set()
         for args in (["train", "--resume", str(run_dir)], ["train", "--config", str(cfg)]):
             code, output = invoke(*args)
-            assert code == 2 and f"in use by process {proc.pid}" in " ".join(output.split()), output
+            named = re.search(r"in use by process (\d+)", " ".join(output.split()))
+            assert code == 2 and named, output
+            holders.add(int(named.group(1)))
         assert listed_status(run_dir) == "running"
+        [holder] = holders
+        os.kill(holder, signal.SIGKILL)  # the process the message names: SIGKILL ends the run (no handler runs)
+        assert proc.wait(timeout=60) == -signal.SIGKILL
     finally:
         proc.kill()
         proc.wait()

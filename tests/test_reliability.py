@@ -7,7 +7,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -173,21 +172,21 @@ def test_resume_refuses_changes_to_what_the_run_computes(reference: Path, data_r
 # ---------------------------------------------------------------- signals
 
 
-def start_long_run(tmp_path: Path, data_root: Path, name: str) -> subprocess.Popen:
+def start_long_run(python: str, tmp_path: Path, data_root: Path, name: str) -> subprocess.Popen:
     """A long CLI run in its own process: many epochs of tiny data."""
     cfg = tmp_path / f"{name}.yaml"
     cfg.write_text(f"data:\n  name: idx\n  root: {data_root}\n  val_size: 100\n  max_train: 300\n"
                    f"model:\n  hidden_size: 8\ntrain:\n  epochs: 100000\n  batch_size: 50\n  device: cpu\n"
                    f"  num_threads: 1\noutput:\n  dir: {tmp_path}\n  name: {name}\n")
-    return subprocess.Popen([sys.executable, "-m", "seqclf", "train", "--config", str(cfg)],
+    return subprocess.Popen([python, "-m", "seqclf", "train", "--config", str(cfg)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_a_real_signal_saves_last_pt_and_exits_with_its_code(tmp_path: Path, data_root: Path, signum: int,
-                                                             code: int) -> None:
+                                                             code: int, fast_python: str) -> None:
     run_dir = tmp_path / "long"
-    proc = start_long_run(tmp_path, data_root, run_dir.name)
+    proc = start_long_run(fast_python, tmp_path, data_root, run_dir.name)
     deadline = time.monotonic() + 60
     while not (run_dir / "metrics.jsonl").exists():  # an epoch is saved: the loop has its handlers
         assert proc.poll() is None, proc.communicate()

@@ -9,7 +9,6 @@ import io
 import json
 import statistics
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -210,8 +209,9 @@ def test_same_second_starts_in_threads_get_distinct_dirs(tmp_path: Path) -> None
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in made)
 
 
-def test_parallel_train_processes_get_distinct_run_dirs(tiny_overrides: list[str], tmp_path: Path) -> None:
-    args = [sys.executable, "-m", "seqclf", "train", "--config", str(ROOT / "configs/rnn.yaml"), "--quiet",
+def test_parallel_train_processes_get_distinct_run_dirs(tiny_overrides: list[str], tmp_path: Path,
+                                                       fast_python: str) -> None:
+    args = [fast_python, "-m", "seqclf", "train", "--config", str(ROOT / "configs/rnn.yaml"), "--quiet",
             *set_args([*tiny_overrides, "train.epochs=1", "model.hidden_size=8"])]
     processes = [subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                  for _ in range(2)]  # the same config and second: both name their run the same way

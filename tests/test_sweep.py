@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,13 +21,13 @@ SWEEP = ROOT / "scripts" / "sweep.sh"
 pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
 
 
-def test_a_small_sweep_from_any_folder_then_runs_json_and_csv(tiny_data: Path, tmp_path: Path) -> None:
+def test_a_small_sweep_from_any_folder_then_runs_json_and_csv(tiny_data: Path, tmp_path: Path, fast_python: str) -> None:
     """From a folder outside the repository, with the shipped config found by name (no CONFIG)."""
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     out = elsewhere / "out"
     env = {key: value for key, value in os.environ.items() if key not in ("CONFIG", "OUT")}
-    env.update({"SEQCLF": f"{sys.executable} -m seqclf", "CELLS": "rnn gru", "LAYERS": "1", "DIRECTIONS": "uni",
+    env.update({"SEQCLF": f"{fast_python} -m seqclf", "CELLS": "rnn gru", "LAYERS": "1", "DIRECTIONS": "uni",
                 "SEEDS": "0 1", "EXTRA": "--set data.name=idx --set data.val_size=100 --set train.device=cpu",
                 "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))})
     done = subprocess.run(["bash", str(SWEEP), "-j", "2", "-e", "1", "-o", "out", "--",
@@ -71,8 +70,8 @@ def test_a_small_sweep_from_any_folder_then_runs_json_and_csv(tiny_data: Path, t
         assert group["test_accuracy"] == pytest.approx(sum(members) / 2)
 
 
-def test_bad_usage_exits_2_before_training(tmp_path: Path) -> None:
-    env = {**os.environ, "SEQCLF": f"{sys.executable} -m seqclf", "DIRECTIONS": "sideways"}
+def test_bad_usage_exits_2_before_training(tmp_path: Path, fast_python: str) -> None:
+    env = {**os.environ, "SEQCLF": f"{fast_python} -m seqclf", "DIRECTIONS": "sideways"}
     bad = subprocess.run(["bash", str(SWEEP), "-o", str(tmp_path / "out")], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "not uni or bi" in bad.stderr

@@ -170,9 +170,9 @@ def test_a_killed_workers_trial_is_failed_by_the_next_worker(study_files: dict[s
     assert [(t["number"], t["state"]) for t in info["trials"]] == [(0, "fail"), (1, "complete")]
 
 
-def test_ctrl_c_leaves_a_study_that_continues(study_files: dict[str, Path]) -> None:
+def test_ctrl_c_leaves_a_study_that_continues(study_files: dict[str, Path], fast_python: str) -> None:
     runs = study_files["runs"]
-    command = [sys.executable, "-m", "seqclf", "tune", "--config", str(study_files["config"]), "--space",
+    command = [fast_python, "-m", "seqclf", "tune", "--config", str(study_files["config"]), "--space",
                str(study_files["space"]), "--study", "stop", "--trials", "2", "--pruner", "none",
                *set_args(["train.epochs=40"]), "--json"]
     proc = subprocess.Popen(command, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -230,8 +230,8 @@ def postgres() -> str:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def test_two_workers_share_a_postgresql_study(study_files: dict[str, Path], postgres: str) -> None:
-    command = [sys.executable, "-m", "seqclf", "tune", "--config", str(study_files["config"]), "--space",
+def test_two_workers_share_a_postgresql_study(study_files: dict[str, Path], postgres: str, fast_python: str) -> None:
+    command = [fast_python, "-m", "seqclf", "tune", "--config", str(study_files["config"]), "--space",
                str(study_files["space"]), "--study", "pg", "--storage", postgres, "--trials", "4", "--jobs", "2",
                "--pruner", "none", "--json", "--set", "train.epochs=8"]  # trials outlast a worker's start-up
     done = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=300)
