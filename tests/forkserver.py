@@ -45,7 +45,7 @@ FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signa
 HEADER = struct.Struct("!Q")
 
 CLIENT = r'''
-import array, json, os, signal, socket, struct, sys
+import json, os, signal, socket, struct, sys
 
 child, pending = None, []
 
@@ -69,7 +69,8 @@ for fd in (0, 1, 2):
         fds.append(fd)
     except OSError:  # a closed standard stream: the child gets /dev/null there
         fds.append(os.open(os.devnull, os.O_RDWR))
-request = json.dumps({"executable": sys.argv[0], "argv": sys.argv[1:], "cwd": os.getcwd(), "env": dict(os.environ)}).encode()
+request = {"executable": sys.argv[0], "argv": sys.argv[1:], "cwd": os.getcwd(), "env": dict(os.environ)}
+request = json.dumps(request).encode()
 sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 sock.connect(SOCKET)
 socket.send_fds(sock, [struct.pack("!Q", len(request))], fds)
@@ -87,7 +88,7 @@ while not reply.endswith(b"\n") or reply.count(b"\n") < 2:
             forward(signum, None)
 how, value = reply.split(b"\n")[1].split()
 if how == b"signal":
-    if int(value) in (FORWARDED_VALUES):
+    if int(value) in FORWARDED:
         signal.signal(int(value), signal.SIG_DFL)
     os.kill(os.getpid(), int(value))
 sys.exit(int(value) if how == b"exit" else 128 + int(value))
@@ -96,9 +97,8 @@ sys.exit(int(value) if how == b"exit" else 128 + int(value))
 
 def write_client(path: str, socket_path: str) -> str:
     """An executable at `path` that runs its arguments as `python ARGS` would, through the server at socket_path."""
-    names = ", ".join(f"signal.{signal.Signals(s).name}" for s in FORWARDED)
-    source = (f"#!{sys.executable} -S\n" + f"SOCKET = {socket_path!r}\n"
-              + CLIENT.replace("in FORWARDED:", f"in ({names},):").replace("FORWARDED_VALUES", names))
+    source = (f"#!{sys.executable} -S\nSOCKET = {socket_path!r}\nFORWARDED = {tuple(map(int, FORWARDED))!r}\n"
+              + CLIENT)
     with open(path, "w") as handle:
         handle.write(source)
     os.chmod(path, 0o755)
@@ -116,6 +116,9 @@ def wait_until_ready(client: str, timeout: float = 300) -> str:
     socket_path = os.path.join(os.path.dirname(client), "socket")  # as start() places them
     deadline = time.monotonic() + timeout
     while not os.path.exists(socket_path):
+        if os.path.exists(socket_path + ".failed"):
+            with open(socket_path + ".failed") as failed:
+                raise RuntimeError(f"the fork server failed to start:\n{failed.read()}")
         if time.monotonic() > deadline:
             raise RuntimeError(f"the fork server never created {socket_path}")
         time.sleep(0.05)
@@ -289,4 +292,9 @@ def _finish() -> None:
 
 
 if __name__ == "__main__":
-    serve(sys.argv[1])
+    try:
+        serve(sys.argv[1])
+    except BaseException:  # noqa: BLE001 - say why to the tests waiting for the socket, then fail
+        with open(sys.argv[1] + ".failed", "w") as report:
+            report.write(traceback.format_exc())
+        raise

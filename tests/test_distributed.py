@@ -95,8 +95,10 @@ def wait_for(path: Path, procs: list[subprocess.Popen]) -> None:
 # ---------------------------------------------------------------- the contract, through torchrun
 
 
-def test_torchrun_two_ranks_train_what_one_process_trains(overrides: list[str], tmp_path: Path, fast_python: str) -> None:
-    done = torchrun(fast_python, "--config", "/dev/null", *set_args(overrides), "--set", f"output.dir={tmp_path / 'ddp'}", "--json")
+def test_torchrun_two_ranks_train_what_one_process_trains(overrides: list[str], tmp_path: Path,
+                                                          fast_python: str) -> None:
+    done = torchrun(fast_python, "--config", "/dev/null", *set_args(overrides),
+                    "--set", f"output.dir={tmp_path / 'ddp'}", "--json")
     assert done.returncode == 0, done.stderr
     [line] = done.stdout.splitlines()  # only rank 0 prints, its JSON alone on stdout
     summary = json.loads(line)
@@ -118,7 +120,8 @@ def test_torchrun_two_ranks_train_what_one_process_trains(overrides: list[str], 
         assert ours["grad_norm"] == pytest.approx(theirs["grad_norm"], rel=1e-4)
 
 
-def test_torchrun_refuses_a_batch_size_the_ranks_cannot_share(overrides: list[str], tmp_path: Path, fast_python: str) -> None:
+def test_torchrun_refuses_a_batch_size_the_ranks_cannot_share(overrides: list[str], tmp_path: Path,
+                                                              fast_python: str) -> None:
     done = torchrun(fast_python, "--config", "/dev/null", *set_args(overrides), "--set", "train.batch_size=21",
                     "--set", f"output.dir={tmp_path / 'runs'}")
     assert done.returncode != 0
@@ -158,7 +161,8 @@ def test_a_signal_to_one_rank_stops_both_and_the_run_resumes_in_one_process(over
                                                             abs=1e-5)
 
 
-def test_a_failure_on_one_rank_ends_both_reported_once_by_rank_0(overrides: list[str], tmp_path: Path, fast_python: str) -> None:
+def test_a_failure_on_one_rank_ends_both_reported_once_by_rank_0(overrides: list[str], tmp_path: Path,
+                                                                 fast_python: str) -> None:
     args = ["--config", "/dev/null", *set_args(overrides), "--set", f"output.dir={tmp_path / 'runs'}"]
     missing = tmp_path / "missing"
     procs = start_ranks(fast_python, [args, [*args, "--set", f"data.root={missing}"]])  # only rank 1 lacks its data
@@ -169,7 +173,8 @@ def test_a_failure_on_one_rank_ends_both_reported_once_by_rank_0(overrides: list
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())  # no run directory
 
 
-def test_a_rank_that_dies_ends_the_others_with_a_message(overrides: list[str], tmp_path: Path, fast_python: str) -> None:
+def test_a_rank_that_dies_ends_the_others_with_a_message(overrides: list[str], tmp_path: Path,
+                                                         fast_python: str) -> None:
     run_dir = tmp_path / "long"
     args = ["--config", "/dev/null", *set_args(overrides), "--set", "train.epochs=100000",
             "--set", f"output.dir={tmp_path}", "--set", "output.name=long"]

@@ -1,8 +1,9 @@
 """The README's shell examples run (on tiny data), so they cannot rot; the docs it links exist.
 
 Each ```sh block runs in bash in one scratch folder, in order, with `seqclf` a function that calls this
-checkout (through the suite's fast `python`, forkserver.py) and, for `train`, `bench` and `tune` (2 trials), appends `--set` flags for a tiny dataset (later flags win, so the
-README's own data flags are overridden). A block preceded by `<!-- doctest: skip (why) -->` is not run:
+checkout (through the suite's fast `python`, forkserver.py) and, for `train`, `bench` and `tune` (2
+trials), appends `--set` flags for a tiny dataset (later flags win, so the README's own data flags are
+overridden). A block preceded by `<!-- doctest: skip (why) -->` is not run:
 those need apt, a new venv or the network.
 """
 

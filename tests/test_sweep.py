@@ -21,7 +21,8 @@ SWEEP = ROOT / "scripts" / "sweep.sh"
 pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
 
 
-def test_a_small_sweep_from_any_folder_then_runs_json_and_csv(tiny_data: Path, tmp_path: Path, fast_python: str) -> None:
+def test_a_small_sweep_from_any_folder_then_runs_json_and_csv(tiny_data: Path, tmp_path: Path,
+                                                              fast_python: str) -> None:
     """From a folder outside the repository, with the shipped config found by name (no CONFIG)."""
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
