@@ -36,7 +36,7 @@ FILES = {"train_images": "train-images-idx3-ubyte", "train_labels": "train-label
 
 def pytest_configure(config: pytest.Config) -> None:
     """One fork server (forkserver.py) for the whole run, started by the process that starts the workers."""
-    if hasattr(config, "workerinput"):  # a pytest-xdist worker: its controller started the server
+    if hasattr(config, "workerinput") or config.option.collectonly:  # a worker: its controller started it
         return
     folder = tempfile.mkdtemp(prefix="seqclf-forkserver-")
     server, client = forkserver.start(folder)
@@ -240,18 +240,19 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return train_tiny(root, base / "runs", "train.lr=0.01"), root
 
 
-def random_checkpoint(path: Path, *overrides: str, seed: int = 0) -> Path:
-    """A best.pt of a randomly initialised model for data of 28x28 images and 10 classes, saved through the
-    public checkpoint API: for tests of what reads checkpoints (export, predict), which need no training."""
+def random_checkpoint(path: Path, *overrides: str, seed: int = 0, size: int = 28) -> Path:
+    """A best.pt of a randomly initialised model for data of size x size images and 10 classes, saved through
+    the public checkpoint API: for tests of what reads checkpoints (export, predict), which need no training."""
     from seqclf import checkpoint
     from seqclf.data import class_names, view_shape
     from seqclf.model import SequenceClassifier
 
     cfg = load_config(None, ["data.name=idx", "model.hidden_size=16", *overrides])
-    seq_len, input_size = view_shape(cfg.data.sequence)  # (T, F)
-    permutation = torch.randperm(28 * 28, generator=torch.Generator().manual_seed(seed)) \
+    seq_len, input_size = view_shape(cfg.data.sequence, size, size)  # (T, F)
+    permutation = torch.randperm(size * size, generator=torch.Generator().manual_seed(seed)) \
         if cfg.data.sequence == "permuted_pixels" else None
-    meta = checkpoint.DataMeta(0.13, 0.31, permutation, input_size, seq_len, 10, 28, 28, tuple(class_names("idx", 10)))
+    meta = checkpoint.DataMeta(0.13, 0.31, permutation, input_size, seq_len, 10, size, size,
+                               tuple(class_names("idx", 10)))
     torch.manual_seed(seed)
     model = SequenceClassifier(cfg.model, input_size, 10)
     with torch.no_grad():  # larger than torch's init: logits far from uniform, so a mismatch shows in probabilities

@@ -6,23 +6,32 @@ commands, scripts/sweep.sh and bench.sh, signals, parallel runs, the ranks of a 
 a 2-core machine most of its time went to those imports.
 
 The server (`serve`, one per pytest run: conftest.py starts it) imports the heavy libraries once, then
-forks for each command. The client (`write_client`) is a small script used exactly like `python`:
-`CLIENT -m seqclf ...`, `CLIENT script.py ...` or `CLIENT -c CODE ...`. It hands its stdin, stdout and
-stderr, working directory, environment and arguments to the server; a forked child runs the command as
-a fresh interpreter would (sys.argv, sys.path, `__main__`, exit status, an uncaught exception's
-traceback, atexit) and never imports seqclf before the command does. Within a command sys.executable is
-the client, so the processes seqclf starts itself (tune's workers, torchrun's ranks) start fast too.
+forks for each command. The client (forkclient.py, made executable by `write_client`) is used exactly
+like `python`: `CLIENT -m seqclf ...`, `CLIENT script.py ...` or `CLIENT -c CODE ...`, after `-u` or
+`-B` if given (any other interpreter flag runs a real interpreter). It hands the server its standard
+streams, working directory, environment, arguments, umask, CPU affinity, ignored signals and session;
+a forked child takes them over and runs the command as a fresh interpreter would (sys.argv, sys.path,
+`__main__`, stdio buffering, exit status, an uncaught exception's traceback, atexit). The child never
+imports seqclf before the command does, and within a command sys.executable is the client, so the
+processes seqclf starts itself (tune's workers, torchrun's ranks) start fast too.
 
 The client forwards the signals a test sends it (SIGINT, SIGTERM, ...) to the command and ends as the
 command ended: with its exit status, or killed by the same signal. SIGKILL cannot be forwarded: a killed
 client has the server SIGKILL its command, and a test that must kill the training process itself kills
-the PID that seqclf reports. Tests about the interpreter itself keep a real one: the entry point, a
-config refused before torch is imported, and which seqclf an installed wheel imports.
+the PID that seqclf reports.
+
+What a forked child cannot take from its environment as a fresh interpreter would: PYTHONHASHSEED and
+the other settings Python reads only at start-up, and what the imported libraries read at import (the
+server starts with the tests' environment, so these agree unless a test changes them). The child
+re-reads the ones that matter here: TMPDIR, OMP_NUM_THREADS, and a fresh seed for numpy's global
+generator. Tests about the interpreter itself keep a real one: the entry point, a config refused before
+torch is imported, and which seqclf an installed wheel imports.
 """
 
 from __future__ import annotations
 
 import atexit
+import builtins
 import ctypes
 import gc
 import io
@@ -32,107 +41,90 @@ import runpy
 import select
 import signal
 import socket
-import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import traceback
+import types
+
+import forkclient
 
 PRELOAD = ("torch", "torch._dynamo", "torch.distributed", "torchvision", "numpy", "yaml", "rich", "typer",
-           "optuna", "optuna.importance", "sqlalchemy", "PIL.Image", "matplotlib.pyplot")
-FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
-HEADER = struct.Struct("!Q")
-
-CLIENT = r'''
-import json, os, signal, socket, struct, sys
-
-child, pending = None, []
+           "optuna", "optuna.importance", "sqlalchemy", "PIL.Image", "matplotlib.figure",
+           "matplotlib.backends.backend_agg")  # not pyplot: it settles on a backend
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")  # read by torch at start-up: re-applied per command
+default_threads = 0  # torch's thread count in a process started without THREAD_VARIABLES
 
 
-def forward(signum, frame):
-    if child is None:
-        pending.append(signum)
-    else:
-        try:
-            os.kill(child, signum)
-        except ProcessLookupError:
-            pass
+# ---------------------------------------------------------------- starting a server (conftest.py)
 
 
-for signum in FORWARDED:
-    signal.signal(signum, forward)
-fds = []
-for fd in (0, 1, 2):
-    try:
-        os.fstat(fd)
-        fds.append(fd)
-    except OSError:  # a closed standard stream: the child gets /dev/null there
-        fds.append(os.open(os.devnull, os.O_RDWR))
-request = {"executable": sys.argv[0], "argv": sys.argv[1:], "cwd": os.getcwd(), "env": dict(os.environ)}
-request = json.dumps(request).encode()
-sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-sock.connect(SOCKET)
-socket.send_fds(sock, [struct.pack("!Q", len(request))], fds)
-sock.sendall(request)
-reply = b""
-while not reply.endswith(b"\n") or reply.count(b"\n") < 2:
-    chunk = sock.recv(64)
-    if not chunk:
-        sys.stderr.write("forkserver: the server went away\n")
-        sys.exit(70)
-    reply += chunk
-    if child is None and b"\n" in reply:
-        child = int(reply.split(b"\n")[0])
-        for signum in pending:
-            forward(signum, None)
-how, value = reply.split(b"\n")[1].split()
-if how == b"signal":
-    if int(value) in FORWARDED:
-        signal.signal(int(value), signal.SIG_DFL)
-    os.kill(os.getpid(), int(value))
-sys.exit(int(value) if how == b"exit" else 128 + int(value))
-'''
+def start(folder: str) -> tuple[subprocess.Popen, str]:
+    """Start a server in `folder` (its socket appears there once it serves); (the server, its client)."""
+    socket_path = os.path.join(folder, "socket")
+    # its own session: a Ctrl-C at the terminal goes to pytest and its commands, not to the server
+    server = subprocess.Popen([sys.executable, __file__, socket_path], stdin=subprocess.DEVNULL,
+                              start_new_session=True)
+    with open(os.path.join(folder, "server.pid"), "w") as handle:
+        handle.write(str(server.pid))
+    return server, write_client(os.path.join(folder, "python"), socket_path)
 
 
 def write_client(path: str, socket_path: str) -> str:
     """An executable at `path` that runs its arguments as `python ARGS` would, through the server at socket_path."""
-    source = (f"#!{sys.executable} -S\nSOCKET = {socket_path!r}\nFORWARDED = {tuple(map(int, FORWARDED))!r}\n"
-              + CLIENT)
+    here = os.path.dirname(os.path.abspath(__file__))
     with open(path, "w") as handle:
-        handle.write(source)
+        handle.write(f"#!{sys.executable} -S\nimport sys\nsys.path.insert(0, {here!r})\nimport forkclient\n"
+                     f"forkclient.main({socket_path!r}, {sys.executable!r})\n")
     os.chmod(path, 0o755)
     return path
 
 
-def start(folder: str) -> tuple[subprocess.Popen, str]:
-    """Start a server whose socket appears in `folder` once it is ready; (the server, its client)."""
-    server = subprocess.Popen([sys.executable, __file__, os.path.join(folder, "socket")], stdin=subprocess.DEVNULL)
-    return server, write_client(os.path.join(folder, "python"), os.path.join(folder, "socket"))
-
-
 def wait_until_ready(client: str, timeout: float = 300) -> str:
-    """The client, once its server listens (it imports torch first: seconds)."""
-    socket_path = os.path.join(os.path.dirname(client), "socket")  # as start() places them
+    """The client, once its server (see `start`) listens; it imports torch first, which takes seconds."""
+    folder = os.path.dirname(client)
+    socket_path = os.path.join(folder, "socket")
+    with open(os.path.join(folder, "server.pid")) as handle:
+        pid = int(handle.read())
     deadline = time.monotonic() + timeout
     while not os.path.exists(socket_path):
         if os.path.exists(socket_path + ".failed"):
             with open(socket_path + ".failed") as failed:
                 raise RuntimeError(f"the fork server failed to start:\n{failed.read()}")
+        if not _alive(pid):
+            raise RuntimeError(f"the fork server (PID {pid}) ended before it served {socket_path}")
         if time.monotonic() > deadline:
             raise RuntimeError(f"the fork server never created {socket_path}")
         time.sleep(0.05)
     return client
 
 
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has ended
+    except FileNotFoundError:
+        return False
+
+
+# ---------------------------------------------------------------- the server
+
+
 def serve(socket_path: str) -> None:
     """Import PRELOAD, then fork a child per connection until the process that started the server is gone."""
+    global default_threads
     del sys.path[0]  # this file's folder: not on a command's path
+    for name in THREAD_VARIABLES:
+        os.environ.pop(name, None)
     for name in PRELOAD:
         try:
             __import__(name)
         except ImportError:
             pass
+    if "torch" in sys.modules:
+        default_threads = sys.modules["torch"].get_num_threads()
     gc.freeze()  # a collection in a command need not touch (and so copy) every page the imports filled
     parent = os.getppid()
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -146,9 +138,10 @@ def serve(socket_path: str) -> None:
         except TimeoutError:
             conn = None
         if conn is not None:
+            me = os.getpid()
             if os.fork() == 0:
                 listener.close()
-                _die_with_parent(parent=os.getppid())
+                _die_with(me)
                 _handle(conn)  # never returns
             conn.close()
         try:
@@ -158,8 +151,8 @@ def serve(socket_path: str) -> None:
             pass
 
 
-def _die_with_parent(parent: int) -> None:
-    """SIGKILL when the parent ends: stopping the server ends what it started, even after a failed test."""
+def _die_with(parent: int) -> None:
+    """SIGKILL when `parent` ends: stopping the server ends what it started, even after a failed test."""
     ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG (Linux)
     if os.getppid() != parent:  # it ended before prctl
         os._exit(1)
@@ -167,30 +160,31 @@ def _die_with_parent(parent: int) -> None:
 
 def _receive(conn: socket.socket) -> tuple[dict, list[int]]:
     conn.settimeout(None)
-    header, fds, _, _ = socket.recv_fds(conn, HEADER.size, 3)
-    (size,) = HEADER.unpack(header)
+    header, fds, _, _ = socket.recv_fds(conn, forkclient.HEADER.size, 3)
+    (size,) = forkclient.HEADER.unpack(header)
     body = b""
     while len(body) < size:
         chunk = conn.recv(size - len(body))
         if not chunk:
-            os._exit(0)
+            raise ConnectionError("the client went away before its request was complete")
         body += chunk
     return json.loads(body), fds
 
 
 def _handle(conn: socket.socket) -> None:
-    """The connection's process: start the command in a child, report its pid, then how it ended."""
+    """The connection's process: start the command in a child, report its PID, then how it ended."""
     try:
         request, fds = _receive(conn)
+        me = os.getpid()
         pid = os.fork()
         if pid == 0:
             try:
-                _die_with_parent(parent=os.getppid())
+                _die_with(me)
                 conn.close()
                 _run(request, fds)  # never returns
             except BaseException:  # noqa: BLE001 - the command could not even start
                 traceback.print_exc()
-                os._exit(70)
+                os._exit(forkclient.NO_SERVER)
         for fd in fds:
             os.close(fd)  # the command's pipes reach EOF when the command ends, not when this process does
         conn.sendall(f"{pid}\n".encode())
@@ -202,60 +196,74 @@ def _handle(conn: socket.socket) -> None:
             if not conn.recv(1):  # the client is gone (killed by a test's timeout): so is its command
                 os.kill(pid, signal.SIGKILL)
                 os.waitpid(pid, 0)
-                os._exit(0)
+                return
         _, status = os.waitpid(pid, 0)
         how = f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status) else f"exit {os.WEXITSTATUS(status)}"
         conn.sendall(f"{how}\n".encode())
+    except BaseException:  # noqa: BLE001 - the client reports a server that went away; say why here
+        traceback.print_exc()
     finally:
         os._exit(0)
 
 
-def _stream(fd: int, mode: str) -> io.TextIOWrapper:
-    encoding = os.environ.get("PYTHONIOENCODING", "").split(":")[0] or "utf-8"
-    unbuffered = bool(os.environ.get("PYTHONUNBUFFERED"))
-    raw = io.FileIO(fd, mode, closefd=False)
-    if mode == "r":
-        return io.TextIOWrapper(io.BufferedReader(raw), encoding=encoding)
-    return io.TextIOWrapper(io.BufferedWriter(raw), encoding=encoding, errors="backslashreplace" if fd == 2 else
-                            "strict", line_buffering=fd == 2 or os.isatty(fd), write_through=unbuffered)
+# ---------------------------------------------------------------- the command, in its own process
 
 
 def _run(request: dict, fds: list[int]) -> None:
-    """Become the command: its streams, folder, environment and arguments; run it; exit as Python would."""
+    """Become the command: what it inherits from the client; run it; exit as Python would."""
     for target, fd in enumerate(fds):
         os.dup2(fd, target)
         os.close(fd)
+    if request["session"]:
+        os.setsid()
+    elif request["group"]:
+        os.setpgid(0, 0)
+    os.umask(request["umask"])
+    os.sched_setaffinity(0, request["affinity"])
+    for signum in forkclient.FORWARDED:
+        default = signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL
+        signal.signal(signum, signal.SIG_IGN if signum in request["ignored"] else default)
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
+    _reread_environment()
     sys.executable = request["executable"]  # what the command starts with sys.executable starts fast too
-    extra = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p not in sys.path]
     argv = list(request["argv"])
+    unbuffered = bool(os.environ.get("PYTHONUNBUFFERED"))
     while argv[:1] in (["-u"], ["-B"]):  # as torchrun starts its ranks: `python -u -m ...`
         if argv.pop(0) == "-u":
-            os.environ["PYTHONUNBUFFERED"] = "1"
-    sys.stdin, sys.stdout, sys.stderr = _stream(0, "r"), _stream(1, "w"), _stream(2, "w")
+            unbuffered = True
+        else:
+            sys.dont_write_bytecode = True
+    sys.stdin = sys.__stdin__ = _stream(0, "r", unbuffered)
+    sys.stdout = sys.__stdout__ = _stream(1, "w", unbuffered)
+    sys.stderr = sys.__stderr__ = _stream(2, "w", unbuffered)
+    extra = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p not in sys.path]
     code = 0
     try:
-        if argv[:1] == ["-m"]:
+        if argv[0] == "-m":
             sys.path[0:0] = [os.getcwd(), *extra]
             sys.argv = ["-m", *argv[2:]]
             runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
-        elif argv[:1] == ["-c"]:
+        elif argv[0] == "-c":
             sys.path[0:0] = ["", *extra]
             sys.argv = ["-c", *argv[2:]]
-            exec(compile(argv[1], "<string>", "exec"), {"__name__": "__main__", "__builtins__": __builtins__})
+            main = types.ModuleType("__main__")
+            main.__builtins__ = builtins
+            sys.modules["__main__"] = main
+            exec(compile(argv[1], "<string>", "exec"), main.__dict__)
         else:
             sys.path[0:0] = [os.path.dirname(os.path.abspath(argv[0])), *extra]
             sys.argv = list(argv)
             runpy.run_path(argv[0], run_name="__main__")
     except SystemExit as stop:
         code = _exit_code(stop.code)
-    except KeyboardInterrupt as stop:
+    except KeyboardInterrupt as stop:  # the interpreter's way: the traceback, then death by SIGINT
         _print_traceback(stop)
         _finish()
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGINT)
+        os._exit(128 + signal.SIGINT)
     except BaseException as error:  # noqa: BLE001 - as the interpreter does: the traceback, then status 1
         _print_traceback(error)
         code = 1
@@ -263,10 +271,35 @@ def _run(request: dict, fds: list[int]) -> None:
     os._exit(code)
 
 
+def _reread_environment() -> None:
+    """What a fresh interpreter would take from the command's environment but the server read already."""
+    tempfile.tempdir = None  # TMPDIR
+    if "numpy" in sys.modules:
+        sys.modules["numpy"].random.seed()  # a new process seeds numpy's global generator from the OS
+    if "torch" in sys.modules:
+        wanted = next((os.environ[name] for name in THREAD_VARIABLES if os.environ.get(name, "").isdigit()), "")
+        sys.modules["torch"].set_num_threads(int(wanted) if int(wanted or 0) > 0 else default_threads)
+
+
+def _stream(fd: int, mode: str, unbuffered: bool) -> io.TextIOWrapper:
+    """sys.stdin, sys.stdout or sys.stderr as the interpreter makes them on Linux."""
+    encoding = os.environ.get("PYTHONIOENCODING", "").split(":")[0] or "utf-8"
+    raw = io.FileIO(fd, mode, closefd=False)
+    if mode == "r":
+        return io.TextIOWrapper(io.BufferedReader(raw), encoding=encoding, newline="\n")
+    if unbuffered:  # -u: text goes straight to the file descriptor
+        return io.TextIOWrapper(raw, encoding=encoding, errors="backslashreplace" if fd == 2 else "strict",
+                                newline="\n", write_through=True)
+    return io.TextIOWrapper(io.BufferedWriter(raw), encoding=encoding, newline="\n",
+                            errors="backslashreplace" if fd == 2 else "strict",
+                            line_buffering=fd == 2 or os.isatty(fd))
+
+
 def _print_traceback(error: BaseException) -> None:
-    """The traceback from the command's first frame on, as the interpreter prints it."""
+    """The traceback from the command's first frame on, through sys.excepthook as the interpreter does."""
     tb = error.__traceback__
-    traceback.print_exception(type(error), error, tb.tb_next if tb is not None else None)
+    error = error.with_traceback(tb.tb_next if tb is not None else None)  # from the command's first frame on
+    sys.excepthook(type(error), error, error.__traceback__)
 
 
 def _exit_code(value: object) -> int:

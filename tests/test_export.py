@@ -18,25 +18,26 @@ from seqclf.data import read_idx
 
 runner = CliRunner()
 CASES = [(cell, bidirectional) for cell in ("rnn", "lstm", "gru") for bidirectional in (False, True)]
+SIZE = 12  # 12x12 images: 12 steps a sequence, so the exports (which unroll them) stay quick
 
 
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """Two-layer models of every cell, one and two directions, and a projected LSTM read by columns: randomly
-    initialised (export parity needs weights, not training)."""
+    """Two-layer models of every cell, one and two directions, and a projected LSTM read by columns, for
+    SIZE x SIZE images: randomly initialised (export parity needs weights, not training)."""
     out = tmp_path_factory.mktemp("export-checkpoints")
     found = {case: random_checkpoint(out / f"{case[0]}-{case[1]}.pt", f"model.cell={case[0]}",
                                      f"model.bidirectional={str(case[1]).lower()}", "model.num_layers=2",
-                                     "model.hidden_size=8", seed=n)
+                                     "model.hidden_size=8", seed=n, size=SIZE)
              for n, case in enumerate(CASES)}
-    found["proj"] = random_checkpoint(out / "proj.pt", "model.proj_size=4", "data.sequence=columns")
+    found["proj"] = random_checkpoint(out / "proj.pt", "model.proj_size=4", "data.sequence=columns", size=SIZE)
     return found
 
 
 @pytest.fixture(scope="module")
 def images(tmp_path_factory: pytest.TempPathFactory) -> np.ndarray:
-    """The tiny data's test split: (200, 28, 28) uint8."""
-    root = make_dataset(tmp_path_factory.mktemp("export-data"), n_train=10)
+    """The tiny data's test split: (200, SIZE, SIZE) uint8."""
+    root = make_dataset(tmp_path_factory.mktemp("export-data"), n_train=10, size=SIZE)
     return read_idx(root / "t10k-images-idx3-ubyte").numpy()
 
 
