@@ -38,7 +38,7 @@ import io
 import json
 import os
 import runpy
-import select
+import selectors
 import signal
 import socket
 import subprocess
@@ -126,29 +126,106 @@ def serve(socket_path: str) -> None:
     if "torch" in sys.modules:
         default_threads = sys.modules["torch"].get_num_threads()
     gc.freeze()  # a collection in a command need not touch (and so copy) every page the imports filled
-    parent = os.getppid()
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(socket_path + ".starting")
     listener.listen(64)
-    listener.settimeout(1.0)
     os.rename(socket_path + ".starting", socket_path)  # the path exists only once connections are served
-    while os.getppid() == parent:
+    Server(listener).run(parent=os.getppid())
+
+
+class Server:
+    """One process: accepts clients, forks each command, reports how it ended; no threads (it forks)."""
+
+    def __init__(self, listener: socket.socket) -> None:
+        self.listener = listener
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(listener, selectors.EVENT_READ)
+        self.commands: dict[int, tuple[socket.socket | None, int]] = {}  # pid: (its client's connection, pidfd)
+
+    def run(self, parent: int) -> None:
+        """Serve until the process that started the server is gone."""
+        while os.getppid() == parent:
+            for key, _ in self.selector.select(timeout=1.0):
+                if key.fileobj is self.listener:
+                    self.start_command()
+                elif isinstance(key.fileobj, socket.socket):
+                    self.check_client(key.data, key.fileobj)
+                else:
+                    self.finish_command(key.data)
+
+    def start_command(self) -> None:
+        conn, _ = self.listener.accept()
         try:
-            conn, _ = listener.accept()
-        except TimeoutError:
-            conn = None
-        if conn is not None:
-            me = os.getpid()
-            if os.fork() == 0:
-                listener.close()
-                _die_with(me)
-                _handle(conn)  # never returns
+            request, fds = _receive(conn)
+        except (OSError, ValueError):
             conn.close()
+            return
+        me = os.getpid()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                _die_with(me)
+                self.close_all()
+                conn.close()
+                _run(request, fds)  # never returns
+            except BaseException:  # noqa: BLE001 - the command could not even start
+                traceback.print_exc()
+                os._exit(forkclient.NO_SERVER)
+        for fd in fds:
+            os.close(fd)  # the command's pipes reach EOF when the command ends, not when the server does
+        watch = os.pidfd_open(pid)
+        self.commands[pid] = (conn, watch)
+        self.selector.register(conn, selectors.EVENT_READ, pid)
+        self.selector.register(watch, selectors.EVENT_READ, pid)
+        self.send(pid, f"{pid}\n")
+
+    def check_client(self, pid: int, conn: socket.socket) -> None:
+        """The client sends nothing after its request: readable means it is gone (a test's timeout killed
+        it), and so is its command."""
+        if self.commands.get(pid, (None, 0))[0] is not conn:  # dealt with earlier in this round
+            return
         try:
-            while os.waitpid(-1, os.WNOHANG)[0]:
+            gone = not conn.recv(1)
+        except OSError:
+            gone = True
+        if gone:
+            self.drop_client(pid)
+            os.kill(pid, signal.SIGKILL)  # its pidfd reports the end
+
+    def finish_command(self, pid: int) -> None:
+        if pid not in self.commands:
+            return
+        _, status = os.waitpid(pid, 0)
+        how = f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status) else f"exit {os.WEXITSTATUS(status)}"
+        self.send(pid, f"{how}\n")
+        self.drop_client(pid)
+        _, watch = self.commands.pop(pid)
+        self.selector.unregister(watch)
+        os.close(watch)
+
+    def send(self, pid: int, message: str) -> None:
+        conn, _ = self.commands[pid]
+        if conn is not None:
+            try:
+                conn.sendall(message.encode())
+            except OSError:  # the client is gone; check_client or finish_command cleans up
                 pass
-        except ChildProcessError:
-            pass
+
+    def drop_client(self, pid: int) -> None:
+        conn, watch = self.commands[pid]
+        if conn is not None:
+            self.selector.unregister(conn)
+            conn.close()
+            self.commands[pid] = (None, watch)
+
+    def close_all(self) -> None:
+        """In a command's process: none of the server's descriptors stay open (a client would wait on them)."""
+        for conn, watch in self.commands.values():
+            if conn is not None:
+                conn.close()
+            os.close(watch)
+        self.selector.close()
+        self.listener.close()
 
 
 def _die_with(parent: int) -> None:
@@ -159,51 +236,20 @@ def _die_with(parent: int) -> None:
 
 
 def _receive(conn: socket.socket) -> tuple[dict, list[int]]:
-    conn.settimeout(None)
+    """The client's request, sent at once after it connects (a stuck client cannot hold the server long)."""
+    conn.settimeout(10)
     header, fds, _, _ = socket.recv_fds(conn, forkclient.HEADER.size, 3)
     (size,) = forkclient.HEADER.unpack(header)
     body = b""
     while len(body) < size:
         chunk = conn.recv(size - len(body))
         if not chunk:
+            for fd in fds:
+                os.close(fd)
             raise ConnectionError("the client went away before its request was complete")
         body += chunk
+    conn.setblocking(False)
     return json.loads(body), fds
-
-
-def _handle(conn: socket.socket) -> None:
-    """The connection's process: start the command in a child, report its PID, then how it ended."""
-    try:
-        request, fds = _receive(conn)
-        me = os.getpid()
-        pid = os.fork()
-        if pid == 0:
-            try:
-                _die_with(me)
-                conn.close()
-                _run(request, fds)  # never returns
-            except BaseException:  # noqa: BLE001 - the command could not even start
-                traceback.print_exc()
-                os._exit(forkclient.NO_SERVER)
-        for fd in fds:
-            os.close(fd)  # the command's pipes reach EOF when the command ends, not when this process does
-        conn.sendall(f"{pid}\n".encode())
-        watch = os.pidfd_open(pid)
-        while True:
-            ready, _, _ = select.select([conn, watch], [], [])
-            if watch in ready:
-                break
-            if not conn.recv(1):  # the client is gone (killed by a test's timeout): so is its command
-                os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
-                return
-        _, status = os.waitpid(pid, 0)
-        how = f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status) else f"exit {os.WEXITSTATUS(status)}"
-        conn.sendall(f"{how}\n".encode())
-    except BaseException:  # noqa: BLE001 - the client reports a server that went away; say why here
-        traceback.print_exc()
-    finally:
-        os._exit(0)
 
 
 # ---------------------------------------------------------------- the command, in its own process
