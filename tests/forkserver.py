@@ -5,8 +5,8 @@ optimizers import it) before it does anything. The suite starts dozens of such p
 commands, scripts/sweep.sh and bench.sh, signals, parallel runs, the ranks of a distributed run), so on
 a 2-core machine most of its time went to those imports.
 
-The server (`serve`, one per pytest run: conftest.py starts it) imports the heavy libraries once, then
-forks for each command. The client (forkclient.py, made executable by `write_client`) is used exactly
+The server (`serve`, one per pytest run: conftest.py starts it) imports the heavy libraries once, writes
+seqclf's bytecode (but does not import seqclf), then forks for each command. The client (forkclient.py, made executable by `write_client`) is used exactly
 like `python`: `CLIENT -m seqclf ...`, `CLIENT script.py ...` or `CLIENT -c CODE ...`, after `-u` or
 `-B` if given (any other interpreter flag runs a real interpreter). It hands the server its standard
 streams, working directory, environment, arguments, umask, CPU affinity, ignored signals and session;
@@ -32,8 +32,10 @@ from __future__ import annotations
 
 import atexit
 import builtins
+import compileall
 import ctypes
 import gc
+import importlib.util
 import io
 import json
 import os
@@ -125,12 +127,21 @@ def serve(socket_path: str) -> None:
             pass
     if "torch" in sys.modules:
         default_threads = sys.modules["torch"].get_num_threads()
+    _compile("seqclf")
     gc.freeze()  # a collection in a command need not touch (and so copy) every page the imports filled
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(socket_path + ".starting")
     listener.listen(64)
     os.rename(socket_path + ".starting", socket_path)  # the path exists only once connections are served
     Server(listener).run(parent=os.getppid())
+
+
+def _compile(package: str) -> None:
+    """Write the package's bytecode, as pip does when it installs one, so that each command loads it instead
+    of compiling every module again (where PYTHONDONTWRITEBYTECODE is set, nothing else would write it)."""
+    spec = importlib.util.find_spec(package)  # finds it without importing it
+    for folder in (spec.submodule_search_locations or []) if spec is not None else []:
+        compileall.compile_dir(folder, quiet=1)
 
 
 class Server:
