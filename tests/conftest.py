@@ -11,25 +11,26 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import forkserver
 import numpy as np
 import pytest
-import torch
 
-from seqclf import runlog, runs
+from seqclf import runs
 from seqclf.config import load_config, to_yaml
 from seqclf.files import write_json, write_text
-from seqclf.runtime import GracefulStop
+
+if TYPE_CHECKING:
+    import torch
+
+# torch is imported where it is used: the process that starts the pytest-xdist workers imports this file
+# too, and the workers start about a second and a half sooner when it does not import torch
 
 ROOT = Path(__file__).resolve().parents[1]  # the repository
 FAST_PYTHON = "SEQCLF_TEST_FAST_PYTHON"
 SERVER = pytest.StashKey[tuple[subprocess.Popen, str]]()
 FASHION = Path("/usr/share/datasets/fashion-mnist")
-# One torch thread for the whole suite: tiny tensors gain nothing from a second thread, and on a shared 2-core
-# machine a second thread only waits at OpenMP barriers (runs set it again from train.num_threads).
-torch.set_num_threads(1)
 FILES = {"train_images": "train-images-idx3-ubyte", "train_labels": "train-labels-idx1-ubyte",
          "test_images": "t10k-images-idx3-ubyte", "test_labels": "t10k-labels-idx1-ubyte"}
 
@@ -60,7 +61,11 @@ def fast_python() -> str:
 
 @pytest.fixture(autouse=True)
 def one_torch_thread() -> None:
-    """Back to one thread before each test: a run with train.num_threads=0 (auto) leaves the machine's count."""
+    """One torch thread for every test: tiny tensors gain nothing from a second thread, and on a shared 2-core
+    machine a second thread only waits at OpenMP barriers (runs set it again from train.num_threads, and
+    one with train.num_threads=0, auto, leaves the machine's count)."""
+    import torch
+
     if torch.get_num_threads() != 1:
         torch.set_num_threads(1)
 
@@ -68,7 +73,7 @@ def one_torch_thread() -> None:
 def write_idx(path: Path, array: np.ndarray | torch.Tensor) -> Path:
     """Write `array` as a valid IDX file of unsigned bytes (magic 0x000008<ndim>); gzip if path ends in .gz."""
     path = Path(path)
-    data = np.asarray(array.numpy() if isinstance(array, torch.Tensor) else array)
+    data = np.asarray(array.numpy() if hasattr(array, "numpy") else array)  # a torch.Tensor or an array
     if data.size and (data.min() < 0 or data.max() > 255):
         raise ValueError("IDX unsigned-byte data must lie in 0..255")
     payload = bytes([0, 0, 0x08, data.ndim]) + np.asarray(data.shape, dtype=">i4").tobytes()
@@ -106,6 +111,8 @@ def fake_run(folder: Path, name: str, overrides: list[str], summary: dict | None
         write_json(run_dir / runs.SUMMARY, {"epochs": 3, "parameters": 1000, "seconds": 10.0, "val_accuracy": 0.5,
                                             "test_accuracy": 0.5, "status": "finished", **summary})
     if history is not None:
+        from seqclf import runlog
+
         runlog.write_metrics(run_dir, history)
     return run_dir
 
@@ -142,6 +149,8 @@ def seqclf_process(*args: str, timeout: float = 60) -> subprocess.CompletedProce
 
 def changed_checkpoint(source: str | Path, target: Path, change: Callable[[dict], None]) -> str:
     """A copy of checkpoint `source` with `change(payload)` applied, saved at `target` as seqclf saves one."""
+    import torch
+
     from seqclf import checkpoint
 
     payload = torch.load(source, weights_only=True)
@@ -243,6 +252,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 def random_checkpoint(path: Path, *overrides: str, seed: int = 0, size: int = 28) -> Path:
     """A best.pt of a randomly initialised model for data of size x size images and 10 classes, saved through
     the public checkpoint API: for tests of what reads checkpoints (export, predict), which need no training."""
+    import torch
+
     from seqclf import checkpoint
     from seqclf.data import class_names, view_shape
     from seqclf.model import SequenceClassifier
@@ -263,25 +274,3 @@ def random_checkpoint(path: Path, *overrides: str, seed: int = 0, size: int = 28
     checkpoint.save(path, checkpoint.pack(cfg, meta, {"model": model.state_dict(), "epoch": 1, "history": []},
                                           with_state=False))
     return path
-
-
-class StopAt(GracefulStop):
-    """Asks to stop at the given calls of should_stop(), as if a signal had arrived just before.
-
-    should_stop() is polled after every optimizer step and once after each epoch's validation
-    and save, so with 10 steps an epoch: call 3 = epoch 1 step 3, call 10 = its last step
-    (before validation), call 11 = between epochs 1 and 2, call 22 = after the last epoch.
-    `on_call` runs extra test actions at chosen calls.
-    """
-
-    def __init__(self, *calls: int, signum: int = signal.SIGINT, on_call: dict[int, Any] | None = None) -> None:
-        super().__init__()
-        self.calls, self.count, self.stop_signum, self.on_call = set(calls), 0, signum, on_call or {}
-
-    def should_stop(self) -> bool:
-        self.count += 1
-        if self.count in self.on_call:
-            self.on_call[self.count]()
-        if self.count in self.calls:
-            self.signum = self.stop_signum
-        return super().should_stop()

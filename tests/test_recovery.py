@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from conftest import StopAt, cli_json, make_dataset
+from conftest import cli_json, make_dataset
+from stops import StopAt
 from seqclf import checkpoint, runs
 from seqclf.cli import app
 

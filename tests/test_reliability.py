@@ -16,7 +16,8 @@ import torch
 from typer.testing import CliRunner
 
 import seqclf.train as training
-from conftest import ROOT, StopAt, make_dataset, write_idx
+from conftest import ROOT, make_dataset, write_idx
+from stops import StopAt
 from seqclf import checkpoint, files, runs
 from seqclf.cli import app
 from seqclf.config import load_config
