@@ -141,7 +141,7 @@ def _compile(package: str) -> None:
     of compiling every module again (where PYTHONDONTWRITEBYTECODE is set, nothing else would write it)."""
     spec = importlib.util.find_spec(package)  # finds it without importing it
     for folder in (spec.submodule_search_locations or []) if spec is not None else []:
-        compileall.compile_dir(folder, quiet=1)
+        compileall.compile_dir(folder, quiet=2)  # a read-only checkout: commands compile as before
 
 
 class Server:
