@@ -39,6 +39,9 @@ def pytest_configure(config: pytest.Config) -> None:
     """One fork server (forkserver.py) for the whole run, started by the process that starts the workers."""
     if hasattr(config, "workerinput") or config.option.collectonly:  # a worker: its controller started it
         return
+    if not forkserver.supported():  # not Linux: fast_python is the real interpreter
+        os.environ[FAST_PYTHON] = sys.executable
+        return
     folder = tempfile.mkdtemp(prefix="seqclf-forkserver-")
     server, client = forkserver.start(folder)
     os.environ[FAST_PYTHON] = client  # the workers, started after this, inherit it
@@ -56,7 +59,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 @pytest.fixture(scope="session")
 def fast_python() -> str:
     """A `python` whose commands start in milliseconds (forkserver.py): for subprocesses that run seqclf."""
-    return forkserver.wait_until_ready(os.environ[FAST_PYTHON])
+    client = os.environ[FAST_PYTHON]
+    return client if client == sys.executable else forkserver.wait_until_ready(client)
 
 
 @pytest.fixture(autouse=True)

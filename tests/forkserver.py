@@ -6,14 +6,15 @@ commands, scripts/sweep.sh and bench.sh, signals, parallel runs, the ranks of a 
 a 2-core machine most of its time went to those imports.
 
 The server (`serve`, one per pytest run: conftest.py starts it) imports the heavy libraries once, writes
-seqclf's bytecode (but does not import seqclf), then forks for each command. The client (forkclient.py, made executable by `write_client`) is used exactly
-like `python`: `CLIENT -m seqclf ...`, `CLIENT script.py ...` or `CLIENT -c CODE ...`, after `-u` or
-`-B` if given (any other interpreter flag runs a real interpreter). It hands the server its standard
-streams, working directory, environment, arguments, umask, CPU affinity, ignored signals and session;
-a forked child takes them over and runs the command as a fresh interpreter would (sys.argv, sys.path,
-`__main__`, stdio buffering, exit status, an uncaught exception's traceback, atexit). The child never
-imports seqclf before the command does, and within a command sys.executable is the client, so the
-processes seqclf starts itself (tune's workers, torchrun's ranks) start fast too.
+seqclf's bytecode (but does not import seqclf), then forks for each command. The client (forkclient.py,
+made executable by `write_client`) is used exactly like `python`: `CLIENT -m seqclf ...`, `CLIENT
+script.py ...` or `CLIENT -c CODE ...`, after `-u` or `-B` if given (any other interpreter flag runs a
+real interpreter). It hands the server its standard streams, working directory, environment, arguments,
+umask, CPU affinity, ignored signals and session; a forked child takes them over and runs the command as
+a fresh interpreter would (sys.argv, sys.path, `__main__`, stdio buffering, exit status, an uncaught
+exception's traceback, atexit). The child never imports seqclf before the command does, and within a
+command sys.executable is the client, so the processes seqclf starts itself (tune's workers, torchrun's
+ranks) start fast too.
 
 The client forwards the signals a test sends it (SIGINT, SIGTERM, ...) to the command and ends as the
 command ended: with its exit status, or killed by the same signal. SIGKILL cannot be forwarded: a killed
@@ -25,7 +26,8 @@ the other settings Python reads only at start-up, and what the imported librarie
 server starts with the tests' environment, so these agree unless a test changes them). The child
 re-reads the ones that matter here: TMPDIR, OMP_NUM_THREADS, and a fresh seed for numpy's global
 generator. Tests about the interpreter itself keep a real one: the entry point, a config refused before
-torch is imported, and which seqclf an installed wheel imports.
+torch is imported, and which seqclf an installed wheel imports. Where the server cannot run (it needs
+Linux), the tests' fast `python` is the real one: slower, and otherwise the same.
 """
 
 from __future__ import annotations
@@ -61,6 +63,15 @@ default_threads = 0  # torch's thread count in a process started without THREAD_
 
 
 # ---------------------------------------------------------------- starting a server (conftest.py)
+
+
+def supported() -> bool:
+    """Whether this system has what the server uses: Linux's pidfd_open and PR_SET_PDEATHSIG."""
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except (AttributeError, OSError):
+        return False
+    return sys.platform.startswith("linux")
 
 
 def start(folder: str) -> tuple[subprocess.Popen, str]:
