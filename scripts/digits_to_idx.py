@@ -3,7 +3,7 @@
 scikit-learn ships the UCI "Optical Recognition of Handwritten Digits" test set (1797 digits
 scanned from forms filled in by 43 writers, 8x8 pixels, values 0..16). Each digit is upsampled
 to 32x32 and then made as MNIST was: ink cropped to its bounding box, the longer side scaled to
-20 pixels keeping the aspect ratio, placed in 28x28 by its centre of mass (seqclf.images.mnist_style).
+20 pixels keeping the aspect ratio, placed in 28x28 by its centre of mass (seqclf.data.images.mnist_style).
 A seeded 300 digits are the test split; the rest are the training split, plus --augment
 copies of each with a small random rotation, shear and scale (before the MNIST step).
 
@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from seqclf.images import mnist_style
+from seqclf.data.images import mnist_style
 
 TEST_SIZE = 300
 

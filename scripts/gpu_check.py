@@ -172,9 +172,9 @@ class Checks:
 
     def parity(self) -> str:
         from seqclf.config import load_config, replace
-        from seqclf.devices import configure
-        from seqclf.model import SequenceClassifier
-        from seqclf.runtime import autocast
+        from seqclf.model.classifier import SequenceClassifier
+        from seqclf.training.devices import configure
+        from seqclf.training.runtime import autocast
 
         worst: dict[str, float] = {}
         device = torch.device(self.device)

@@ -4,7 +4,7 @@
 
 Times, interleaved and repeated (median of --repeats): the whole of evaluate_checkpoint (which
 also reads the training file) against the whole of predict_files on t10k-images (reading,
-scoring, one record per image); then the scoring alone: evaluate.score on the test split
+scoring, one record per image); then the scoring alone: seqclf.training.scoring.score on the test split
 against Predictor.probabilities on the same images as uint8.
 """
 
@@ -16,9 +16,10 @@ import statistics
 import time
 from pathlib import Path
 
-from seqclf.data import load_data, read_idx
-from seqclf.evaluate import evaluate_checkpoint, score
-from seqclf.predict import Predictor, predict_files
+from seqclf.data.datasets import load_data, read_idx
+from seqclf.training.scoring import score
+from seqclf.use.evaluate import evaluate_checkpoint
+from seqclf.use.predict import Predictor, predict_files
 
 
 def timed(function) -> float:

@@ -11,7 +11,7 @@ __all__ = ["Config", "Predictor", "SeqclfError", "load_config", "__version__"]
 
 def __getattr__(name: str) -> Any:
     if name == "Predictor":  # imported on first use: it needs torch, which `import seqclf` does not load
-        from seqclf.predict import Predictor
+        from seqclf.use.predict import Predictor
 
         return Predictor
     raise AttributeError(f"module 'seqclf' has no attribute {name!r}")

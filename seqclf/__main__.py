@@ -1,5 +1,5 @@
 """`python -m seqclf ...` works the same as `seqclf ...` (and under torchrun -m seqclf)."""
 
-from seqclf.cli import main
+from seqclf.cli.app import main
 
 main()

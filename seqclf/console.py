@@ -15,10 +15,15 @@ from typing import Any, Iterator
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+)
 from rich.table import Table
 from rich.text import Text
-
 
 LEFT = ("name", "key", "status", "formula", "input", "next guesses")  # left-aligned whatever they hold
 

@@ -24,7 +24,7 @@ class Interrupted(SeqclfError):
 
 
 class Pruned(SeqclfError):
-    """A hyperparameter search stopped this trial after an epoch (seqclf.tune); summary.json says `pruned`."""
+    """A hyperparameter search stopped this trial after an epoch (seqclf.search.study); summary.json says `pruned`."""
 
 
 def preview(value: object, limit: int = 60) -> str:

@@ -17,9 +17,9 @@ import forkserver
 import numpy as np
 import pytest
 
-from seqclf import runs
 from seqclf.config import load_config, to_yaml
-from seqclf.files import write_json, write_text
+from seqclf.store import rundir as runs
+from seqclf.store.files import write_json, write_text
 
 if TYPE_CHECKING:
     import torch
@@ -98,7 +98,7 @@ def cli_json(*args: str) -> dict:
 
     from typer.testing import CliRunner
 
-    from seqclf.cli import app
+    from seqclf.cli.app import app
 
     result = CliRunner().invoke(app, [*args, "--json"])
     assert result.exit_code == 0, result.output
@@ -115,7 +115,7 @@ def fake_run(folder: Path, name: str, overrides: list[str], summary: dict | None
         write_json(run_dir / runs.SUMMARY, {"epochs": 3, "parameters": 1000, "seconds": 10.0, "val_accuracy": 0.5,
                                             "test_accuracy": 0.5, "status": "finished", **summary})
     if history is not None:
-        from seqclf import runlog
+        from seqclf.store import runlog
 
         runlog.write_metrics(run_dir, history)
     return run_dir
@@ -155,7 +155,7 @@ def changed_checkpoint(source: str | Path, target: Path, change: Callable[[dict]
     """A copy of checkpoint `source` with `change(payload)` applied, saved at `target` as seqclf saves one."""
     import torch
 
-    from seqclf import checkpoint
+    from seqclf.store import checkpoint
 
     payload = torch.load(source, weights_only=True)
     change(payload)
@@ -239,7 +239,7 @@ def fashion_root() -> Path:
 def train_tiny(root: Path, out: Path, *extra: str) -> Path:
     """Train a tiny model on the dataset at root for one or two epochs; returns its best.pt."""
     from seqclf.config import load_config
-    from seqclf.train import train
+    from seqclf.training.start import train
 
     overrides = [*tiny_args(root, out), *extra]
     return Path(train(load_config(None, overrides))["checkpoint"])
@@ -258,9 +258,9 @@ def random_checkpoint(path: Path, *overrides: str, seed: int = 0, size: int = 28
     the public checkpoint API: for tests of what reads checkpoints (export, predict), which need no training."""
     import torch
 
-    from seqclf import checkpoint
-    from seqclf.data import class_names, view_shape
-    from seqclf.model import SequenceClassifier
+    from seqclf.data.datasets import class_names, view_shape
+    from seqclf.model.classifier import SequenceClassifier
+    from seqclf.store import checkpoint
 
     cfg = load_config(None, ["data.name=idx", "model.hidden_size=16", *overrides])
     seq_len, input_size = view_shape(cfg.data.sequence, size, size)  # (T, F)

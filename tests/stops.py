@@ -6,7 +6,7 @@ from __future__ import annotations
 import signal
 from typing import Any
 
-from seqclf.runtime import GracefulStop
+from seqclf.training.runtime import GracefulStop
 
 
 class StopAt(GracefulStop):

@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import ROOT, set_args
 from typer.testing import CliRunner
 
-from seqclf.bench import MATMUL_SIZES, TorchvisionStyle, forward_flops, train_flops
-from seqclf.cli import app
+from seqclf.cli.app import app
 from seqclf.config import ModelConfig
-from seqclf.data import load_arrays, load_data
-from seqclf.model import SequenceClassifier
-from conftest import ROOT, set_args
+from seqclf.data.datasets import load_arrays, load_data
+from seqclf.model.classifier import SequenceClassifier
+from seqclf.use.bench import MATMUL_SIZES, TorchvisionStyle, forward_flops, train_flops
 
 runner = CliRunner()
 # bench times a square matmul for the peak every round: 1024 on a CPU is ~20 GFLOP a run, seconds of a shared
@@ -137,8 +137,8 @@ def test_bench_bad_input_exits_2(tiny_overrides: list[str]) -> None:
 def test_bench_script_writes_a_markdown_table(tiny_data: Path, tmp_path: Path, fast_python: str) -> None:
     out = tmp_path / "bench.md"
     entry = tmp_path / "entry.py"  # the entry point, with the small matmul
-    entry.write_text(f"import sys\nfrom seqclf import bench\n"
-                     f"bench.MATMUL_SIZES['cpu'] = {SMALL_MATMUL}\nfrom seqclf.cli import main\nsys.exit(main())\n")
+    entry.write_text(f"import sys\nfrom seqclf.use import bench\n"
+                     f"bench.MATMUL_SIZES['cpu'] = {SMALL_MATMUL}\nfrom seqclf.cli.app import main\nsys.exit(main())\n")
     seqclf = tmp_path / "seqclf"
     seqclf.write_text(f'#!/bin/sh\nexec "{fast_python}" "{entry}" "$@"\n')
     seqclf.chmod(0o755)
@@ -159,7 +159,7 @@ def test_bench_script_writes_a_markdown_table(tiny_data: Path, tmp_path: Path, f
 
 
 def test_ratios_read_as_faster_or_slower_and_load_is_warned_about() -> None:
-    from seqclf.bench import contention, ratio_text
+    from seqclf.use.bench import contention, ratio_text
 
     assert ratio_text(2.0) == "2.0x faster" and ratio_text(0.6) == "1.7x slower" and ratio_text(1.0) == "1.0x faster"
     quiet = {"load_average_start": 0.5, "load_average": 1.5, "cores": 2}

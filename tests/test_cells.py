@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from seqclf.cells import IMPLEMENTATIONS, CellRecurrent, ScratchRecurrent, fused_recurrent
+from seqclf.model.cells import (
+    IMPLEMENTATIONS,
+    CellRecurrent,
+    ScratchRecurrent,
+    fused_recurrent,
+)
 
 BATCH, STEPS, INPUT, HIDDEN, PROJ = 3, 5, 4, 6, 3
 HAND_MADE = {"cell": CellRecurrent, "scratch": ScratchRecurrent}

@@ -16,17 +16,18 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from conftest import ROOT
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from seqclf import checkpoint
-from seqclf.checkpoint import CheckpointError
-from seqclf.cli import app
+from seqclf.cli.app import app
 from seqclf.config import load_config
-from seqclf.runtime import build_optimizer, build_scheduler
-from seqclf.train import train
-from conftest import ROOT
+from seqclf.store import checkpoint
+from seqclf.store.checkpoint import CheckpointError
+from seqclf.training import rng
+from seqclf.training.runtime import build_optimizer, build_scheduler
+from seqclf.training.start import train
 
 runner = CliRunner()
 PLAIN = (str, int, float, bool, type(None))
@@ -99,10 +100,10 @@ def test_rng_state_round_trips_through_a_safe_load(tmp_path: Path) -> None:
     random.seed(1), np.random.seed(2), torch.manual_seed(3)
     random.gauss(0, 1)  # leaves a cached gaussian in python's state
     checkpoint.save(tmp_path / "rng.pt", {"config": {}, "model": {}, "data": {},
-                                          "rng": checkpoint.rng_state()})
+                                          "rng": rng.rng_state()})
     expected = (random.random(), random.gauss(0, 1), np.random.rand(3).tolist(), torch.rand(3))
     random.seed(9), np.random.seed(9), torch.manual_seed(9)
-    checkpoint.set_rng_state(checkpoint.load(tmp_path / "rng.pt")["rng"])
+    rng.set_rng_state(checkpoint.load(tmp_path / "rng.pt")["rng"])
     again = (random.random(), random.gauss(0, 1), np.random.rand(3).tolist(), torch.rand(3))
     assert expected[:3] == again[:3] and torch.equal(expected[3], again[3])
 
@@ -175,12 +176,12 @@ def test_refused_even_when_the_object_is_harmless(tmp_path: Path) -> None:
 
 def test_every_load_in_seqclf_is_weights_only() -> None:
     """The one safe loader is the only way in: no torch.load without weights_only=True, no pickle.load."""
-    for path in (ROOT / "seqclf").glob("*.py"):
+    for path in (ROOT / "seqclf").rglob("*.py"):
         text = path.read_text()
         for call in re.findall(r"torch\.load\([^)]*\)", text):
             assert "weights_only=True" in call, f"{path.name}: {call}"
         assert not re.search(r"pickle\.loads?\(|weights_only=False|safe_globals", text), path.name
-    for module in ("evaluate.py", "train.py"):  # every checkpoint they read comes through checkpoint.read
+    for module in ("use/evaluate.py", "training/start.py"):  # every checkpoint they read comes through checkpoint.read
         assert "checkpoint.read(" in (ROOT / "seqclf" / module).read_text()
 
 

@@ -8,10 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import ROOT, cli_json, set_args
 from typer.testing import CliRunner
 
-from seqclf.cli import app
-from conftest import ROOT, cli_json, set_args
+from seqclf.cli.app import app
 
 runner = CliRunner()
 
@@ -142,7 +142,8 @@ def test_init_from_a_checkpoint_of_another_shape_names_the_parameters(one_epoch:
 
 def test_a_stray_idx_label_is_named_in_a_warning(tmp_path: Path) -> None:
     from conftest import FILES, make_dataset, tiny_args, write_idx
-    from seqclf.idx import read_idx
+
+    from seqclf.data.idx import read_idx
 
     data = make_dataset(tmp_path / "data", n_train=300, n_test=50)
     labels = read_idx(data / FILES["train_labels"]).numpy().copy()

@@ -7,13 +7,21 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import ROOT
 from typer.testing import CliRunner
 
 from seqclf import config as config_module
-from seqclf import shipped
-from seqclf.cli import app
-from seqclf.config import Config, ConfigError, all_keys, load_config, reference_markdown, to_dict, to_yaml
-from conftest import ROOT
+from seqclf.cli.app import app
+from seqclf.config import (
+    Config,
+    ConfigError,
+    all_keys,
+    load_config,
+    reference_markdown,
+    shipped,
+    to_dict,
+    to_yaml,
+)
 
 CONFIGS = [shipped.path_of(name) for name in shipped.names()]
 runner = CliRunner()

@@ -9,12 +9,12 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import torch
+from conftest import epoch, set_args
 from rich.console import Console
 from typer.testing import CliRunner
 
-from conftest import epoch, set_args
 from seqclf import console
-from seqclf.cli import app
+from seqclf.cli.app import app
 
 ROW = {**epoch(3, 0.8634), "train_loss": 0.41234, "train_accuracy": 0.85123, "lr": 1e-3, "grad_norm": 1.234,
        "examples_per_s": 12345.6, "best": True}

@@ -1,4 +1,4 @@
-"""seqclf.data on tiny IDX files written into tmp_path: reading, locating, views, splits."""
+"""seqclf.data.datasets on tiny IDX files written into tmp_path: reading, locating, views, splits."""
 
 from __future__ import annotations
 
@@ -10,11 +10,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import make_dataset, write_idx
 
 from seqclf.config import DataConfig
-from seqclf.data import (FILES, DataError, view_shape, load_arrays, load_data, locate, permutation, read_idx,
-                         to_sequences)
-from conftest import make_dataset, write_idx
+from seqclf.data.datasets import (
+    FILES,
+    DataError,
+    load_arrays,
+    load_data,
+    locate,
+    permutation,
+    read_idx,
+    to_sequences,
+    view_shape,
+)
 
 
 def idx_cfg(root: Path, **changes) -> DataConfig:

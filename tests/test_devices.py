@@ -11,25 +11,26 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import ROOT
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-from seqclf import checkpoint, devices, runs
 from seqclf.config import config_from_dict, keys_where, load_config, to_yaml
 from seqclf.console import Output
-from seqclf.devices import dtype_policy
 from seqclf.errors import SeqclfError, TrainingError
-from seqclf.evaluate import score
-from seqclf.files import write_json
-from seqclf.model import SequenceClassifier
-from seqclf.loop import supervised
-from seqclf.runlog import RunLog, write_metrics
-from seqclf.runtime import GracefulStop, autocast
-from seqclf.setup import prepare
-from seqclf.state import TrainingState, zero_sums
-from seqclf.train import new_run, resume, run_steps, train
-from conftest import ROOT
-
+from seqclf.model.classifier import SequenceClassifier
+from seqclf.store import checkpoint
+from seqclf.store import rundir as runs
+from seqclf.store.files import write_json
+from seqclf.store.runlog import RunLog, write_metrics
+from seqclf.training import devices, rng
+from seqclf.training.devices import dtype_policy
+from seqclf.training.prepare import prepare
+from seqclf.training.runtime import GracefulStop, autocast
+from seqclf.training.scoring import score
+from seqclf.training.start import new_run, resume, run_steps, train
+from seqclf.training.state import TrainingState, zero_sums
+from seqclf.training.trainer import supervised
 
 
 class Float64Conversions(TorchDispatchMode):
@@ -133,12 +134,12 @@ def test_every_json_file_is_strict_even_with_non_finite_values(tmp_path: Path) -
 
 def test_cuda_rng_states_are_restored_where_they_fit() -> None:
     states = [torch.full((8,), i, dtype=torch.uint8) for i in range(4)]  # an old file: every visible GPU
-    assert list(checkpoint.cuda_states(states, 1)) == [0]  # restored on a machine with one GPU: no IndexError
-    assert checkpoint.cuda_states(states, 1)[0] is states[0]
-    assert list(checkpoint.cuda_states({2: states[2]}, 1)) == []  # a device this machine lacks
-    assert checkpoint.cuda_states({2: states[2]}, 1, target=0)[0] is states[2]  # the run's one device -> the one now
-    assert "cuda" not in checkpoint.rng_state(torch.device("cpu"))
-    checkpoint.set_rng_state({**checkpoint.rng_state(), "cuda": states}, device_count=1)  # no error
+    assert list(rng.cuda_states(states, 1)) == [0]  # restored on a machine with one GPU: no IndexError
+    assert rng.cuda_states(states, 1)[0] is states[0]
+    assert list(rng.cuda_states({2: states[2]}, 1)) == []  # a device this machine lacks
+    assert rng.cuda_states({2: states[2]}, 1, target=0)[0] is states[2]  # the run's one device -> the one now
+    assert "cuda" not in rng.rng_state(torch.device("cpu"))
+    rng.set_rng_state({**rng.rng_state(), "cuda": states}, device_count=1)  # no error
 
 
 def test_the_fp16_loss_scale_is_part_of_last_pt(tmp_path: Path, tiny_overrides: list[str]) -> None:
@@ -199,7 +200,7 @@ def test_fp32_means_ieee_unless_tf32_is_asked_for(restore_switches: None) -> Non
     devices.configure(load_config(None, ["train.tf32=true"]).train)
     assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
     assert torch.backends.cudnn.rnn.fp32_precision == "tf32"
-    from seqclf.bench import MATMUL_SIZES
+    from seqclf.use.bench import MATMUL_SIZES
     assert MATMUL_SIZES["cuda"] >= 8 * MATMUL_SIZES["cpu"]
 
 

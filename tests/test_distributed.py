@@ -18,13 +18,14 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from seqclf import checkpoint, runs
-from seqclf.config import load_config
-from seqclf.distributed import Context, from_env, is_peer_failure
-from seqclf.errors import SeqclfError
-from seqclf.train import resume, train
 from conftest import make_dataset, set_args
+
+from seqclf.config import load_config
+from seqclf.errors import SeqclfError
+from seqclf.store import checkpoint
+from seqclf.store import rundir as runs
+from seqclf.training.distributed import Context, from_env, is_peer_failure
+from seqclf.training.start import resume, train
 
 LAUNCH_TIMEOUT = 180  # seconds; generous for a loaded 2-core machine, short of a hang
 

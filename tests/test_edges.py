@@ -10,7 +10,7 @@ import pytest
 from conftest import ROOT, make_dataset, set_args
 from typer.testing import CliRunner
 
-from seqclf.cli import app
+from seqclf.cli.app import app
 from seqclf.config import ConfigError, load_config
 
 runner = CliRunner()

@@ -14,7 +14,7 @@ import torch
 from conftest import FILES, changed_checkpoint, make_dataset, write_idx
 from typer.testing import CliRunner
 
-from seqclf.cli import app
+from seqclf.cli.app import app
 
 runner = CliRunner()
 

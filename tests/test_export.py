@@ -13,8 +13,8 @@ from conftest import make_dataset, random_checkpoint
 from typer.testing import CliRunner
 
 from seqclf import Predictor
-from seqclf.cli import app
-from seqclf.data import read_idx
+from seqclf.cli.app import app
+from seqclf.data.datasets import read_idx
 
 runner = CliRunner()
 CASES = [(cell, bidirectional) for cell in ("rnn", "lstm", "gru") for bidirectional in (False, True)]

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import torch
 
-from seqclf import checkpoint, files
 from seqclf.errors import TrainingError
+from seqclf.store import checkpoint, files
 
 
 class FullDisk:

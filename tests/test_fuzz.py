@@ -24,11 +24,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from seqclf import shipped
-from seqclf.checkpoint import DataMeta
-from seqclf.cli import app
-from seqclf.idx import DataError, read_idx
-from seqclf.config import Config, ConfigError, all_keys, apply_overrides, load_config, parse_overrides
+from seqclf.cli.app import app
+from seqclf.config import (
+    Config,
+    ConfigError,
+    all_keys,
+    apply_overrides,
+    load_config,
+    parse_overrides,
+    shipped,
+)
+from seqclf.data.idx import DataError, read_idx
+from seqclf.store.checkpoint import DataMeta
 
 SHIPPED = [shipped.path_of(name).read_text() for name in shipped.names()]
 KEYS = all_keys()

@@ -9,7 +9,7 @@ import typer
 from typer.testing import CliRunner
 
 from seqclf import __version__
-from seqclf.cli import app
+from seqclf.cli.app import app
 
 runner = CliRunner()
 TYPE_SHOWN = re.compile(r"<(bool|str|int|float|path|file|dir|text|integer|list\[[^\]]*\])>", re.IGNORECASE)

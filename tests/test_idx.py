@@ -13,10 +13,10 @@ import pytest
 from conftest import FILES, make_dataset, set_args, time_limit, write_idx
 from typer.testing import CliRunner
 
-from seqclf.cli import app
+from seqclf.cli.app import app
 from seqclf.config import DataConfig
-from seqclf.data import load_data
-from seqclf.idx import DataError, read_idx
+from seqclf.data.datasets import load_data
+from seqclf.data.idx import DataError, read_idx
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -109,7 +109,7 @@ def test_labels_that_leave_classes_empty_are_a_warning_for_idx(tmp_path: Path) -
 
 def test_data_that_cannot_fit_in_memory_is_refused_before_it_is_built(tmp_path: Path, monkeypatch) -> None:
     root = make_dataset(tmp_path / "data", n_train=60, n_test=20)
-    monkeypatch.setattr("seqclf.limits.available_memory", lambda: 100_000)  # a machine with 100 KB free
+    monkeypatch.setattr("seqclf.config.limits.available_memory", lambda: 100_000)  # a machine with 100 KB free
     with pytest.raises(DataError, match=r"the train/val/test data as float32 would need about 251 KB, more than the "
                                         r"100 KB of memory available; lower data.max_train or data.max_test"):
         load_data(DataConfig(name="idx", root=str(root), val_size=10), seed=0)

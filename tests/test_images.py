@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from seqclf.images import ImageError, prepare, read_image, read_inputs
+from seqclf.data.images import ImageError, prepare, read_image, read_inputs
 
 
 def seven(size: tuple[int, int] = (200, 150), at: tuple[int, int] = (70, 30), scale: float = 1.0,

@@ -9,11 +9,10 @@ import pytest
 from conftest import set_args, time_limit
 from typer.testing import CliRunner
 
-from seqclf import limits
-from seqclf.cli import app
-from seqclf.config import ModelConfig, load_config
+from seqclf.cli.app import app
+from seqclf.config import ModelConfig, limits, load_config
 from seqclf.errors import SeqclfError
-from seqclf.model import SequenceClassifier, parameter_count
+from seqclf.model.classifier import SequenceClassifier, parameter_count
 
 ROOT = Path(__file__).resolve().parents[1]
 LSTM = str(ROOT / "configs" / "lstm.yaml")
@@ -105,7 +104,7 @@ def test_memory_beyond_what_is_available_is_refused_with_the_estimate() -> None:
 
 
 def test_a_model_larger_than_the_free_memory_is_refused_before_allocating(monkeypatch) -> None:
-    monkeypatch.setattr("seqclf.limits.available_memory", lambda: 1_000_000)  # a machine with 1 MB free
+    monkeypatch.setattr("seqclf.config.limits.available_memory", lambda: 1_000_000)  # a machine with 1 MB free
     message = refused("shapes", "-c", LSTM, "--set", "model.hidden_size=512")
     assert "a lstm with hidden_size 512 and 1 layer(s) would need about 4.46 MB, more than the 1 MB" in message
     assert "lower model.hidden_size or model.num_layers" in message

@@ -9,7 +9,12 @@ import torch
 from torch import nn
 
 from seqclf.config import ModelConfig, load_config
-from seqclf.model import SequenceClassifier, count_parameters, parameter_count, resolve_hidden_size
+from seqclf.model.classifier import (
+    SequenceClassifier,
+    count_parameters,
+    parameter_count,
+    resolve_hidden_size,
+)
 
 CASES = list(itertools.product(["rnn", "lstm", "gru"], [False, True], [1, 2]))
 

@@ -14,9 +14,8 @@ import pytest
 from conftest import ROOT, set_args
 from typer.testing import CliRunner
 
-from seqclf import shipped
-from seqclf.cli import app
-from seqclf.config import load_config
+from seqclf.cli.app import app
+from seqclf.config import load_config, shipped
 
 runner = CliRunner()
 

@@ -7,13 +7,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import ROOT
 from typer.testing import CliRunner
 
-from seqclf import runs
-from seqclf.cli import app
+from seqclf.cli.app import app
 from seqclf.config import load_config
-from seqclf.train import train
-from conftest import ROOT
+from seqclf.store import rundir as runs
+from seqclf.training.start import train
 
 pytest.importorskip("matplotlib")
 runner = CliRunner()
@@ -80,8 +80,8 @@ def test_without_matplotlib_it_says_how_to_get_it(two_runs: list[Path], tmp_path
 
 
 def test_mistakes_are_the_most_confident_wrong_predictions(trained, tmp_path: Path) -> None:
-    from seqclf.evaluate import evaluate_checkpoint
-    from seqclf.plot import find_mistakes
+    from seqclf.use.evaluate import evaluate_checkpoint
+    from seqclf.use.plot import find_mistakes
 
     checkpoint, _ = trained
     result = runner.invoke(app, ["plot", "--mistakes", str(checkpoint), "-n", "5", "-o", str(tmp_path / "m.png")])
@@ -98,7 +98,7 @@ def test_mistakes_are_the_most_confident_wrong_predictions(trained, tmp_path: Pa
 
 
 def test_eval_shows_class_names(trained) -> None:
-    from seqclf.data import class_names
+    from seqclf.data.datasets import class_names
 
     checkpoint, _ = trained
     result = runner.invoke(app, ["eval", str(checkpoint)])

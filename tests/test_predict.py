@@ -16,9 +16,9 @@ from PIL import Image, ImageDraw
 from typer.testing import CliRunner
 
 from seqclf import Predictor, SeqclfError
-from seqclf.cli import app
-from seqclf.data import read_idx
-from seqclf.evaluate import evaluate_checkpoint
+from seqclf.cli.app import app
+from seqclf.data.datasets import read_idx
+from seqclf.use.evaluate import evaluate_checkpoint
 
 runner = CliRunner()
 

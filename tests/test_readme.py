@@ -16,7 +16,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, make_dataset
 
 README = ROOT / "README.md"

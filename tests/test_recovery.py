@@ -1,7 +1,7 @@
 """Runs are never stranded or damaged (issue 15): stops at every moment, kills, locks, edits, other data.
 
 Signals reach real `seqclf` processes at a chosen write through the SEQCLF_TEST_SIGNAL_AT_FSYNC
-hook of seqclf.files ("N:SIGNAL:NAME": after the Nth fsync of NAME, before its rename).
+hook of seqclf.store.files ("N:SIGNAL:NAME": after the Nth fsync of NAME, before its rename).
 """
 
 from __future__ import annotations
@@ -16,12 +16,13 @@ import time
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
-
 from conftest import cli_json, make_dataset
 from stops import StopAt
-from seqclf import checkpoint, runs
-from seqclf.cli import app
+from typer.testing import CliRunner
+
+from seqclf.cli.app import app
+from seqclf.store import checkpoint
+from seqclf.store import rundir as runs
 
 runner = CliRunner()
 
@@ -130,7 +131,7 @@ def interrupted_run(tmp_path: Path, data_root: Path, name: str, stop_call: int) 
     """A 2-epoch run of 4 steps an epoch, stopped at should_stop() call `stop_call` (5: between epochs)."""
     from seqclf.config import load_config
     from seqclf.errors import Interrupted
-    from seqclf.train import train
+    from seqclf.training.start import train
 
     cfg = load_config(write_config(tmp_path, data_root, name))
     with pytest.raises(Interrupted):
@@ -162,10 +163,11 @@ def test_a_lost_best_pt_that_cannot_be_rebuilt_is_refused_touching_nothing(tmp_p
 
 def test_a_full_disk_that_blocks_even_the_summary_is_not_listed_as_running(
         tmp_path: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from test_files import fail_writes
+
     from seqclf.config import load_config
     from seqclf.errors import TrainingError
-    from seqclf.train import train
-    from test_files import fail_writes
+    from seqclf.training.start import train
 
     run_dir = tmp_path / "runs" / "full"
     stop = StopAt(on_call={5: lambda: fail_writes(monkeypatch, run_dir, room=0)})  # after epoch 1: no byte fits

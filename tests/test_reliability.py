@@ -13,18 +13,19 @@ from typing import Any
 
 import pytest
 import torch
-from typer.testing import CliRunner
-
-import seqclf.train as training
 from conftest import ROOT, make_dataset, write_idx
 from stops import StopAt
-from seqclf import checkpoint, files, runs
-from seqclf.cli import app
+from test_files import fail_writes
+from typer.testing import CliRunner
+
+import seqclf.training.start as training
+from seqclf.cli.app import app
 from seqclf.config import load_config
 from seqclf.errors import Interrupted, TrainingError
-from seqclf.evaluate import evaluate_checkpoint
-from seqclf.train import resume, train
-from test_files import fail_writes
+from seqclf.store import checkpoint, files
+from seqclf.store import rundir as runs
+from seqclf.training.start import resume, train
+from seqclf.use.evaluate import evaluate_checkpoint
 
 runner = CliRunner()
 TIMING = {"seconds", "examples_per_s"}

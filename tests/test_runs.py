@@ -14,17 +14,18 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import ROOT, epoch, fake_run, set_args
 from typer.testing import CliRunner
 
-from conftest import ROOT, epoch, fake_run, set_args
-from seqclf import runs, runs_table
-from seqclf import shipped as shipped_configs
-from seqclf.cli import app
+from seqclf.cli.app import app
 from seqclf.config import ModelConfig, load_config
+from seqclf.config import shipped as shipped_configs
 from seqclf.errors import SeqclfError
-from seqclf.evaluate import evaluate_checkpoint
-from seqclf.model import parameter_count, resolve_hidden_size
-from seqclf.train import train
+from seqclf.model.classifier import parameter_count, resolve_hidden_size
+from seqclf.store import rundir as runs
+from seqclf.store import table as runs_table
+from seqclf.training.start import train
+from seqclf.use.evaluate import evaluate_checkpoint
 
 runner = CliRunner()
 

@@ -8,13 +8,14 @@ import re
 from pathlib import Path
 
 import pytest
+from conftest import ROOT, epoch, fake_run
 from typer.testing import CliRunner
 
-from conftest import ROOT, epoch, fake_run
-from seqclf import runs, runs_table
-from seqclf.files import write_text
-from seqclf.cli import app
+from seqclf.cli.app import app
 from seqclf.config import load_config, to_yaml
+from seqclf.store import rundir as runs
+from seqclf.store import table as runs_table
+from seqclf.store.files import write_text
 
 runner = CliRunner()
 ANSI = re.compile(r"\x1b\[[0-9;]*m")

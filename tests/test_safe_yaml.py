@@ -11,9 +11,8 @@ import pytest
 from conftest import seqclf_process
 from typer.testing import CliRunner
 
-from seqclf import safe_yaml
-from seqclf.cli import app
-from seqclf.config import ConfigError, load_config
+from seqclf.cli.app import app
+from seqclf.config import ConfigError, load_config, safe_yaml
 
 runner = CliRunner()
 
@@ -127,7 +126,7 @@ def test_a_bad_config_is_refused_before_torch_is_even_imported(tmp_path: Path, c
     """Importing torch takes seconds; a config error should take a fraction of one."""
     bomb = tmp_path / "bomb.yaml"
     bomb.write_text(alias_bomb())
-    code = ("import sys\nfrom seqclf.cli import app\ntry:\n    app(sys.argv[1:])\n"
+    code = ("import sys\nfrom seqclf.cli.app import app\ntry:\n    app(sys.argv[1:])\n"
             "except SystemExit as exc:\n    print(exc.code, 'torch' in sys.modules)\n")
     done = subprocess.run([sys.executable, "-c", code, *command, str(bomb)], capture_output=True, text=True, timeout=60)
     assert done.stdout.split() == ["2", "False"], done.stdout + done.stderr

@@ -5,14 +5,14 @@ from __future__ import annotations
 import math
 
 import pytest
+from conftest import ROOT, cli_json, set_args
 from torch import nn
 from typer.testing import CliRunner
 
-from conftest import ROOT, cli_json, set_args
-from seqclf.cli import app
+from seqclf.cli.app import app
 from seqclf.config import load_config
-from seqclf.model import parameter_count
-from seqclf.shapes import inspect_shapes
+from seqclf.model.classifier import parameter_count
+from seqclf.model.shapes import inspect_shapes
 
 runner = CliRunner()
 

@@ -14,7 +14,7 @@ import pytest
 from conftest import ROOT, cli_json
 from typer.testing import CliRunner
 
-from seqclf.cli import app
+from seqclf.cli.app import app
 
 SWEEP = ROOT / "scripts" / "sweep.sh"
 

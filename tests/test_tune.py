@@ -17,18 +17,18 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from seqclf.cli import app
+from seqclf.cli.app import app
 from seqclf.config import ConfigError, load_config
-from seqclf.space import load_space, parse_space
+from seqclf.search.space import load_space, parse_space
 
 optuna = pytest.importorskip("optuna", reason="seqclf tune needs the optional extra seqclf[tune]")
 
-from seqclf.console import Output  # noqa: E402
-from seqclf.runtime import GracefulStop  # noqa: E402
-from seqclf.trials import work  # noqa: E402
-from seqclf.tune import Settings, open_study, study_info  # noqa: E402
-
 from conftest import ROOT, cli_json, make_dataset, set_args  # noqa: E402
+
+from seqclf.console import Output  # noqa: E402
+from seqclf.search.study import Settings, open_study, study_info  # noqa: E402
+from seqclf.search.trials import work  # noqa: E402
+from seqclf.training.runtime import GracefulStop  # noqa: E402
 
 SPACE = {"train.lr": {"log_uniform": [1.0e-3, 1.0e-2]}, "model.cell": {"choice": ["lstm", "gru"]},
          "model.hidden_size": {"int": [8, 16], "step": 8}}

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from conftest import FILES, ROOT, cli_json, set_args, write_idx
-from seqclf import checkpoint
+
 from seqclf.config import DataConfig, load_config
-from seqclf.data import SEQUENCES, load_data, permutation
+from seqclf.data.datasets import SEQUENCES, load_data, permutation
+from seqclf.store import checkpoint
 
 SIDE = 28
 

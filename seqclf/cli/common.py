@@ -1,0 +1,67 @@
+"""What every command module of the CLI shares: the exception boundary, JSON output, common options.
+
+Help text is plain (typer's `rich_markup_mode=None`): square brackets in help, such as
+`[default: curves.png]` or `{key: [a, b]}`, are shown as written instead of being read as markup.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from typing import Any, Iterator
+
+import typer
+import typer.core
+
+from seqclf.console import Output
+from seqclf.errors import SeqclfError
+from seqclf.store.files import to_json
+from seqclf.training import ranks
+
+# typer adds an argument's Python type to its help line (`RUN_DIR... <list[Path]>`); every argument
+# here has a metavar (RUN_DIR..., FILE..., CHECKPOINT) that says what it takes, so the type is left out.
+typer.core.TyperArgument.display_type_rich = lambda self, ctx: None  # type: ignore[method-assign]
+
+HELP_SETTINGS: dict[str, Any] = {"help_option_names": ["-h", "--help"]}
+FLAG = ""  # the metavar of an on/off flag: nothing after the option's name
+
+SetOption = typer.Option(None, "--set", metavar="KEY=VALUE",
+                         help="Override a config key (dotted, value parsed as YAML); repeatable, later wins.")
+JsonOption = typer.Option(False, "--json", metavar=FLAG,
+                          help="Print one JSON object on stdout; human output goes to stderr.")
+QuietOption = typer.Option(False, "--quiet", "-q", metavar=FLAG, help="Print only errors.")
+_CONFIG_HELP = "YAML config file, or the name of a shipped config (seqclf config list)."
+ConfigOption = typer.Option(..., "--config", "-c", metavar="FILE|NAME", help=_CONFIG_HELP)
+OptionalConfigOption = typer.Option(None, "--config", "-c", metavar="FILE|NAME", help=_CONFIG_HELP)
+
+
+def sub_app(help_text: str) -> typer.Typer:
+    """A typer app (or command group) with seqclf's help settings."""
+    return typer.Typer(help=help_text, no_args_is_help=True, rich_markup_mode=None,
+                       context_settings=HELP_SETTINGS)
+
+
+@contextlib.contextmanager
+def reported(out: Output) -> Iterator[None]:
+    """The one place where exceptions become messages and exit codes."""
+    try:
+        yield
+    except SeqclfError as exc:
+        if ranks.should_report(exc):  # under torchrun rank 0 reports what every rank shares
+            out.error(str(exc))
+        else:
+            ranks.linger()
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        out.error("aborted; files already on disk are intact (every file is written atomically)")
+        raise typer.Exit(130) from None
+
+
+def emit_json(data: Any) -> None:
+    sys.stdout.write(to_json(data) + "\n")  # strict: a non-finite value is null
+    sys.stdout.flush()
+
+
+def examples(*commands: str) -> str:
+    """A command's epilog: the example command lines, kept as written (`\\b`: click must not rewrap)."""
+    return "Examples:\n\n\b\n" + "\n".join(f"  {command}" for command in commands)

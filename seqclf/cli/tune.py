@@ -1,0 +1,119 @@
+"""`seqclf tune`: the command line of seqclf.search (a command group that seqclf.cli.app adds; parse, call,
+render)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, List, Optional
+
+import typer
+
+from seqclf.cli.common import (
+    FLAG,
+    JsonOption,
+    OptionalConfigOption,
+    QuietOption,
+    SetOption,
+    emit_json,
+    examples,
+    reported,
+    sub_app,
+)
+from seqclf.console import Output
+from seqclf.errors import SeqclfError
+from seqclf.search.trials import short
+
+tune_app = sub_app("Search hyperparameters with Optuna.")
+
+StudyOption = typer.Option("tune", "--study", metavar="NAME",
+                           help="Study name; trials go to output.dir/NAME/ (and the default storage).")
+StorageOption = typer.Option(None, "--storage", metavar="URL",
+                             help="Optuna storage URL (sqlite:///tune.db, postgresql://user:pw@host/db) "
+                                  "[default: a journal file in output.dir/NAME/].")
+
+
+@tune_app.command(epilog=examples(
+    "seqclf tune --config lstm --space configs/space.yaml --trials 30",
+    "seqclf tune --config lstm --space configs/space.yaml --jobs 2 --pruner hyperband",
+    "seqclf tune --config lstm --space configs/space.yaml --study fashion \\",
+    "  --storage postgresql://seqclf:secret@db.example/optuna   # the same on every machine",
+    "seqclf tune --show --study fashion --json",
+    "seqclf plot --study fashion -o study.png"))
+def tune(
+    config: Optional[Path] = OptionalConfigOption,
+    space: Optional[Path] = typer.Option(None, "--space", metavar="SPACE.yaml",
+                                         help="Search space: dotted keys to distributions (configs/space.yaml)."),
+    set_: Optional[List[str]] = SetOption,
+    trials: int = typer.Option(20, "--trials", min=1, metavar="N",
+                               help="Finished (complete + pruned) trials the study should have; run again "
+                                    "to continue."),
+    timeout: Optional[float] = typer.Option(None, "--timeout", min=0, metavar="SECONDS",
+                                            help="Start no new trial after this long."),
+    jobs: int = typer.Option(1, "--jobs", "-j", min=1, metavar="J",
+                             help="Worker processes on this machine, each with its share of the cores."),
+    study: str = StudyOption,
+    storage: Optional[str] = StorageOption,
+    sampler: str = typer.Option("tpe", "--sampler", metavar="NAME", help="tpe, random or grid."),
+    pruner: str = typer.Option("median", "--pruner", metavar="NAME",
+                               help="median, hyperband or none (on val accuracy per epoch)."),
+    show: bool = typer.Option(False, "--show", metavar=FLAG, help="Show an existing study: trials, best, importances."),
+    json_: bool = JsonOption,
+    worker: bool = typer.Option(False, "--worker", hidden=True),  # one of --jobs J processes
+    quiet: bool = QuietOption,
+) -> None:
+    """Search hyperparameters with Optuna: every trial is an ordinary run under output.dir/STUDY/.
+
+    Needs Optuna: pip install "seqclf[tune]".
+    """
+    from seqclf.config import load_config
+    from seqclf.search import study as tuning
+    from seqclf.search import trials as running
+    from seqclf.search.space import load_space
+    from seqclf.training.runtime import GracefulStop
+
+    out = Output(json_mode=json_, quiet=quiet)
+    with reported(out):
+        base = load_config(config, set_ or [])
+        if show:
+            info = tuning.study_info(study, storage, base)
+        else:
+            if space is None:
+                raise SeqclfError("seqclf tune needs --space SPACE.yaml (configs/space.yaml is an example), "
+                                  "or --show to look at a study")
+            tuning.require_optuna()
+            settings = tuning.Settings(base, load_space(space, base), study, storage, trials, timeout, sampler,
+                                       pruner)
+            tuning.check_choices(settings)
+            if jobs > 1 and not worker:
+                args = [*(["--config", str(config)] if config else []), "--space", str(space),
+                        *[part for item in set_ or [] for part in ("--set", item)], "--trials", str(trials),
+                        *(["--timeout", str(timeout)] if timeout is not None else []), "--study", study,
+                        *(["--storage", storage] if storage else []), "--sampler", sampler, "--pruner", pruner,
+                        "--worker", *(["--quiet"] if quiet else [])]
+                running.spawn(settings, jobs, args, out)
+            else:
+                running.work(settings, out, GracefulStop())
+            if worker:
+                return
+            info = tuning.study_info(study, storage, base)
+    if json_:
+        emit_json(info)
+    else:
+        render(info, out, trials_table=show)
+
+
+def render(info: dict[str, Any], out: Output, trials_table: bool) -> None:
+    if trials_table:
+        rows = [[str(t["number"]), t["state"], "" if t["value"] is None else f"{t['value']:.4f}",
+                 " ".join(f"{k}={short(v)}" for k, v in t["params"].items()), t["run_dir"] or ""]
+                for t in info["trials"]]
+        out.table(None, ["trial", "status", "val acc", "params", "name"], rows)
+    out.info(f"study [bold]{info['study']}[/] ({info['storage']}): {info['complete']} complete, "
+             f"{info['pruned']} pruned, {info['failed']} failed")
+    best = info["best"]
+    if best is not None:
+        out.info(f"best: trial {best['trial']}, val accuracy [bold]{best['value']:.4f}[/], {best['run_dir']}; "
+                 + " ".join(f"{k}={short(v)}" for k, v in best["params"].items()))
+    if info["importances"]:
+        out.info("importances: " + ", ".join(f"{k} {v:.2f}" for k, v in info["importances"].items()))
+

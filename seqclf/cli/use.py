@@ -1,0 +1,157 @@
+"""Commands that use what training produced: pictures of runs and checkpoints, predict, export.
+
+A command group that seqclf.cli.app adds to the root; thin like every command: parse, call one
+library function, render through console.py.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from seqclf.cli.common import (
+    FLAG,
+    JsonOption,
+    QuietOption,
+    emit_json,
+    examples,
+    reported,
+    sub_app,
+)
+from seqclf.console import Output
+from seqclf.errors import SeqclfError
+
+use_app = sub_app("Use a trained model: plot, predict, export.")
+
+
+@use_app.command(epilog=examples("seqclf plot runs/lstm-1x128-s0-20261123-101500",
+                             "seqclf plot runs/lstm-* runs/gru-* -o curves.png",
+                             "seqclf plot runs/sweep -o sweep.svg   # every run in the folder",
+                             "seqclf plot --confusion runs/<run>/best.pt -o confusion.png",
+                             "seqclf plot --mistakes runs/<run>/best.pt -n 24 -o mistakes.png",
+                             "seqclf plot --study fashion -o study.png"))
+def plot(
+    run_dirs: Optional[List[Path]] = typer.Argument(None, metavar="RUN_DIR",
+                                                    help="Runs to overlay (or folders of runs)."),
+    confusion: Optional[Path] = typer.Option(None, "--confusion", metavar="CHECKPOINT",
+                                             help="Draw this checkpoint's confusion matrix instead."),
+    mistakes: Optional[Path] = typer.Option(None, "--mistakes", metavar="CHECKPOINT",
+                                            help="Draw this checkpoint's most confident wrong predictions instead."),
+    n: int = typer.Option(16, "-n", metavar="N", help="With --mistakes: how many to show."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", metavar="FILE",
+                                          help="Image to write: .png, .svg or .pdf [default: curves.png, "
+                                               "confusion.png, mistakes.png]."),
+    set_: Optional[List[str]] = typer.Option(None, "--set", metavar="KEY=VALUE",
+                                             help="With a CHECKPOINT: as for eval, e.g. data.root=DIR."),
+    split: str = typer.Option("test", "--split", metavar="SPLIT", help="With a CHECKPOINT: test or val."),
+    study: Optional[str] = typer.Option(None, "--study", metavar="NAME",
+                                        help="Draw a `seqclf tune` study: history and importances (see tune --show; "
+                                             "--set output.dir=DIR finds its default storage)."),
+    storage: Optional[str] = typer.Option(None, "--storage", metavar="URL", help="With --study: its storage."),
+    quiet: bool = QuietOption,
+) -> None:
+    """Draw loss and accuracy per epoch of runs, a checkpoint's confusion matrix or mistakes, or a study.
+
+    Needs matplotlib: pip install "seqclf[plot]".
+    """
+    from seqclf.use import plot as pictures
+
+    out = Output(quiet=quiet)
+    with reported(out):
+        if (confusion is not None) + (mistakes is not None) + bool(run_dirs) + (study is not None) != 1:
+            raise SeqclfError("plot needs one of RUN_DIR... (training curves), --confusion CHECKPOINT, "
+                              "--mistakes CHECKPOINT or --study NAME")
+        if study is not None:
+            out.info(f"wrote {pictures.draw_study(study, storage, set_ or [], output or Path('study.png'))}")
+            return
+        if mistakes is not None:
+            path, found = pictures.plot_mistakes(mistakes, output or Path("mistakes.png"), n, split, set_ or [])
+            out.info(f"wrote {path}: {len(found['true'])} of the {found['errors']} wrong predictions of {mistakes} "
+                     f"on {found['total']:,} {split} examples")
+            return
+        if confusion is not None:
+            path, result = pictures.plot_confusion(confusion, output or Path("confusion.png"), set_ or [], split)
+            out.info(f"wrote {path}: confusion matrix of {confusion}, {split} accuracy {result['accuracy']:.4f}")
+            return
+        path, skipped = pictures.plot_curves(run_dirs, output or Path("curves.png"))
+    for run_dir in skipped:
+        out.warn(f"{run_dir}: no finished epoch yet; left out")
+    out.info(f"wrote {path}")
+
+
+@use_app.command(epilog=examples("seqclf predict runs/<run>/best.pt digit.png",
+                             "seqclf predict runs/<run>/best.pt scans/ --top-k 3",
+                             "seqclf predict runs/<run>/best.pt t10k-images-idx3-ubyte.gz --csv > predictions.csv",
+                             "seqclf predict runs/<run>/best.pt photo.jpg --json | jq -r '.predictions[0].class'"))
+def predict(
+    checkpoint: Path = typer.Argument(..., metavar="CHECKPOINT",
+                                      help="A checkpoint written by seqclf train (best.pt or last.pt)."),
+    inputs: List[Path] = typer.Argument(..., metavar="INPUT",
+                                        help="Image files (PNG, JPEG, BMP, GIF, TIFF, WebP, ...), folders of "
+                                             "them (recursively), IDX image files (plain or .gz), .npy arrays "
+                                             "(H, W) or (N, H, W)."),
+    top_k: int = typer.Option(1, "--top-k", min=1, metavar="K", help="Also show the next K-1 guesses."),
+    no_preprocess: bool = typer.Option(False, "--no-preprocess", metavar=FLAG,
+                                       help="Plainly resize image files instead of MNIST-style preprocessing."),
+    batch_size: int = typer.Option(1024, "--batch-size", min=1, metavar="N", help="Images per forward pass."),
+    json_: bool = JsonOption,
+    csv_: bool = typer.Option(False, "--csv", metavar=FLAG, help="Print CSV (input,label,class,probability) on stdout."),
+    quiet: bool = QuietOption,
+) -> None:
+    """Classify images with a trained model: exit 2 if any input failed (the others are still printed)."""
+    out = Output(json_mode=json_ or csv_, quiet=quiet)
+    with reported(out):
+        from seqclf.use.predict import predict_files
+
+        if json_ and csv_:
+            raise SeqclfError("--json and --csv: choose one")
+        result = predict_files(checkpoint, list(inputs), top_k, not no_preprocess, batch_size)
+    for failure in result["errors"]:
+        out.error(f"{failure['input']}: {failure['error']}")
+    if json_:
+        emit_json(result)
+    elif csv_:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(["input", "label", "class", "probability"])
+        writer.writerows([r["input"], r["label"], r["class"], f"{r['probability']:.6f}"] for r in result["predictions"])
+        sys.stdout.write(buffer.getvalue())
+    elif result["predictions"]:
+        out.predictions(result["predictions"], top_k)
+    if result["errors"]:
+        raise typer.Exit(2)
+
+
+@use_app.command(epilog=examples("seqclf export runs/<run>/best.pt -o model.onnx",
+                             "seqclf export runs/<run>/best.pt -o model.pt2 --format pt2"))
+def export(
+    checkpoint: Path = typer.Argument(..., metavar="CHECKPOINT",
+                                      help="A checkpoint written by seqclf train (best.pt or last.pt)."),
+    output: Path = typer.Option(..., "--output", "-o", metavar="FILE", help="The file to write."),
+    format_: str = typer.Option("onnx", "--format", metavar="onnx|pt2",
+                                help="onnx (runs in onnxruntime, no torch needed) or pt2 (torch.export)."),
+    json_: bool = JsonOption,
+    quiet: bool = QuietOption,
+) -> None:
+    """Write a model taking float32 pixels 0-255 (N, H, W), returning logits and probabilities.
+
+    The file is checked against the checkpoint before it is written.
+    ONNX needs the extra: pip install "seqclf[export]".
+    """
+    from seqclf.use.export import export as write_model
+
+    out = Output(json_mode=json_, quiet=quiet)
+    with reported(out):
+        result = write_model(checkpoint, output, format_)
+    if json_:
+        emit_json(result)
+        return
+    out.info(f"wrote {result['output']} ({result['format']}, {result['bytes']:,} bytes): input pixels float32 "
+             f"({', '.join(map(str, result['input']))}) 0-255, outputs logits and probabilities over "
+             f"{len(result['class_names'])} classes; largest difference from the checkpoint's own probabilities "
+             f"{result['max_difference']:.1e}")

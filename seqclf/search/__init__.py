@@ -1,0 +1,1 @@
+"""Hyperparameter search with Optuna: the search space, the study, and trials run as ordinary runs."""

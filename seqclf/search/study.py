@@ -1,0 +1,168 @@
+"""`seqclf tune`: hyperparameter search with Optuna, every trial an ordinary run.
+
+Optuna is the engine (samplers, pruners, storages shared by processes and machines). This module
+opens storages and studies and describes them (--show, --json, plot --study); seqclf.search.trials runs
+the trials. The objective is a trial's best validation accuracy: the test split never chooses.
+Optuna is an optional extra (`pip install "seqclf[tune]"`), imported only when a study is opened.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from seqclf.config import Config
+from seqclf.errors import SeqclfError
+from seqclf.search.space import Distribution
+
+INSTALL = 'pip install "seqclf[tune]"'
+JOURNAL = "journal.log"  # the default storage, in output.dir/<study>/
+SAMPLERS = ("tpe", "random", "grid")
+PRUNERS = ("median", "hyperband", "none")
+
+
+@dataclass(frozen=True)
+class Settings:
+    base: Config  # the config every trial starts from (--config and --set)
+    space: dict[str, Distribution]
+    study: str = "tune"
+    storage: str | None = None  # an Optuna URL; None: the journal file in output.dir/<study>/
+    trials: int = 20  # finished (complete + pruned) trials the study should have
+    timeout: float | None = None  # seconds after which this process starts no new trial
+    sampler: str = "tpe"
+    pruner: str = "median"
+
+
+def require_optuna() -> Any:
+    try:
+        import optuna
+    except ImportError:
+        raise SeqclfError(f"seqclf tune needs Optuna, an optional extra: {INSTALL} "
+                          f"(or pip install optuna; add 'psycopg[binary]' for PostgreSQL storage)") from None
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna
+
+
+def study_dir(base: Config, study: str) -> Path:
+    return Path(base.output.dir) / study
+
+
+def shown(url: str) -> str:
+    """The storage URL without its password."""
+    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+
+
+def open_storage(url: str | None, folder: Path, create: bool) -> tuple[Any, str]:
+    """(Optuna storage, how to show it). The default is a journal file that processes share safely."""
+    optuna = require_optuna()
+    if url is None:
+        path = folder / JOURNAL
+        if not create and not path.exists():
+            raise SeqclfError(f"no study at {path}: start one with seqclf tune --space SPACE.yaml, or give "
+                              f"--storage URL (and --study NAME, --set output.dir=DIR) where it lives")
+        folder.mkdir(parents=True, exist_ok=True)
+        from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+        return JournalStorage(JournalFileBackend(str(path))), str(path)
+    # sqlite: wait up to 60 s for another worker's write lock instead of failing "database is locked"
+    kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+    try:
+        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs), shown(url)
+    except ImportError as exc:  # Optuna's message hides the module; SQLAlchemy's says which one
+        raise SeqclfError(f"--storage {shown(url)}: needs a database driver ({exc.__cause__ or exc}); for "
+                          f'postgresql:// URLs: pip install "seqclf[tune]" (psycopg 3), or psycopg2-binary '
+                          f"with postgresql+psycopg2:// URLs") from None
+    except Exception as exc:  # sqlalchemy's many connection and URL errors
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise SeqclfError(f"--storage {shown(url)}: cannot be opened ({first}); give an Optuna storage URL such "
+                          f"as sqlite:///tune.db or postgresql://user:password@host/database") from None
+
+
+def open_study(settings: Settings, pruner: Any = None) -> Any:
+    """Create the study, or load it when it exists: the same command run again continues it."""
+    optuna = require_optuna()
+    storage, _ = open_storage(settings.storage, study_dir(settings.base, settings.study), create=True)
+    return optuna.create_study(storage=storage, study_name=settings.study, direction="maximize",
+                               load_if_exists=True, sampler=_sampler(settings),
+                               pruner=pruner if pruner is not None else _pruner(settings))
+
+
+def _sampler(settings: Settings) -> Any:
+    optuna = require_optuna()
+    if settings.sampler == "random":
+        return optuna.samplers.RandomSampler()
+    if settings.sampler == "grid":
+        grid = {key: dist.grid() for key, dist in settings.space.items()}
+        continuous = sorted(key for key, values in grid.items() if values is None)
+        if continuous:
+            raise SeqclfError(f"--sampler grid: {', '.join(continuous)} have no finite set of values; give them "
+                              f"choice, int, or uniform with a step")
+        return optuna.samplers.GridSampler(grid)
+    return optuna.samplers.TPESampler()
+
+
+def _pruner(settings: Settings) -> Any:
+    optuna = require_optuna()
+    if settings.pruner == "median":  # compare with the median of earlier trials from epoch 2 on
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
+    if settings.pruner == "hyperband":
+        epochs = "auto" if "train.epochs" in settings.space else settings.base.train.epochs
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs, reduction_factor=3)
+    return optuna.pruners.NopPruner()
+
+
+def check_choices(settings: Settings) -> None:
+    for flag, value, valid in (("--sampler", settings.sampler, SAMPLERS), ("--pruner", settings.pruner, PRUNERS)):
+        if value not in valid:
+            raise SeqclfError(f"{flag} {value!r}: choose one of {', '.join(valid)}")
+
+
+# ---------------------------------------------------------------- what a study holds (--show, --json, plot)
+
+
+def study_info(name: str, storage: str | None, base: Config) -> dict[str, Any]:
+    """An existing study: what `seqclf tune --show --json` prints."""
+    optuna = require_optuna()
+    store, label = open_storage(storage, study_dir(base, name), create=False)
+    try:
+        study = optuna.load_study(study_name=name, storage=store)
+    except KeyError:
+        names = optuna.get_all_study_names(store)
+        raise SeqclfError(f"--study {name}: no such study in {label}; it holds "
+                          f"{', '.join(names) if names else 'no study'}") from None
+    return describe(study, label)
+
+
+def describe(study: Any, label: str) -> dict[str, Any]:
+    """{"study", "storage", "trials", "complete", "pruned", "failed", "best", "importances"}."""
+    optuna = require_optuna()
+    states = optuna.trial.TrialState
+    trials = study.get_trials(deepcopy=False)
+    rows = [{"number": t.number, "state": t.state.name.lower(), "value": t.value, "params": t.params,
+             "run_dir": t.user_attrs.get("run_dir")} for t in trials]
+    complete = [t for t in trials if t.state == states.COMPLETE]
+    best = max(complete, key=lambda t: t.value) if complete else None
+    return {"study": study.study_name, "storage": label, "trials": rows, "complete": len(complete),
+            "pruned": sum(t.state == states.PRUNED for t in trials),
+            "failed": sum(t.state == states.FAIL for t in trials),
+            "best": None if best is None else {"trial": best.number, "value": best.value, "params": best.params,
+                                               "run_dir": best.user_attrs.get("run_dir")},
+            "importances": _importances(study, len(complete))}
+
+
+def _importances(study: Any, complete: int) -> dict[str, float] | None:
+    """Optuna's importances of the parameters for the value (its default evaluator, PED-ANOVA in
+    Optuna 5.0), summing to 1; None with fewer than 2 complete trials."""
+    if complete < 2:
+        return None
+    optuna = require_optuna()
+    try:
+        with warnings.catch_warnings():  # "importances will be equal" on tiny studies: the numbers say so
+            warnings.simplefilter("ignore")
+            found = optuna.importance.get_param_importances(study)
+        return {key: float(value) for key, value in found.items()}
+    except (ValueError, RuntimeError, ZeroDivisionError):  # e.g. every complete trial had the same params
+        return None

@@ -1,0 +1,196 @@
+"""Running trials of `seqclf tune`: the worker loop, one trial as an ordinary run, several workers.
+
+A worker asks the study for trials until it has `--trials` finished (complete + pruned) ones,
+counting running trials too so that workers on many machines stop together; each trial is
+`seqclf.training.start.train` under `output.dir/<study>/trial-NNNN` with a callback that reports the
+validation accuracy to the pruner after every epoch.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from typing import Any
+
+from seqclf.config import ConfigError, apply_overrides, config_from_dict, to_dict
+from seqclf.console import Output
+from seqclf.errors import Interrupted, Pruned, SeqclfError, TrainingError
+from seqclf.search.space import Distribution
+from seqclf.search.study import Settings, open_study, require_optuna, study_dir
+
+FAILURES_IN_A_ROW = 5  # a worker gives up after this many failed trials in a row (a broken space or data)
+
+# ---------------------------------------------------------------- the worker loop
+
+
+def work(settings: Settings, out: Output, stop: Any, pruner: Any = None) -> None:
+    """Run trials in this process until the study has `settings.trials` finished ones.
+
+    `stop` (a runtime.GracefulStop) is entered for the whole loop, so a signal between trials
+    is seen too; the trial running at that moment is told FAIL and Interrupted propagates.
+    """
+    optuna = require_optuna()
+    study = open_study(settings, pruner)
+    states = optuna.trial.TrialState
+    started, failures = time.monotonic(), 0
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with stop:
+            while not stop.should_stop() and failures < FAILURES_IN_A_ROW:
+                if settings.timeout is not None and time.monotonic() - started >= settings.timeout:
+                    break
+                _fail_orphans(study, states)
+                if _claimed(study, states, None) >= settings.trials or _exhausted(study):
+                    break
+                trial = study.ask()
+                if _claimed(study, states, trial.number) > settings.trials:  # another worker took the last one
+                    trial.set_user_attr("surplus", True)
+                    study.tell(trial, state=states.FAIL)
+                    break
+                failures = 0 if run_trial(study, trial, settings, out, stop) else failures + 1
+    finally:
+        for sig, handler in saved.items():  # train() re-enters `stop`; put back what was here before
+            signal.signal(sig, handler)
+    if stop.should_stop():
+        name = signal.Signals(stop.signum).name
+        raise Interrupted(f"{name}: the search stopped; run the same command again to continue the study",
+                          stop.signum)
+    if failures >= FAILURES_IN_A_ROW:
+        raise TrainingError(f"{FAILURES_IN_A_ROW} trials in a row failed (see the messages above); the study "
+                            f"stopped. Check the search space and the data")
+
+
+def _claimed(study: Any, states: Any, upto: int | None) -> int:
+    """Trials finished or running (numbered up to `upto`): what counts towards --trials."""
+    counted = (states.COMPLETE, states.PRUNED, states.RUNNING)
+    return sum(1 for t in study.get_trials(deepcopy=False, states=counted) if upto is None or t.number <= upto)
+
+
+def _fail_orphans(study: Any, states: Any) -> None:
+    """Tell FAIL the running trials whose worker process on this machine is gone (killed with
+    SIGKILL, or a second Ctrl-C mid-write): they would count towards --trials forever."""
+    host = socket.gethostname()
+    for trial in study.get_trials(deepcopy=False, states=(states.RUNNING,)):
+        worker_host, _, pid = str(trial.user_attrs.get("worker", "")).rpartition(":")
+        if worker_host != host or not pid.isdigit() or _alive(int(pid)):
+            continue
+        try:
+            study.tell(trial.number, state=states.FAIL)
+        except (ValueError, RuntimeError):  # another worker told it first
+            pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def _exhausted(study: Any) -> bool:
+    is_exhausted = getattr(study.sampler, "is_exhausted", None)
+    return bool(is_exhausted and is_exhausted(study))
+
+
+def _suggested(trial: Any, dist: Distribution) -> Any:
+    if dist.kind == "choice":
+        return trial.suggest_categorical(dist.key, list(dist.choices))
+    if dist.kind in ("int", "log_int"):
+        return trial.suggest_int(dist.key, dist.low, dist.high, step=dist.step or 1, log=dist.log)
+    return trial.suggest_float(dist.key, dist.low, dist.high, step=dist.step, log=dist.log)
+
+
+def run_trial(study: Any, trial: Any, settings: Settings, out: Output, stop: Any) -> bool:
+    """Train one trial as an ordinary run and tell the study how it ended; False when it failed."""
+    optuna = require_optuna()
+    from seqclf.training.start import train
+
+    folder = study_dir(settings.base, settings.study)
+    name = f"trial-{trial.number:04d}"
+    if (folder / name).exists():  # a study of this name in another storage already used the number
+        name += f"-{uuid.uuid4().hex[:6]}"
+    params = {key: _suggested(trial, dist) for key, dist in settings.space.items()}
+    trial.set_user_attr("run_dir", str(folder / name))
+    trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")  # which machine and process ran it
+    out.info(f"[bold]trial {trial.number}[/]: " + ", ".join(f"{k}={short(v)}" for k, v in params.items()))
+
+    def report(row: dict[str, Any]) -> None:  # after every epoch: the pruner sees validation accuracy
+        trial.report(row["val_accuracy"], row["epoch"])
+        if trial.should_prune():
+            raise Pruned(f"trial {trial.number} pruned after epoch {row['epoch']}")
+
+    try:
+        raw = apply_overrides(to_dict(settings.base), [*params.items(), ("output.dir", str(folder)),
+                                                       ("output.name", name)])
+        cfg = config_from_dict(raw, f"trial {trial.number}")
+        summary = train(cfg, out=out, stop=stop, callbacks=[report],
+                        summary_extra={"study": settings.study, "trial": trial.number})
+    except Pruned as exc:
+        study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        out.info(str(exc))
+        return True
+    except Interrupted:  # a signal: last.pt is saved; the trial is failed, the loop ends (stop is set)
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        out.warn(f"trial {trial.number} interrupted and recorded as failed; its run {folder / name} keeps last.pt")
+        return True
+    except (TrainingError, ConfigError) as exc:  # this trial's values: the next trial may do better
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        out.warn(f"trial {trial.number} failed: {exc}")
+        return False
+    except BaseException:  # bad data, a full disk, a second Ctrl-C: recorded, then reported
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        raise
+    study.tell(trial, summary["val_accuracy"])
+    out.info(f"trial {trial.number}: best val accuracy {summary['val_accuracy']:.4f}")
+    return True
+
+
+def short(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+# ---------------------------------------------------------------- several worker processes
+
+
+def spawn(settings: Settings, jobs: int, worker_args: list[str], out: Output) -> None:
+    """Run `jobs` worker processes (`seqclf tune ... --worker`) on one study, sharing the cores.
+
+    The study is created here first. Workers run in their own process group: this process
+    forwards each SIGINT/SIGTERM to them once, waits for them, then raises Interrupted.
+    """
+    open_study(settings)
+    threads = settings.base.train.num_threads or max(1, (os.cpu_count() or 1) // jobs)
+    command = [sys.executable, "-m", "seqclf", "tune", *worker_args, "--set", f"train.num_threads={threads}"]
+    received: list[int] = []
+    procs: list[subprocess.Popen] = []
+
+    def forward(signum: int, frame: Any) -> None:
+        received.append(signum)
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signum)
+
+    saved = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        for _ in range(jobs):
+            procs.append(subprocess.Popen(command, stdout=out.console.file, start_new_session=True))
+        codes = [proc.wait() for proc in procs]
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+    if received:
+        raise Interrupted(f"{signal.Signals(received[0]).name}: the workers stopped; run the same command again "
+                          f"to continue the study", received[0])
+    failed = [code for code in codes if code != 0]
+    if failed:  # exit 2 if any worker met bad input, else 1
+        error = SeqclfError if 2 in failed else TrainingError
+        raise error(f"{len(failed)} of {jobs} workers failed (exit {', '.join(map(str, failed))}); their messages "
+                    f"are above")

@@ -1,0 +1,274 @@
+"""The epoch loop, written out: plain PyTorch steps, validation and the epoch's record, interrupts.
+
+`train.py` starts or resumes a run and hands it here; `seqclf bench` times `run_steps`, the
+same step code training runs.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from seqclf.config import Config
+from seqclf.console import Output
+from seqclf.data.datasets import Data, Split
+from seqclf.errors import Interrupted, Pruned, TrainingError
+from seqclf.model.classifier import count_parameters
+from seqclf.store import checkpoint
+from seqclf.store import rundir as runs
+from seqclf.store.checkpoint import DataMeta
+from seqclf.store.runlog import RunLog
+from seqclf.training import distributed, rng
+from seqclf.training.devices import is_out_of_memory, out_of_memory
+from seqclf.training.runtime import PER_BATCH_SCHEDULERS, GracefulStop, autocast
+from seqclf.training.scoring import score
+from seqclf.training.state import TrainingState
+
+Callback = Callable[[dict[str, Any]], None]  # called with each finished epoch's metrics row; may raise Pruned
+
+
+@dataclass
+class Run:
+    """A run in progress: its config and data, its state, its record on disk, its place among ranks."""
+
+    cfg: Config
+    data: Data
+    state: TrainingState
+    log: RunLog
+    device: torch.device
+    dist: distributed.Context = field(default_factory=distributed.Context)  # torchrun's rank and world
+    ddp: nn.Module | None = None  # under torchrun: the model in DistributedDataParallel, for training steps
+    callbacks: tuple[Callback, ...] = ()
+
+    @property
+    def run_dir(self) -> Path:
+        return self.log.run_dir
+
+    def payload(self, with_state: bool) -> dict[str, Any]:
+        """best.pt's (with_state=False) or last.pt's contents."""
+        return checkpoint.pack(self.cfg, DataMeta.of(self.data), self.state.state_dict(), with_state)
+
+
+def _loop(run: Run, out: Output, stop: GracefulStop) -> dict[str, Any]:
+    cfg, state, data = run.cfg, run.state, run.data
+    steps_per_epoch = math.ceil(len(data.train) / cfg.train.batch_size)
+    run.log.summary("running", state, count_parameters(state.model))
+    state.model.train()
+    try:
+        with stop:
+            while state.epoch < cfg.train.epochs:
+                if state.cursor.order is None:
+                    state.begin_epoch(len(data.train))
+                started = time.perf_counter()
+                with out.progress(steps_per_epoch, f"epoch {state.epoch + 1}/{cfg.train.epochs}",
+                                  steps_after=(cfg.train.epochs - state.epoch - 1) * steps_per_epoch) as bar:
+                    bar.advance(state.cursor.step)
+                    loss, stopped = run_steps(run, bar, stop, steps_per_epoch)
+                state.cursor.elapsed += time.perf_counter() - started
+                _check_finite(run, loss, weights=True)
+                if stopped:
+                    return _interrupted(run, stop)
+                _finish_epoch(run, out)
+                if _verdict(run, stop, loss)[1]:  # a signal during validation or saving: stop at the epoch boundary
+                    return _interrupted(run, stop)
+    finally:
+        run.log.close()
+    return _final(run, out)
+
+
+def run_steps(run: Run, bar: Any, stop: GracefulStop, until: int) -> tuple[torch.Tensor, bool]:
+    """The current epoch's steps from `cursor.step` up to `until`, exactly as training runs them.
+
+    Each step: index the batch on the device, forward, backward, clip, optimizer and scheduler
+    step, add to the epoch's metric sums (on the device: no host sync), advance the bar, check
+    the loss is finite. Returns (last loss, whether a stop was requested). `seqclf bench` times
+    this same function.
+    """
+    t, state, data = run.cfg.train, run.state, run.data
+    model, cursor, scaler = state.model, state.cursor, state.scaler
+    batch, steps_per_epoch = t.batch_size, math.ceil(len(data.train) / t.batch_size)
+    clip = t.grad_clip if t.grad_clip > 0 else math.inf  # inf: measure the norm, never clip
+    # non-finite check: free on CPU, a sync on GPU; under torchrun also the shared stop verdict, a
+    # collective that cost 13% of the CPU throughput when taken every step (2 ranks, gloo)
+    check_every = 1 if run.device.type == "cpu" and run.ddp is None else 25
+    order = cursor.order.to(run.device)
+    loss = torch.zeros((), device=run.device)  # resumed exactly at an epoch's end: no step runs
+    while cursor.step < until:
+        idx = order[cursor.step * batch:(cursor.step + 1) * batch]  # (B,) the global batch
+        if run.ddp is None:
+            # index_select copies whole rows: same values as x[idx], several times faster on CPU
+            x, y = data.train.x.index_select(0, idx), data.train.y.index_select(0, idx)  # (B, T, F), (B,)
+            with autocast(t, run.device):
+                logits = model(x)  # (B, num_classes)
+                loss = F.cross_entropy(logits.float(), y)
+            loss_sum = loss.detach().to(state.policy.step_dtype) * len(y)
+        else:
+            logits, y, loss, loss_sum = run.dist.shard_forward(run.ddp, data.train, idx, autocast(t, run.device))
+        state.optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.unscale_(state.optimizer)
+        norm = nn.utils.get_total_norm([p.grad for p in model.parameters() if p.grad is not None])  # before clipping
+        if clip < math.inf:  # what clip_grad_norm_ does; with clipping off it would only scale by 1.0
+            nn.utils.clip_grads_with_norm_(model.parameters(), clip, norm)
+        scaler.step(state.optimizer)
+        scaler.update()
+        if state.scheduler is not None and t.scheduler in PER_BATCH_SCHEDULERS:
+            state.scheduler.step()
+        state.add_step(loss_sum, (logits.detach().argmax(1) == y).sum(), norm.detach(), clip)
+        cursor.step += 1
+        bar.advance()
+        if cursor.step % check_every == 0 or cursor.step == steps_per_epoch:
+            state.settle()  # a device without float64: its pending steps into the host's sums (a sync anyway)
+            loss, stopping = _verdict(run, stop, loss)  # under torchrun: taken together, at the same steps
+            bar.show(cursor.sums, len(y))  # live loss and accuracy of the epoch so far (a no-op without a bar)
+            _check_finite(run, loss)
+            if stopping:
+                return loss, True
+        elif run.ddp is None and stop.should_stop():
+            state.settle()
+            return loss, True
+    state.settle()
+    return loss, False
+
+
+def _verdict(run: Run, stop: GracefulStop, loss: torch.Tensor) -> tuple[torch.Tensor, bool]:
+    """(The loss to check, stop now?): this process's own; under torchrun the global batch's mean
+    loss and a stop if any rank got a signal, the same on every rank."""
+    if run.ddp is None:
+        return loss, stop.should_stop()
+    loss, signum = run.dist.decide(loss, (stop.signum or signal.SIGINT) if stop.should_stop() else 0)
+    if signum:
+        stop.signum = signum
+    return loss, bool(signum)
+
+
+def _check_finite(run: Run, loss: torch.Tensor, weights: bool = False) -> None:
+    """Stop on a non-finite loss (checked every few steps) or weights (checked before each save)."""
+    finite = bool(torch.isfinite(loss).item())
+    if finite and weights:
+        finite = all(bool(torch.isfinite(p).all()) for p in run.state.model.parameters())
+    if finite:
+        return
+    run.log.summary("failed", run.state, count_parameters(run.state.model))
+    t = run.cfg.train
+    what = f"loss ({loss.item()})" if not torch.isfinite(loss) else "weights"
+    clipping = ", gradient clipping (train.grad_clip=1.0)" if t.grad_clip == 0 else \
+        f", a tighter train.grad_clip (now {t.grad_clip})"
+    raise TrainingError(
+        f"non-finite {what} at epoch {run.state.epoch + 1}, step {run.state.cursor.step}: training stopped and no "
+        f"checkpoint was overwritten ({run.run_dir} keeps the last good ones). Remedies: a lower train.lr "
+        f"(now {t.lr}){clipping}{'' if t.precision == 'fp32' else ', or train.precision=fp32'}.")
+
+
+def _finish_epoch(run: Run, out: Output) -> None:
+    """Validate, record the epoch (best.pt, last.pt, metrics.jsonl, summary.json, console), then the callbacks."""
+    state, cfg, n = run.state, run.cfg, len(run.data.train)
+    if state.scheduler is not None and cfg.train.scheduler not in PER_BATCH_SCHEDULERS:
+        state.scheduler.step()
+    cursor = state.cursor
+    run.dist.sum_(cursor.sums["loss"], cursor.sums["correct"])  # under torchrun: every rank's share of the epoch
+    sums = {k: float(v) for k, v in cursor.sums.items()}
+    applied = max(sums["steps"] - sums["skipped"], 1)  # fp16: steps GradScaler skipped have no finite norm
+    val = _score(run, run.data.val)
+    row = {"epoch": state.epoch + 1, "train_loss": sums["loss"] / n, "train_accuracy": sums["correct"] / n,
+           "val_loss": val["loss"], "val_accuracy": val["accuracy"], "lr": cursor.lr,
+           "grad_norm": sums["grad_norm"] / applied, "clipped_fraction": sums["clipped"] / applied,
+           "skipped_steps": int(sums["skipped"]),
+           "seconds": cursor.elapsed, "examples_per_s": n / max(cursor.elapsed, 1e-9)}
+    improved = state.end_epoch(row)
+    if improved:
+        run.log.save(runs.BEST, run.payload(with_state=False))
+    _save_last(run)
+    run.log.epoch(state.history)
+    parameters = count_parameters(state.model)
+    run.log.summary("running", state, parameters)
+    out.epoch({**row, "best": improved}, cfg.train.epochs)
+    try:
+        for callback in run.callbacks:
+            callback(row)
+    except Pruned:
+        run.log.summary("pruned", state, parameters)
+        raise
+
+
+def _final(run: Run, out: Output) -> dict[str, Any]:
+    """Score best.pt on the test split, exactly as `seqclf eval` will, and write summary.json."""
+    model = run.state.model
+    if run.dist.is_main:  # under torchrun the others get its weights: only rank 0 sees the run directory
+        model.load_state_dict(checkpoint.load(run.run_dir / runs.BEST)["model"])
+    run.dist.broadcast_(model.state_dict().values())
+    test = _score(run, run.data.test)
+    summary = run.log.summary("finished", run.state, count_parameters(model), test)
+    out.info(f"best val accuracy {summary['val_accuracy']:.4f} (epoch {summary['best_epoch']}), "
+             f"test accuracy [bold]{test['accuracy']:.4f}[/] on {test['n']:,} examples; "
+             f"{summary['seconds']:.1f}s training. Checkpoint: {summary['checkpoint']}")
+    return summary
+
+
+def _interrupted(run: Run, stop: GracefulStop) -> dict[str, Any]:
+    cursor = run.state.cursor
+    run.dist.sum_(cursor.sums["loss"], cursor.sums["correct"])  # rank 0 saves the epoch's sums
+    _save_last(run)
+    run.log.summary("interrupted", run.state, count_parameters(run.state.model))
+    run.dist.barrier()  # every rank stays until last.pt is written
+    signum = stop.signum or signal.SIGINT
+    where = f"after epoch {run.state.epoch}" if cursor.order is None else \
+        f"at epoch {run.state.epoch + 1}, step {cursor.step}"
+    raise Interrupted(f"{signal.Signals(signum).name}: stopped {where}; saved {run.run_dir / runs.LAST}. "
+                      f"Continue with: seqclf train --resume {run.run_dir}", signum)
+
+
+def supervised(run: Run, out: Output, stop: GracefulStop) -> dict[str, Any]:
+    """Run the epochs to the end and return the summary; under torchrun, when a collective fails
+    because another rank went away, a message. Whatever stops the run, summary.json does not stay
+    "running": it ends interrupted (a signal, Ctrl-C) or failed (anything else) where it can be written."""
+    try:
+        try:
+            if run.dist.active:
+                run.ddp = run.dist.wrap(run.state.model, run.device)
+            return _loop(run, out, stop)
+        except RuntimeError as exc:
+            oom = is_out_of_memory(exc)
+            if not (oom or (run.dist.active and distributed.is_peer_failure(exc))):
+                raise
+            run.log.summary("failed", run.state, count_parameters(run.state.model))
+            if oom:
+                raise out_of_memory(exc, run.device, run.cfg.train.batch_size, f"training {run.run_dir}",
+                                    str(run.run_dir / runs.CONFIG)) from None
+            raise run.dist.lost_contact(exc) from None
+    except BaseException as exc:
+        if run.log.status == "running":
+            ended = "interrupted" if isinstance(exc, (KeyboardInterrupt, Interrupted)) else "failed"
+            try:
+                run.log.summary(ended, run.state, count_parameters(run.state.model))
+            except (Exception, KeyboardInterrupt):  # e.g. the disk is still full: `seqclf runs` reads the lock
+                pass
+        raise
+
+
+def _score(run: Run, split: Split) -> dict[str, Any]:
+    """`score` as one process computes it: under torchrun each rank scores its contiguous share of
+    the split (no padding, no example twice) and the counts are summed over the ranks."""
+    if run.dist.active:
+        share = run.dist.shard(len(split))
+        split = Split(split.x[share], split.y[share])
+    return score(run.state.model, split, run.data.num_classes, autocast(run.cfg.train, run.device),
+                 reduce=run.dist.sum_ if run.dist.active else None)
+
+
+def _save_last(run: Run) -> None:
+    """last.pt, written by rank 0; under torchrun it keeps every rank's RNG state (a collective)."""
+    rank_rng = run.dist.gather_object(rng.rng_state(run.device)) if run.dist.active else None
+    if run.dist.is_main:
+        payload = run.payload(with_state=True)
+        if rank_rng is not None:
+            payload["state"]["rank_rng"] = rank_rng
+        run.log.save(runs.LAST, payload)

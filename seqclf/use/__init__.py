@@ -1,0 +1,1 @@
+"""Using what training produced: evaluate, predict, export, plot, bench."""

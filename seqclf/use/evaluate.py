@@ -1,0 +1,56 @@
+"""`seqclf eval`: score a checkpoint on its own data (the counting itself is seqclf.training.scoring)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from seqclf.config import (
+    Config,
+    apply_overrides,
+    config_from_dict,
+    keys_where,
+    parse_overrides,
+    to_dict,
+)
+from seqclf.errors import SeqclfError, TrainingError
+from seqclf.model.classifier import SequenceClassifier, load_weights
+from seqclf.store import checkpoint
+from seqclf.training.prepare import prepare
+from seqclf.training.runtime import autocast as precision_context
+from seqclf.training.scoring import score
+
+
+def evaluate_checkpoint(path: str | Path, overrides: list[str] | tuple[str, ...] = (),
+                        split: str = "test") -> dict[str, Any]:
+    """Score a checkpoint on its own data (same view, permutation and normalization as training)."""
+    if split not in ("test", "val"):
+        raise SeqclfError(f"--split {split!r}: choose test or val")
+    saved = checkpoint.read(path)
+    cfg = eval_config(saved.config, overrides, path)
+    ready = prepare(cfg, splits=(split,), meta=saved.data, source=path)
+    meta = saved.data
+    model = SequenceClassifier(ready.cfg.model, meta.input_size, meta.num_classes).to(ready.device)
+    load_weights(model, saved.model, str(path))
+    result = score(model, getattr(ready.data, split), meta.num_classes, precision_context(cfg.train, ready.device))
+    if not math.isfinite(result["loss"]):
+        finite = all(bool(torch.isfinite(p).all()) for p in model.parameters())
+        raise TrainingError(f"{path}: the {split} loss is {result['loss']}: "
+                            + ("the model's outputs overflow on this data" if finite else
+                               "its weights hold NaN or infinite values (a diverged run)")
+                            + "; no accuracy is reported for it")
+    return {"checkpoint": str(path), "split": split, **result, "class_names": list(meta.class_names)}
+
+
+def eval_config(cfg: Config, overrides: list[str] | tuple[str, ...], source: str | Path) -> Config:
+    """A checkpoint's config with eval's `--set` changes: where the data is and how to compute, never what is scored."""
+    changes = parse_overrides(overrides)
+    allowed = keys_where("eval")
+    refused = sorted({key for key, _ in changes} - allowed)
+    if refused:
+        raise SeqclfError(f"eval --set: cannot change {', '.join(refused)} (it would change what is scored); "
+                          f"eval accepts {', '.join(sorted(allowed))}")
+    return config_from_dict(apply_overrides(to_dict(cfg), changes), f"{source} with --set")

@@ -1,0 +1,223 @@
+"""Pictures: training curves of runs, and the confusion matrix of a checkpoint.
+
+matplotlib is an optional extra (`pip install "seqclf[plot]"`), imported only here and only
+when a picture is asked for. Figures are drawn with matplotlib's object API (no pyplot, no
+global state, no display needed) and written atomically like every other file.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from seqclf.errors import SeqclfError
+from seqclf.store import rundir as runs
+
+FORMATS = (".png", ".svg", ".pdf")
+_TIME = re.compile(r"-\d{8}-\d{6}(-\d+)?$")  # the time stamp (and -N suffix) ending a generated run name
+
+
+def _figure(**kwargs: Any) -> Any:
+    """A matplotlib Figure, or a SeqclfError saying how to install matplotlib."""
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise SeqclfError('plotting needs matplotlib, an optional extra: pip install "seqclf[plot]" '
+                          '(or pip install matplotlib)') from None
+    return Figure(layout="constrained", **kwargs)
+
+
+def _check_output(path: Path) -> None:
+    """Refuse an output that cannot be written before anything is drawn or scored."""
+    if path.is_dir():
+        raise SeqclfError(f"-o {path}: is a folder; give a file name, e.g. -o {path / 'curves.png'}")
+    if path.suffix.lower() not in FORMATS:
+        raise SeqclfError(f"-o {path}: the file name must end in {', '.join(FORMATS)}")
+    folder = next((p for p in path.absolute().parents if p.exists()), Path("/"))
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise SeqclfError(f"-o {path}: {folder} cannot be written; choose another path with -o")
+
+
+def _save(figure: Any, path: Path) -> Path:
+    from seqclf.errors import TrainingError
+    from seqclf.store.files import atomic_write
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, lambda handle: figure.savefig(handle, format=path.suffix.lower()[1:], dpi=100))
+    except (OSError, TrainingError) as exc:  # atomic_write's own message speaks of output.dir
+        raise SeqclfError(f"-o {path}: cannot be written ({getattr(exc, 'strerror', None) or exc}); "
+                          f"choose another path with -o") from None
+    return path
+
+
+def _labels(paths: list[Path]) -> list[str]:
+    """Run names without their time stamps, where that keeps them apart."""
+    names = [path.name for path in paths]
+    short = [_TIME.sub("", name) for name in names]
+    return short if len(set(short)) == len(short) else names
+
+
+def _points(history: list[dict[str, Any]], key: str) -> tuple[list[int], list[float]]:
+    """(epochs, values) of one metric: rows without a finite number for it (an edited file) are left out."""
+    kept = [(row["epoch"], row[key]) for row in history if isinstance(row.get(key), (int, float))
+            and not isinstance(row.get(key), bool) and math.isfinite(row[key])]
+    return [epoch for epoch, _ in kept], [value for _, value in kept]
+
+
+def plot_curves(paths: list[Path], output: Path) -> tuple[Path, list[Path]]:
+    """Loss and accuracy per epoch (train dashed, validation solid), one colour per run.
+
+    `paths` may be run directories or folders of runs. Returns the file written and the runs
+    left out because they have no finished epoch yet.
+    """
+    _check_output(output)
+    figure = _figure(figsize=(10, 3.8))
+    run_dirs = [run for path in paths for run in runs.find_runs(path)]
+    if not run_dirs:
+        raise SeqclfError(f"no run directories in {', '.join(map(str, paths))} (a run holds config.yaml)")
+    histories = [(path, runs.read_metrics(path)) for path in run_dirs]
+    drawn = [(path, history) for path, history in histories if history]
+    skipped = [path for path, history in histories if not history]
+    if not drawn:
+        raise SeqclfError(f"nothing to draw: none of {', '.join(map(str, run_dirs))} has finished an epoch")
+    loss_axes, accuracy_axes = figure.subplots(1, 2)
+    for i, (label, (_, history)) in enumerate(zip(_labels([p for p, _ in drawn]), drawn)):
+        color = f"C{i % 10}"
+        for axes, metric in ((loss_axes, "loss"), (accuracy_axes, "accuracy")):
+            axes.plot(*_points(history, f"train_{metric}"), "--", color=color, alpha=0.8)
+            axes.plot(*_points(history, f"val_{metric}"), "-o", color=color, markersize=3, label=label)
+    for axes, metric in ((loss_axes, "loss"), (accuracy_axes, "accuracy")):
+        axes.set_xlabel("epoch")
+        axes.set_ylabel(metric)
+        axes.xaxis.get_major_locator().set_params(integer=True)
+        axes.grid(alpha=0.3)
+    loss_axes.set_title("loss (dashed: train, solid: validation)")
+    accuracy_axes.set_title("accuracy (dashed: train, solid: validation)")
+    accuracy_axes.legend(fontsize="small")
+    return _save(figure, output), skipped
+
+
+def plot_confusion(checkpoint_path: Path, output: Path, overrides: list[str] | tuple[str, ...] = (),
+                   split: str = "test") -> tuple[Path, dict[str, Any]]:
+    """The confusion matrix of a checkpoint on its data (rows: true class, columns: predicted).
+
+    Cells are coloured by the fraction of the true class and labelled with counts. Returns the file
+    written and the evaluation result (what `seqclf eval --json` prints).
+    """
+    from seqclf.use.evaluate import evaluate_checkpoint
+
+    _check_output(output)
+    figure = _figure(figsize=(6.4, 5.6))
+    result = evaluate_checkpoint(checkpoint_path, overrides, split)
+    matrix = result["confusion_matrix"]  # (C, C) counts
+    n = len(matrix)
+    classes = result["class_names"]
+    rates = [[count / max(sum(row), 1) for count in row] for row in matrix]
+    axes = figure.subplots()
+    image = axes.imshow(rates, cmap="Blues", vmin=0.0, vmax=1.0)
+    for true in range(n):
+        for predicted in range(n):
+            axes.text(predicted, true, str(matrix[true][predicted]), ha="center", va="center", fontsize=7,
+                      color="white" if rates[true][predicted] > 0.6 else "black")
+    named = classes != [str(k) for k in range(n)]
+    axes.set_xticks(range(n), classes, rotation=45 if named else 0, ha="right" if named else "center", fontsize=8)
+    axes.set_yticks(range(n), classes, fontsize=8)
+    axes.set_xlabel("predicted class")
+    axes.set_ylabel("true class")
+    axes.set_title(f"{Path(checkpoint_path).parent.name}: {split} accuracy {result['accuracy']:.4f}", fontsize=9)
+    figure.colorbar(image, ax=axes, label="fraction of the true class")
+    return _save(figure, output), result
+
+
+def find_mistakes(checkpoint_path: Path, n: int = 16, split: str = "test",
+                  overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+    """The n most confident wrong predictions on a split: {"images" (n, H, W) uint8, "true", "predicted",
+    "probability" (lists), "class_names", "errors" (wrong predictions in the split), "total"}."""
+    import numpy as np
+
+    from seqclf.data.datasets import split_images
+    from seqclf.use.evaluate import eval_config
+    from seqclf.use.predict import Predictor
+
+    if split not in ("test", "val"):
+        raise SeqclfError(f"--split {split!r}: choose test or val")
+    if n < 1:
+        raise SeqclfError(f"-n {n}: give how many mistakes to show (1 or more)")
+    predictor = Predictor.from_checkpoint(checkpoint_path)
+    cfg = eval_config(predictor.cfg, overrides, checkpoint_path)  # eval's --set: where the data is
+    images, labels = split_images(cfg.data, cfg.seed, split)
+    probabilities = predictor.probabilities(images)  # (N, C)
+    predicted, confidence = probabilities.argmax(1), probabilities.max(1)
+    wrong = np.flatnonzero(predicted != labels.numpy())
+    chosen = wrong[np.argsort(-confidence[wrong], kind="stable")][:n]  # most confident first
+    return {"images": images.numpy()[chosen], "true": labels.numpy()[chosen].tolist(),
+            "predicted": predicted[chosen].tolist(), "probability": confidence[chosen].tolist(),
+            "class_names": predictor.class_names, "errors": len(wrong), "total": len(labels)}
+
+
+def plot_mistakes(checkpoint_path: Path, output: Path, n: int = 16, split: str = "test",
+                  overrides: list[str] | tuple[str, ...] = ()) -> tuple[Path, dict[str, Any]]:
+    """A grid of the n most confident wrong predictions, each titled true / predicted (probability)."""
+    _check_output(output)
+    found = find_mistakes(checkpoint_path, n, split, overrides)
+    shown = len(found["true"])
+    columns = min(shown, 8) or 1
+    rows = max(1, -(-shown // columns))
+    figure = _figure(figsize=(1.5 * columns, 1.7 * rows + 0.4))
+    names = found["class_names"]
+    for i, axes in enumerate(figure.subplots(rows, columns, squeeze=False).flat):
+        axes.set_axis_off()
+        if i < shown:
+            axes.imshow(found["images"][i], cmap="gray", vmin=0, vmax=255)
+            axes.set_title(f"true {names[found['true'][i]]}\npred {names[found['predicted'][i]]} "
+                           f"{found['probability'][i]:.2f}", fontsize=7)
+    figure.suptitle(f"{Path(checkpoint_path).parent.name}: {found['errors']} of {found['total']} {split} examples "
+                    f"wrong; {shown} most confident shown" if shown else f"no mistakes on the {split} split",
+                    fontsize=9)
+    return _save(figure, output), found
+
+
+def plot_study(info: dict[str, Any], output: Path) -> Path:
+    """A study (what `seqclf tune --show --json` prints): the value of every trial with the best so
+    far, pruned trials at their last validation accuracy, and the parameter importances."""
+    _check_output(output)
+    figure = _figure(figsize=(10, 3.8))
+    history_axes, importance_axes = figure.subplots(1, 2, width_ratios=(3, 2))
+    scored = [t for t in info["trials"] if t["value"] is not None]
+    if not scored:
+        raise SeqclfError(f"nothing to draw: study {info['study']} has no trial with a value yet")
+    for state, marker, color in (("complete", "o", "C0"), ("pruned", "x", "C3")):
+        chosen = [t for t in scored if t["state"] == state]
+        history_axes.plot([t["number"] for t in chosen], [t["value"] for t in chosen], marker, color=color,
+                          linestyle="none", label=state)
+    best, steps = -float("inf"), []
+    for trial in (t for t in scored if t["state"] == "complete"):
+        best = max(best, trial["value"])
+        steps.append((trial["number"], best))
+    if steps:  # drawn on to the last trial
+        steps.append((max(t["number"] for t in scored), best))
+        history_axes.step(*zip(*steps), where="post", color="C2", label="best so far")
+    history_axes.set_xlabel("trial")
+    history_axes.set_ylabel("val accuracy (best; pruned: last)")
+    history_axes.set_title(f"study {info['study']}: {info['complete']} complete, {info['pruned']} pruned")
+    history_axes.grid(alpha=0.3)
+    history_axes.legend(fontsize="small")
+    importances = info["importances"] or {}
+    names = list(importances)[::-1]  # the most important on top
+    importance_axes.barh(names, [importances[name] for name in names], color="C0")
+    importance_axes.set_xlabel("importance (Optuna's evaluator; sums to 1)")
+    importance_axes.set_title("parameter importances" if names else "importances: too few complete trials")
+    importance_axes.tick_params(axis="y", labelsize=8)
+    return _save(figure, output)
+
+
+def draw_study(study: str, storage: str | None, overrides: list[str], output: Path) -> Path:
+    """`seqclf plot --study`: a study's history and importances (its default storage under output.dir from --set)."""
+    from seqclf.config import load_config
+    from seqclf.search.study import study_info
+
+    return plot_study(study_info(study, storage, load_config(None, overrides)), output)

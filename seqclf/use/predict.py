@@ -1,0 +1,132 @@
+"""A trained model, one call away: `Predictor.from_checkpoint(path).predict(["digit.png"])`.
+
+The Predictor rebuilds the model from the checkpoint alone and feeds it exactly what training
+and `seqclf eval` feed it: uint8 pixels -> the checkpoint's sequence view (with its stored
+permutation) -> float / 255 -> its normalization, in batches of eval's size, under its precision.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from seqclf.config import Config
+from seqclf.data.images import ImageError, Inputs, read_inputs
+from seqclf.errors import SeqclfError
+from seqclf.model.classifier import SequenceClassifier, load_weights
+from seqclf.store import checkpoint
+from seqclf.store.checkpoint import DataMeta
+from seqclf.training.runtime import autocast, resolve_device
+from seqclf.training.scoring import EVAL_BATCH_SIZE
+
+
+class Predictor:
+    """Classifies images with a trained model; build it with `Predictor.from_checkpoint(path)`."""
+
+    def __init__(self, model: torch.nn.Module, cfg: Config, meta: DataMeta, device: torch.device,
+                 source: str = "", precision: str | None = None) -> None:
+        self.model, self.cfg, self.meta, self.device, self.source = model.eval(), cfg, meta, device, source
+        self.class_names = list(meta.class_names)
+        self.mean, self.std = meta.mean, meta.std
+        self.permutation = meta.permutation  # (H*W,) int64 for permuted_pixels, else None
+        self.height, self.width = meta.height, meta.width
+        # eval's precision; fp16 autocast exists on CUDA only, so elsewhere the model runs in fp32
+        precision = precision or cfg.train.precision
+        if precision == "fp16" and device.type != "cuda":
+            precision = "fp32"
+        self._train = dataclasses.replace(cfg.train, precision=precision)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str | None = None, precision: str | None = None) -> Predictor:
+        """Load best.pt or last.pt of a run.
+
+        `device`: cpu, cuda[:N], mps or auto; by default the checkpoint's train.device as eval uses
+        it, or the CPU where that device is missing. `precision`: fp32, bf16 or fp16 (autocast), by
+        default the checkpoint's train.precision, as eval uses it.
+        """
+        saved = checkpoint.read(path)
+        try:
+            where = resolve_device(device or saved.config.train.device)
+        except SeqclfError:
+            if device is not None:
+                raise
+            where = torch.device("cpu")  # trained on a GPU this machine lacks
+        meta = saved.data
+        model = SequenceClassifier(saved.config.model, meta.input_size, meta.num_classes).to(where)
+        load_weights(model, saved.model, str(path))
+        return cls(model, saved.config, meta, where, str(path), precision)
+
+    @torch.no_grad()
+    def logits(self, images: np.ndarray | torch.Tensor, batch_size: int = EVAL_BATCH_SIZE) -> torch.Tensor:
+        """(N, H, W) uint8 pixels -> (N, num_classes) float32 logits on the CPU."""
+        from seqclf.data.datasets import to_sequences
+
+        images = torch.as_tensor(images)
+        if images.dim() != 3 or tuple(images.shape[1:]) != (self.height, self.width) or images.dtype != torch.uint8:
+            raise ImageError(f"probabilities() takes an (N, {self.height}, {self.width}) uint8 array; got "
+                             f"{tuple(images.shape)} {images.dtype} (use predict() for files and other images)")
+        out = []
+        for start in range(0, len(images), batch_size):
+            # as load_data builds a split: view the bytes, move them, scale on the device
+            x = to_sequences(images[start:start + batch_size], self.cfg.data.sequence, self.permutation)
+            x = x.to(self.device).float().div_(255)  # (B, T, F)
+            if self.cfg.data.normalize:
+                x.sub_(self.mean).div_(self.std)
+            with autocast(self._train, self.device):
+                out.append(self.model(x).float().cpu())  # (B, C)
+        return torch.cat(out) if out else torch.zeros(0, len(self.class_names))
+
+    def probabilities(self, images: np.ndarray | torch.Tensor, batch_size: int = EVAL_BATCH_SIZE) -> np.ndarray:
+        """(N, H, W) uint8 pixels, as in the dataset -> (N, num_classes) float32 probabilities."""
+        return torch.softmax(self.logits(images, batch_size), dim=1).numpy()
+
+    def predict(self, images: Any, top_k: int = 1, preprocess: bool = True,
+                batch_size: int = EVAL_BATCH_SIZE) -> list[dict[str, Any]]:
+        """A list of paths (files, folders, IDX, .npy), PIL images or arrays (or one of them) -> one record per image.
+
+        Each record is {"input", "label", "class", "probability", "top_k": [{"label", "class",
+        "probability"}, ...]}, as `seqclf predict --json` prints. Image files and PIL images get
+        MNIST-style preprocessing unless `preprocess` is False; arrays are taken as dataset images.
+        Raises ImageError naming every input that could not be used.
+        """
+        sources = list(images) if isinstance(images, (list, tuple)) else [images]  # one path, image or array
+        inputs = read_inputs(sources, self.height, self.width, preprocess)
+        if inputs.errors:
+            raise ImageError("; ".join(f"{name}: {why}" for name, why in inputs.errors))
+        return self.records(inputs, top_k, batch_size)
+
+    def records(self, inputs: Inputs, top_k: int = 1, batch_size: int = EVAL_BATCH_SIZE) -> list[dict[str, Any]]:
+        """The predictions for inputs already read (see images.read_inputs), in their order."""
+        if not 1 <= top_k:
+            raise ImageError(f"--top-k {top_k}: give a number from 1 to {len(self.class_names)}")
+        k = min(top_k, len(self.class_names))
+        probabilities = torch.softmax(self.logits(inputs.stacked(self.height, self.width), batch_size), dim=1)
+        values, labels = probabilities.topk(k, dim=1)  # (N, k) each, best first
+        names = self.class_names
+        records = []
+        for name, row_p, row_l in zip(inputs.names, values.tolist(), labels.tolist()):
+            guesses = [{"label": label, "class": names[label], "probability": p} for p, label in zip(row_p, row_l)]
+            records.append({"input": name, **guesses[0], "top_k": guesses})
+        return records
+
+
+def predict_files(checkpoint: str | Path, sources: list[Any], top_k: int = 1, preprocess: bool = True,
+                  batch_size: int = EVAL_BATCH_SIZE, device: str | None = None) -> dict[str, Any]:
+    """What `seqclf predict` prints: {"checkpoint", "predictions", "errors": [{"input", "error"}]}.
+
+    Bad inputs do not stop the good ones: they are listed under "errors".
+    """
+    from seqclf.training.runtime import configure_threads
+
+    if batch_size < 1:
+        raise ImageError(f"--batch-size {batch_size}: give a positive number of images per batch")
+    predictor = Predictor.from_checkpoint(checkpoint, device)
+    configure_threads(predictor.cfg.train.num_threads)  # as eval does
+    inputs = read_inputs(sources, predictor.height, predictor.width, preprocess)
+    records = predictor.records(inputs, top_k, batch_size)
+    return {"checkpoint": str(checkpoint), "predictions": records,
+            "errors": [{"input": name, "error": why} for name, why in inputs.errors]}
