@@ -16,7 +16,8 @@ import statistics
 import time
 from pathlib import Path
 
-from seqclf.data.datasets import load_data, read_idx
+from seqclf.data.datasets import load_data
+from seqclf.data.idx import read_idx
 from seqclf.training.scoring import score
 from seqclf.use.evaluate import evaluate_checkpoint
 from seqclf.use.predict import Predictor, predict_files

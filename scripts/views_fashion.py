@@ -21,7 +21,7 @@ import time
 
 from seqclf.config import load_config
 from seqclf.console import Output
-from seqclf.data.datasets import SEQUENCES
+from seqclf.data.views import SEQUENCES
 from seqclf.training.start import train
 
 VAL_SIZE = 1000  # held out of --max-train to pick best.pt, as in every run

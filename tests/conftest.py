@@ -258,7 +258,8 @@ def random_checkpoint(path: Path, *overrides: str, seed: int = 0, size: int = 28
     the public checkpoint API: for tests of what reads checkpoints (export, predict), which need no training."""
     import torch
 
-    from seqclf.data.datasets import class_names, view_shape
+    from seqclf.data.datasets import class_names
+    from seqclf.data.views import view_shape
     from seqclf.model.classifier import SequenceClassifier
     from seqclf.store import checkpoint
 

@@ -16,7 +16,8 @@ from typer.testing import CliRunner
 
 from seqclf.cli.app import app
 from seqclf.config import ModelConfig
-from seqclf.data.datasets import load_arrays, load_data
+from seqclf.data.datasets import load_data
+from seqclf.data.files import load_arrays
 from seqclf.model.classifier import SequenceClassifier
 from seqclf.use.bench import MATMUL_SIZES, TorchvisionStyle, forward_flops, train_flops
 

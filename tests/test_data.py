@@ -13,17 +13,10 @@ import torch
 from conftest import make_dataset, write_idx
 
 from seqclf.config import DataConfig
-from seqclf.data.datasets import (
-    FILES,
-    DataError,
-    load_arrays,
-    load_data,
-    locate,
-    permutation,
-    read_idx,
-    to_sequences,
-    view_shape,
-)
+from seqclf.data.datasets import load_data
+from seqclf.data.files import FILES, load_arrays, locate
+from seqclf.data.idx import DataError, read_idx
+from seqclf.data.views import permutation, to_sequences, view_shape
 
 
 def idx_cfg(root: Path, **changes) -> DataConfig:

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from seqclf import Predictor
 from seqclf.cli.app import app
-from seqclf.data.datasets import read_idx
+from seqclf.data.idx import read_idx
 
 runner = CliRunner()
 CASES = [(cell, bidirectional) for cell in ("rnn", "lstm", "gru") for bidirectional in (False, True)]

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from seqclf import Predictor, SeqclfError
 from seqclf.cli.app import app
-from seqclf.data.datasets import read_idx
+from seqclf.data.idx import read_idx
 from seqclf.use.evaluate import evaluate_checkpoint
 
 runner = CliRunner()

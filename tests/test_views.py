@@ -11,7 +11,8 @@ import torch
 from conftest import FILES, ROOT, cli_json, set_args, write_idx
 
 from seqclf.config import DataConfig, load_config
-from seqclf.data.datasets import SEQUENCES, load_data, permutation
+from seqclf.data.datasets import load_data
+from seqclf.data.views import SEQUENCES, permutation
 from seqclf.store import checkpoint
 
 SIDE = 28

@@ -50,7 +50,7 @@ def resolved(path: Path | None, overrides: list[str]):  # -> Config
 
     cfg = load_config(path, overrides)
     if cfg.model.hidden_size == AUTO and cfg.data.name != "idx":
-        from seqclf.data.datasets import view_shape
+        from seqclf.data.views import view_shape
         from seqclf.model.classifier import resolve_hidden_size
 
         cfg = resolve_hidden_size(cfg, view_shape(cfg.data.sequence)[1])

@@ -85,12 +85,7 @@ def tune(
                                        pruner)
             tuning.check_choices(settings)
             if jobs > 1 and not worker:
-                args = [*(["--config", str(config)] if config else []), "--space", str(space),
-                        *[part for item in set_ or [] for part in ("--set", item)], "--trials", str(trials),
-                        *(["--timeout", str(timeout)] if timeout is not None else []), "--study", study,
-                        *(["--storage", storage] if storage else []), "--sampler", sampler, "--pruner", pruner,
-                        "--worker", *(["--quiet"] if quiet else [])]
-                running.spawn(settings, jobs, args, out)
+                running.spawn(settings, jobs, _worker_args(config, space, set_ or [], settings, quiet), out)
             else:
                 running.work(settings, out, GracefulStop())
             if worker:
@@ -100,6 +95,16 @@ def tune(
         emit_json(info)
     else:
         render(info, out, trials_table=show)
+
+
+def _worker_args(config: Path | None, space: Path, overrides: list[str], settings: Any, quiet: bool) -> list[str]:
+    """The command line of one of `--jobs J` worker processes: this command's own, with --worker."""
+    s = settings
+    return [*(["--config", str(config)] if config else []), "--space", str(space),
+            *[part for item in overrides for part in ("--set", item)], "--trials", str(s.trials),
+            *(["--timeout", str(s.timeout)] if s.timeout is not None else []), "--study", s.study,
+            *(["--storage", s.storage] if s.storage else []), "--sampler", s.sampler, "--pruner", s.pruner,
+            "--worker", *(["--quiet"] if quiet else [])]
 
 
 def render(info: dict[str, Any], out: Output, trials_table: bool) -> None:

@@ -17,27 +17,13 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 import yaml
 
 from seqclf.config import limits, safe_yaml
-from seqclf.config.schema import (  # noqa: F401
+from seqclf.config.schema import (
     AUTO,
     MAX_THREADS,
-    ROLES,
     SECTIONS,
-    WHERE,
     Config,
-    DataConfig,
-    ModelConfig,
-    OutputConfig,
-    TrainConfig,
     all_keys,
-    describe_keys,
-    field_of,
     fields_of,
-    keys_where,
-    opt,
-    reference_markdown,
-    replace,
-    to_dict,
-    to_yaml,
     type_name,
 )
 from seqclf.errors import SeqclfError, preview, shorten

@@ -133,7 +133,7 @@ def _head(path: Path) -> bytes:
 
 
 def _read_idx(inputs: Inputs, path: Path, height: int, width: int) -> None:
-    from seqclf.data.datasets import read_idx
+    from seqclf.data.idx import read_idx
 
     try:
         array = read_idx(path).numpy()

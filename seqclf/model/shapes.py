@@ -13,7 +13,7 @@ import torch
 
 from seqclf.config import Config
 from seqclf.config.limits import check_memory, forward_bytes
-from seqclf.data.datasets import view_shape
+from seqclf.data.views import view_shape
 from seqclf.errors import SeqclfError
 from seqclf.model.cells import GATES, formula_of, shape_of
 from seqclf.model.classifier import (

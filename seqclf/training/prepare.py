@@ -14,7 +14,8 @@ from pathlib import Path
 import torch
 
 from seqclf.config import Config
-from seqclf.data.datasets import SPLITS, Data, DataError, load_data
+from seqclf.data.datasets import SPLITS, Data, load_data
+from seqclf.data.idx import DataError
 from seqclf.model.classifier import (
     MORE_MEMORY,
     SMALLER,

@@ -32,7 +32,9 @@ import torch.nn.functional as F
 
 from seqclf.config import Config, ModelConfig
 from seqclf.console import Output
-from seqclf.data.datasets import Data, Split, load_arrays, to_sequences
+from seqclf.data.datasets import Data, Split
+from seqclf.data.files import load_arrays
+from seqclf.data.views import to_sequences
 from seqclf.model.cells import shape_of
 from seqclf.model.classifier import SequenceClassifier, parameter_layout
 from seqclf.store import rundir as runs

@@ -36,7 +36,7 @@ class Exportable(nn.Module):
     """pixels (N, H, W) float32 0..255 -> (logits, probabilities), each (N, C)."""
 
     def __init__(self, model: nn.Module, predictor: Predictor) -> None:
-        from seqclf.data.datasets import to_sequences
+        from seqclf.data.views import to_sequences
 
         super().__init__()
         h, w = predictor.height, predictor.width

@@ -63,7 +63,7 @@ class Predictor:
     @torch.no_grad()
     def logits(self, images: np.ndarray | torch.Tensor, batch_size: int = EVAL_BATCH_SIZE) -> torch.Tensor:
         """(N, H, W) uint8 pixels -> (N, num_classes) float32 logits on the CPU."""
-        from seqclf.data.datasets import to_sequences
+        from seqclf.data.views import to_sequences
 
         images = torch.as_tensor(images)
         if images.dim() != 3 or tuple(images.shape[1:]) != (self.height, self.width) or images.dtype != torch.uint8:
