@@ -19,7 +19,7 @@ from seqclf.config import Config, apply_overrides, config_from_dict, keys_where,
 from seqclf.console import Output
 from seqclf.data import Data
 from seqclf.devices import has_fp16, is_out_of_memory, out_of_memory, precision_change_allowed
-from seqclf.errors import SeqclfError
+from seqclf.errors import SeqclfError, first_line
 from seqclf.loop import Callback, Run, run_steps, supervised
 from seqclf.model import SequenceClassifier, count_parameters, load_weights
 from seqclf.runlog import RunLog, tensorboard_writer, write_metrics
@@ -96,7 +96,7 @@ def resume(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = (), *, 
                                         str(run_dir / runs.CONFIG), str(run_dir / runs.BEST)) from None
                 raise CheckpointError(f"{saved.path}: its training state is incomplete or does not fit "
                                       f"its config ({type(exc).__name__}: "
-                                      f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+                                      f"{first_line(exc)})") from None
             log.write_config()
             if dist.is_main:
                 _rebuild_metrics(run_dir, saved, out)
