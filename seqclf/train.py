@@ -149,11 +149,13 @@ def _read_resumable(run_dir: Path, overrides: list[str] | tuple[str, ...]) -> tu
 
 def _edited(run_dir: Path, trained: Config, allowed: frozenset[str]) -> list[tuple[str, Any]]:
     """config.yaml's edits to the config stored in last.pt (the run's truth), as (key, value) changes:
-    keys that may change on resume are applied, any other edit is refused naming it."""
+    keys that may change on resume are applied, any other edit is refused naming it. train.precision is
+    applied too and checked by _check_precision: a resume that left fp16 wrote it into config.yaml before
+    training, and the same command after a crash before the next last.pt finds it there."""
     path = run_dir / runs.CONFIG
     stored, written = runs.flatten(to_dict(trained)), runs.flatten(to_dict(load_config(path)))
     edited = {key: value for key, value in written.items() if stored.get(key) != value}
-    refused = sorted(set(edited) - allowed)
+    refused = sorted(set(edited) - allowed - {"train.precision"})
     if refused:
         shown = "; ".join(f"{key}: {stored.get(key)!r} in last.pt, {edited[key]!r} in the file" for key in refused)
         raise SeqclfError(f"--resume {run_dir}: {path} was edited ({shown}), but a run continues with the config "
