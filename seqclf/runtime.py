@@ -104,6 +104,7 @@ class GracefulStop:
     def __init__(self) -> None:
         self.signum: int | None = None
         self._previous: dict[int, Any] = {}
+        self._depth = 0  # nested `with` blocks (a search's, then each trial's loop): the outermost owns the handlers
 
     def should_stop(self) -> bool:
         return self.signum is not None
@@ -114,14 +115,18 @@ class GracefulStop:
         self.signum = signum
 
     def __enter__(self) -> "GracefulStop":
-        if threading.current_thread() is threading.main_thread():
+        if not self._depth and threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self._previous[sig] = signal.signal(sig, self._handle)
+        self._depth += 1
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
+        self._depth -= 1
+        if not self._depth:  # the outermost block: what was there before it
+            for sig, handler in self._previous.items():
+                signal.signal(sig, handler)
+            self._previous.clear()
 
 
 def autocast(t: TrainConfig, device: torch.device) -> Any:
