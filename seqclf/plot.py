@@ -138,17 +138,34 @@ def find_mistakes(checkpoint_path: Path, n: int = 16, split: str = "test",
     """The n most confident wrong predictions on a split: {"images" (n, H, W) uint8, "true", "predicted",
     "probability" (lists), "class_names", "errors" (wrong predictions in the split), "total"}."""
     import numpy as np
+    import torch
 
+    from seqclf import checkpoint
+    from seqclf.config import parse_overrides
     from seqclf.data import split_images
+    from seqclf.devices import configure
     from seqclf.evaluate import eval_config
+    from seqclf.model import SequenceClassifier, load_weights
     from seqclf.predict import Predictor
+    from seqclf.runtime import configure_threads, resolve_device
 
     if split not in ("test", "val"):
         raise SeqclfError(f"--split {split!r}: choose test or val")
     if n < 1:
         raise SeqclfError(f"-n {n}: give how many mistakes to show (1 or more)")
-    predictor = Predictor.from_checkpoint(checkpoint_path)
-    cfg = eval_config(predictor.cfg, overrides, checkpoint_path)  # eval's --set: where the data is
+    saved = checkpoint.read(checkpoint_path)
+    cfg = eval_config(saved.config, overrides, checkpoint_path)  # eval's --set: where the data is, how to compute
+    try:
+        device = resolve_device(cfg.train.device)
+    except SeqclfError:
+        if "train.device" in {key for key, _ in parse_overrides(overrides)}:
+            raise
+        device = torch.device("cpu")  # trained on a GPU this machine lacks: as Predictor.from_checkpoint
+    configure(cfg.train)  # train.tf32, as eval sets it
+    configure_threads(cfg.train.num_threads)
+    model = SequenceClassifier(cfg.model, saved.data.input_size, saved.data.num_classes).to(device)  # model.impl
+    load_weights(model, saved.model, str(checkpoint_path))
+    predictor = Predictor(model, cfg, saved.data, device, str(checkpoint_path))  # computes in cfg.train.precision
     images, labels = split_images(cfg.data, cfg.seed, split)
     probabilities = predictor.probabilities(images)  # (N, C)
     predicted, confidence = probabilities.argmax(1), probabilities.max(1)
