@@ -1,4 +1,4 @@
-"""Pictures: training curves of runs, and the confusion matrix of a checkpoint.
+"""Pictures: training curves of runs, a checkpoint's confusion matrix and mistakes, and a search's study.
 
 matplotlib is an optional extra (`pip install "seqclf[plot]"`), imported only here and only
 when a picture is asked for. Figures are drawn with matplotlib's object API (no pyplot, no

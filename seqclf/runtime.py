@@ -97,8 +97,10 @@ def build_scheduler(t: TrainConfig, optimizer: torch.optim.Optimizer, steps_per_
 class GracefulStop:
     """First SIGINT/SIGTERM: finish the step, save, stop. Second SIGINT: abort at once.
 
-    `should_stop()` is polled after every optimizer step; tests pass a subclass that
-    asks to stop after a chosen number of steps.
+    The handlers are in place while it is entered (`with stop:`, in the main thread; nested blocks
+    keep the outermost's). `should_stop()` is polled after every optimizer step (every 25 under
+    torchrun, where the ranks decide together) and once after each epoch's validation and save;
+    tests pass a subclass (tests/stops.py) that asks to stop at chosen polls.
     """
 
     def __init__(self) -> None:
