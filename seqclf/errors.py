@@ -27,6 +27,12 @@ class Pruned(SeqclfError):
     """A hyperparameter search stopped this trial after an epoch (seqclf.search.study); summary.json says `pruned`."""
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of `exc`'s message, or its type's name when the message is empty (e.g. `raise KeyError`)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def preview(value: object, limit: int = 60) -> str:
     """A value as an error message shows it: its repr, cut to `limit` characters.
 

@@ -235,6 +235,35 @@ def test_a_gpu_fp16_run_continues_on_a_cpu_in_fp32(tiny_overrides: list[str]) ->
     assert done["status"] == "finished" and done["epochs"] == 2
 
 
+class Crash(Exception):
+    """The machine went down mid-epoch: nothing is saved on the way out."""
+
+
+def test_a_resume_leaving_fp16_that_crashed_can_be_repeated(tiny_overrides: list[str]) -> None:
+    """The first resume writes config.yaml in fp32 before training; when it dies before the next last.pt
+    (still fp16), the same command again continues instead of calling config.yaml edited."""
+    from stops import StopAt
+
+    summary = train(load_config(None, tiny_overrides + ["train.epochs=1"]), out=Output(quiet=True))
+    run_dir = Path(summary["run_dir"])
+    payload = checkpoint.load(run_dir / runs.LAST)  # as if trained on CUDA in fp16
+    payload["config"]["train"].update(precision="fp16", device="auto")
+    checkpoint.save(run_dir / runs.LAST, payload)
+    (run_dir / runs.CONFIG).write_text(to_yaml(config_from_dict(payload["config"])))  # its readable copy
+
+    def crash() -> None:
+        raise Crash("killed at epoch 2 step 1")
+
+    command = ["train.epochs=2", "train.precision=fp32", "train.device=cpu"]  # on CPU, even where CUDA is
+    with pytest.raises(Crash):
+        resume(run_dir, command, out=Output(quiet=True), stop=StopAt(on_call={1: crash}))
+    assert load_config(run_dir / runs.CONFIG).train.precision == "fp32"  # what the first resume wrote
+    assert checkpoint.load(run_dir / runs.LAST)["config"]["train"]["precision"] == "fp16"  # not saved since
+    done = resume(run_dir, command, out=Output(quiet=True))
+    assert done["status"] == "finished" and done["epochs"] == 2
+    assert checkpoint.load(run_dir / runs.LAST)["config"]["train"]["precision"] == "fp32"
+
+
 def test_a_fp32_run_keeps_its_precision_on_resume(tiny_overrides: list[str]) -> None:
     summary = train(load_config(None, tiny_overrides + ["train.epochs=1"]), out=Output(quiet=True))
     with pytest.raises(SeqclfError, match="cannot change train.precision from fp32 to bf16"):

@@ -88,3 +88,20 @@ def test_export_errors_write_nothing(checkpoints: dict, tmp_path: Path, monkeypa
     result = runner.invoke(app, ["export", str(checkpoint), "-o", str(tmp_path / "m.onnx")])
     assert result.exit_code == 2 and 'pip install "seqclf[export]"' in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("format", ["onnx", "pt2"])
+def test_export_of_a_model_failing_without_a_message(format: str, checkpoints: dict, tmp_path: Path,
+                                                     monkeypatch) -> None:
+    """An exporter's exception with an empty message still gives a one-line error (its type), not IndexError."""
+    from seqclf.use import export as export_module
+
+    def fails(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError  # str() of it is ""
+
+    monkeypatch.setattr(export_module.Exportable, "forward", fails)
+    result = runner.invoke(app, ["export", str(checkpoints[CASES[0]]), "-o", str(tmp_path / f"m.{format}"),
+                                 "--format", format])
+    assert result.exit_code == 2, result.output
+    assert "NotImplementedError" in result.stderr and "nothing was written" in result.stderr.lower()
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

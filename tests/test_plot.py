@@ -97,6 +97,44 @@ def test_mistakes_are_the_most_confident_wrong_predictions(trained, tmp_path: Pa
     assert bad.exit_code == 2
 
 
+def test_mistakes_compute_as_set_asks(tmp_path: Path) -> None:
+    """--set model.impl, train.precision and train.device reach the model that finds the mistakes, as in eval."""
+    import dataclasses
+
+    import numpy as np
+    import torch
+
+    from conftest import make_dataset, random_checkpoint
+    from seqclf.store import checkpoint
+    from seqclf.data.datasets import split_images
+    from seqclf.model.classifier import SequenceClassifier
+    from seqclf.use.plot import find_mistakes
+    from seqclf.use.predict import Predictor
+
+    root = make_dataset(tmp_path / "data", n_train=50)
+    path = random_checkpoint(tmp_path / "best.pt", f"data.root={root}", "data.val_size=10", "train.device=cpu")
+    saved = checkpoint.read(path)
+    images, labels = split_images(saved.config.data, saved.config.seed, "test")
+
+    def confidences(predictor: Predictor) -> list[float]:  # of the wrong predictions, as find_mistakes orders them
+        probabilities = predictor.probabilities(images)
+        wrong = np.flatnonzero(probabilities.argmax(1) != labels.numpy())
+        return sorted(probabilities.max(1)[wrong].tolist(), reverse=True)
+
+    fused = find_mistakes(path, n=1000)["probability"]
+    assert fused == confidences(Predictor.from_checkpoint(path)) and len(fused) > 50  # random weights: many
+    in_bf16 = find_mistakes(path, n=1000, overrides=["train.precision=bf16"])["probability"]
+    assert in_bf16 == confidences(Predictor.from_checkpoint(path, precision="bf16")) != fused
+    scratch = SequenceClassifier(dataclasses.replace(saved.config.model, impl="scratch"), saved.data.input_size, 10)
+    scratch.load_state_dict(saved.model)
+    by_hand = find_mistakes(path, n=1000, overrides=["model.impl=scratch"])["probability"]
+    assert by_hand == confidences(Predictor(scratch, saved.config, saved.data, torch.device("cpu")))
+    missing = runner.invoke(app, ["plot", "--mistakes", str(path), "--set", "train.device=cuda:99",
+                                  "-o", str(tmp_path / "m.png")])
+    assert missing.exit_code == 2 and "cuda:99" in missing.stderr, missing.output
+    assert not (tmp_path / "m.png").exists()
+
+
 def test_eval_shows_class_names(trained) -> None:
     from seqclf.data.datasets import class_names
 

@@ -212,6 +212,39 @@ def test_a_run_directory_is_locked_while_a_process_trains_in_it(tmp_path: Path, 
     assert runs.read_summary(run_dir)["status"] == "finished"
 
 
+def test_a_resume_starting_while_runs_probes_the_lock_is_not_refused(tmp_path: Path) -> None:
+    """`seqclf runs` asks runlock.holder() about a run by taking a shared lock for an instant: a resume's
+    exclusive lock attempt at that instant waits the probe out; a process that trains in the run is still refused."""
+    import fcntl
+    import threading
+
+    from seqclf.store import lock as runlock
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / runlock.LOCK).write_text("")
+    probe = os.open(run_dir / runlock.LOCK, os.O_RDONLY)
+    fcntl.flock(probe, fcntl.LOCK_SH | fcntl.LOCK_NB)  # holder() between its flock and its close
+    ends = threading.Timer(0.2, os.close, [probe])  # ... drawn out to 0.2 s
+    ends.start()
+    try:
+        runlock.acquire(run_dir)
+        assert runlock.holder(run_dir) == os.getpid()
+        assert (run_dir / runlock.LOCK).read_text() == f"{os.getpid()}\n"
+    finally:
+        ends.join()
+        runlock.release(run_dir)
+    trainer = os.open(run_dir / runlock.LOCK, os.O_RDWR)  # an exclusive holder, as train takes it
+    try:
+        fcntl.flock(trainer, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        started = time.monotonic()
+        with pytest.raises(runlock.RunLocked, match="in use by process"):
+            runlock.acquire(run_dir)
+        assert time.monotonic() - started < 0.5  # refused at once, not after waiting
+    finally:
+        os.close(trainer)
+
+
 # ---------------------------------------------------------------- 2, 6: what a resume continues with
 
 

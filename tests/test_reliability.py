@@ -239,6 +239,23 @@ def test_a_second_ctrl_c_aborts_at_once_leaving_files_intact(data_root: Path, tm
     assert signal.getsignal(signal.SIGINT) is handler  # handlers restored
 
 
+def test_a_nested_graceful_stop_restores_the_original_handlers() -> None:
+    """A search enters its GracefulStop and each trial's training loop enters it again: the inner block keeps
+    the handlers, and only the outer one's end restores what was there before."""
+    from seqclf.training.runtime import GracefulStop
+
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    stop = GracefulStop()
+    with stop:
+        with stop:
+            assert all(signal.getsignal(sig) == stop._handle for sig in before)
+        assert all(signal.getsignal(sig) == stop._handle for sig in before)  # the outer block still handles them
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.01)  # the handler runs between bytecodes of the main thread
+        assert stop.should_stop() and stop.signum == signal.SIGTERM
+    assert {sig: signal.getsignal(sig) for sig in before} == before
+
+
 # ---------------------------------------------------------------- failures
 
 

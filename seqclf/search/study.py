@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from seqclf.config import Config
-from seqclf.errors import SeqclfError
+from seqclf.errors import SeqclfError, first_line
 from seqclf.search.space import Distribution
 
 INSTALL = 'pip install "seqclf[tune]"'
@@ -76,7 +76,7 @@ def open_storage(url: str | None, folder: Path, create: bool) -> tuple[Any, str]
                           f'postgresql:// URLs: pip install "seqclf[tune]" (psycopg 3), or psycopg2-binary '
                           f"with postgresql+psycopg2:// URLs") from None
     except Exception as exc:  # sqlalchemy's many connection and URL errors
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        first = first_line(exc)
         raise SeqclfError(f"--storage {shown(url)}: cannot be opened ({first}); give an Optuna storage URL such "
                           f"as sqlite:///tune.db or postgresql://user:password@host/database") from None
 

@@ -4,7 +4,8 @@
 directory is made (or the resume starts) to the end; the file holds the holder's PID. The OS
 drops the lock when the process ends in any way (SIGKILL included), so a lock is never stale
 and is never removed by hand. A second process is refused with the holder's PID; readers such
-as `seqclf runs` ask `holder()` whether a "running" run still has a live process.
+as `seqclf runs` ask `holder()` whether a "running" run still has a live process (it takes a
+shared lock for an instant, which `acquire` waits out rather than refuse).
 Torch-free. Where fcntl does not exist (Windows) runs are not locked.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -23,6 +25,7 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
 LOCK = ".lock"
+PROBE_WAIT = 1.0  # seconds acquire() waits out holder()'s shared locks (each lasts microseconds)
 _held: dict[Path, int] = {}  # run directory -> the open descriptor that holds its lock
 
 
@@ -41,7 +44,7 @@ def acquire(run_dir: str | Path) -> None:
         raise SeqclfError(f"{run_dir}: cannot create its lock file {LOCK} ({exc.strerror or exc}); "
                           f"the run directory must be writable") from None
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        _lock(fd)
     except OSError as exc:
         os.close(fd)
         if not isinstance(exc, BlockingIOError):  # a filesystem without locks (ENOLCK): run unlocked
@@ -56,6 +59,33 @@ def acquire(run_dir: str | Path) -> None:
     except OSError:  # a full disk: the lock holds all the same, only its PID goes unnamed
         pass
     _held[run_dir] = fd
+
+
+def _lock(fd: int) -> None:
+    """The exclusive lock on `fd`; BlockingIOError while a process that trains holds it.
+
+    holder() takes a shared lock for an instant to look: while only such probes hold the file, the
+    attempt is repeated, for up to PROBE_WAIT seconds, instead of refused.
+    """
+    deadline = time.monotonic() + PROBE_WAIT
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if not _only_probes(fd) or time.monotonic() > deadline:
+                raise
+        time.sleep(0.005)
+
+
+def _only_probes(fd: int) -> bool:
+    """Whether no exclusive lock is held on the file: a shared one can be had (and is dropped at once)."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    return True
 
 
 def release(run_dir: str | Path) -> None:

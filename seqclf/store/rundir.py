@@ -121,7 +121,7 @@ def is_run_dir(path: Path) -> bool:
     return path.is_dir() and (path / CONFIG).exists()
 
 
-# ---------------------------------------------------------------- finding runs (the table: runs_table.py)
+# ---------------------------------------------------------------- finding runs (the table: seqclf.store.table)
 
 
 def find_runs(root: str | Path) -> list[Path]:

@@ -190,7 +190,7 @@ def to_csv(rows: list[dict[str, Any]], columns: list[str]) -> str:
 
 
 def header(column: str) -> str:
-    """`val_accuracy` -> `best val acc`; a config key by its field's header, else in full (`data.root`)."""
+    """`val_accuracy` -> `val acc`; a config key by its field's header, else in full (`data.root`)."""
     name = {key: field_name for field_name, key in FROM_CONFIG.items()}.get(column, column)
     return HEADERS.get(name, name)
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from seqclf.config import TrainConfig
-from seqclf.errors import TrainingError
+from seqclf.errors import TrainingError, first_line
 
 NO_FLOAT64 = ("mps",)  # device types without float64 tensors
 CUBLAS_WORKSPACE = ":4096:8"  # what torch's reproducibility notes ask of cuBLAS for deterministic results
@@ -97,7 +97,7 @@ def out_of_memory(exc: BaseException, device: torch.device, batch_size: int, doi
                   init_from: str | None = None) -> TrainingError:
     """The message for running out of device memory (exit 1): not bad input, a batch to try instead
     (a new run: the batch size of a run cannot change on resume; `init_from` starts it from a run's weights)."""
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    first = first_line(exc)
     return TrainingError(
         f"out of memory on {device} while {doing} with train.batch_size={batch_size} ({first[:200]}). Free the "
         f"device's memory (other processes on it) or train with half the batch: seqclf train --config {config} "

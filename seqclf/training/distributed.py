@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from seqclf.errors import SeqclfError
+from seqclf.errors import SeqclfError, first_line
 from seqclf.training import rng
 
 ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE")  # what torchrun sets for each rank
@@ -216,7 +216,7 @@ class Context:
             torch.distributed.all_reduce(torch.zeros(1))  # a CPU all-reduce: gloo under either backend
 
     def lost_contact(self, exc: BaseException) -> SeqclfError:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         error = SeqclfError(f"rank {self.rank}: lost contact with the other ranks: one of them failed or was stopped "
                             f"(its own message and torchrun's summary say which and why). Detail: {first[:300]}")
         error.exit_code = 1
@@ -267,7 +267,7 @@ def session() -> Iterator[Context]:
         try:
             torch.distributed.init_process_group(backend=default_backend(), timeout=TIMEOUT)
         except (ValueError, RuntimeError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = first_line(exc)
             raise SeqclfError(f"torchrun's environment is set (RANK={ctx.rank}, WORLD_SIZE={ctx.world_size}) but "
                               f"the process group could not start: {first[:300]}. Launch with "
                               f"torchrun --nproc_per_node=N -m seqclf train ...") from None

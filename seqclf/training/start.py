@@ -24,7 +24,7 @@ from seqclf.config import (
 )
 from seqclf.console import Output
 from seqclf.data.datasets import Data
-from seqclf.errors import SeqclfError
+from seqclf.errors import SeqclfError, first_line
 from seqclf.model.classifier import SequenceClassifier, count_parameters, load_weights
 from seqclf.store import checkpoint
 from seqclf.store import lock as runlock
@@ -32,12 +32,7 @@ from seqclf.store import rundir as runs
 from seqclf.store.checkpoint import Checkpoint, CheckpointError
 from seqclf.store.runlog import RunLog, tensorboard_writer, write_metrics
 from seqclf.training import distributed
-from seqclf.training.devices import (
-    has_fp16,
-    is_out_of_memory,
-    out_of_memory,
-    precision_change_allowed,
-)
+from seqclf.training.devices import has_fp16, is_out_of_memory, out_of_memory, precision_change_allowed
 from seqclf.training.prepare import check_same_data, prepare
 from seqclf.training.runtime import (
     PER_BATCH_SCHEDULERS,
@@ -118,7 +113,7 @@ def resume(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = (), *, 
                                         str(run_dir / runs.CONFIG), str(run_dir / runs.BEST)) from None
                 raise CheckpointError(f"{saved.path}: its training state is incomplete or does not fit "
                                       f"its config ({type(exc).__name__}: "
-                                      f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+                                      f"{first_line(exc)})") from None
             log.write_config()
             if dist.is_main:
                 _rebuild_metrics(run_dir, saved, out)
@@ -171,11 +166,13 @@ def _read_resumable(run_dir: Path, overrides: list[str] | tuple[str, ...]) -> tu
 
 def _edited(run_dir: Path, trained: Config, allowed: frozenset[str]) -> list[tuple[str, Any]]:
     """config.yaml's edits to the config stored in last.pt (the run's truth), as (key, value) changes:
-    keys that may change on resume are applied, any other edit is refused naming it."""
+    keys that may change on resume are applied, any other edit is refused naming it. train.precision is
+    applied too and checked by _check_precision: a resume that left fp16 wrote it into config.yaml before
+    training, and the same command after a crash before the next last.pt finds it there."""
     path = run_dir / runs.CONFIG
     stored, written = runs.flatten(to_dict(trained)), runs.flatten(to_dict(load_config(path)))
     edited = {key: value for key, value in written.items() if stored.get(key) != value}
-    refused = sorted(set(edited) - allowed)
+    refused = sorted(set(edited) - allowed - {"train.precision"})
     if refused:
         shown = "; ".join(f"{key}: {stored.get(key)!r} in last.pt, {edited[key]!r} in the file" for key in refused)
         raise SeqclfError(f"--resume {run_dir}: {path} was edited ({shown}), but a run continues with the config "

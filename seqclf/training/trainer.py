@@ -88,9 +88,11 @@ def run_steps(run: Run, bar: Any, stop: GracefulStop, until: int) -> tuple[torch
     """The current epoch's steps from `cursor.step` up to `until`, exactly as training runs them.
 
     Each step: index the batch on the device, forward, backward, clip, optimizer and scheduler
-    step, add to the epoch's metric sums (on the device: no host sync), advance the bar, check
-    the loss is finite. Returns (last loss, whether a stop was requested). `seqclf bench` times
-    this same function.
+    step, add to the epoch's metric sums (on the device: no host sync), advance the bar, ask
+    `stop` (under torchrun only at the checks: the ranks decide together). The loss is checked
+    finite after every step on a CPU, every 25 steps on an accelerator or under torchrun, and at
+    the epoch's last step. Returns (last loss, whether a stop was requested). `seqclf bench`
+    times this same function.
     """
     t, state, data = run.cfg.train, run.state, run.data
     model, cursor, scaler = state.model, state.cursor, state.scaler

@@ -3,7 +3,7 @@
 Everything is measured in one process, after a warm-up, in interleaved rounds (one chunk of
 each pipeline per round) and reported as medians over the rounds, so that other processes
 sharing the cores slow every pipeline alike and the ratios hold:
-- the real training loop: `train.run_steps` (the function `seqclf train` runs) on the
+- the real training loop: `seqclf.training.trainer.run_steps` (the function `seqclf train` runs) on the
   configured data, with its metric sums, progress handling and finite checks, plus the
   per-epoch checkpoint writes amortized over an epoch;
 - a bare loop: forward, backward and optimizer step on random tensors of the same shape,

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from seqclf.errors import SeqclfError
+from seqclf.errors import SeqclfError, first_line
 from seqclf.use.predict import Predictor
 
 FORMATS = ("onnx", "pt2")
@@ -135,7 +135,7 @@ def _onnx(predictor: Predictor) -> tuple[bytes, Callable[[np.ndarray], np.ndarra
                               dynamic_axes={name: {0: "N"} for name in ("pixels", "logits", "probabilities")})
     except Exception as exc:  # the exporter raises many types for what it cannot express
         raise SeqclfError(f"this model cannot be exported to ONNX ({type(exc).__name__}: "
-                          f"{str(exc).splitlines()[0][:200]}); try --format pt2. Nothing was written") from None
+                          f"{first_line(exc)[:200]}); try --format pt2. Nothing was written") from None
     model = onnx.load_from_string(buffer.getvalue())
     meta = {"class_names": json.dumps(predictor.class_names), "config": json.dumps(_config(predictor)),
             "input": f"pixels: float32 (N, {predictor.height}, {predictor.width}), values 0..255",
@@ -158,7 +158,7 @@ def _pt2(predictor: Predictor) -> tuple[bytes, Callable[[np.ndarray], np.ndarray
                                           dynamic_shapes={"pixels": {0: torch.export.Dim("N", min=1)}})
     except Exception as exc:
         raise SeqclfError(f"torch.export cannot express this model ({type(exc).__name__}: "
-                          f"{str(exc).splitlines()[0][:200]}); nothing was written") from None
+                          f"{first_line(exc)[:200]}); nothing was written") from None
     buffer = io.BytesIO()
     extra = {"seqclf.json": json.dumps({"class_names": predictor.class_names, "config": _config(predictor)})}
     torch.export.save(program, buffer, extra_files=extra)

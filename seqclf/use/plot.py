@@ -1,4 +1,4 @@
-"""Pictures: training curves of runs, and the confusion matrix of a checkpoint.
+"""Pictures: training curves of runs, a checkpoint's confusion matrix and mistakes, and a search's study.
 
 matplotlib is an optional extra (`pip install "seqclf[plot]"`), imported only here and only
 when a picture is asked for. Figures are drawn with matplotlib's object API (no pyplot, no
@@ -138,8 +138,14 @@ def find_mistakes(checkpoint_path: Path, n: int = 16, split: str = "test",
     """The n most confident wrong predictions on a split: {"images" (n, H, W) uint8, "true", "predicted",
     "probability" (lists), "class_names", "errors" (wrong predictions in the split), "total"}."""
     import numpy as np
+    import torch
 
+    from seqclf.config import parse_overrides
     from seqclf.data.datasets import split_images
+    from seqclf.model.classifier import SequenceClassifier, load_weights
+    from seqclf.store import checkpoint
+    from seqclf.training.devices import configure
+    from seqclf.training.runtime import configure_threads, resolve_device
     from seqclf.use.evaluate import eval_config
     from seqclf.use.predict import Predictor
 
@@ -147,8 +153,19 @@ def find_mistakes(checkpoint_path: Path, n: int = 16, split: str = "test",
         raise SeqclfError(f"--split {split!r}: choose test or val")
     if n < 1:
         raise SeqclfError(f"-n {n}: give how many mistakes to show (1 or more)")
-    predictor = Predictor.from_checkpoint(checkpoint_path)
-    cfg = eval_config(predictor.cfg, overrides, checkpoint_path)  # eval's --set: where the data is
+    saved = checkpoint.read(checkpoint_path)
+    cfg = eval_config(saved.config, overrides, checkpoint_path)  # eval's --set: where the data is, how to compute
+    try:
+        device = resolve_device(cfg.train.device)
+    except SeqclfError:
+        if "train.device" in {key for key, _ in parse_overrides(overrides)}:
+            raise
+        device = torch.device("cpu")  # trained on a GPU this machine lacks: as Predictor.from_checkpoint
+    configure(cfg.train)  # train.tf32, as eval sets it
+    configure_threads(cfg.train.num_threads)
+    model = SequenceClassifier(cfg.model, saved.data.input_size, saved.data.num_classes).to(device)  # model.impl
+    load_weights(model, saved.model, str(checkpoint_path))
+    predictor = Predictor(model, cfg, saved.data, device, str(checkpoint_path))  # computes in cfg.train.precision
     images, labels = split_images(cfg.data, cfg.seed, split)
     probabilities = predictor.probabilities(images)  # (N, C)
     predicted, confidence = probabilities.argmax(1), probabilities.max(1)

@@ -67,7 +67,7 @@ class Predictor:
 
         images = torch.as_tensor(images)
         if images.dim() != 3 or tuple(images.shape[1:]) != (self.height, self.width) or images.dtype != torch.uint8:
-            raise ImageError(f"probabilities() takes an (N, {self.height}, {self.width}) uint8 array; got "
+            raise ImageError(f"logits() and probabilities() take an (N, {self.height}, {self.width}) uint8 array; got "
                              f"{tuple(images.shape)} {images.dtype} (use predict() for files and other images)")
         out = []
         for start in range(0, len(images), batch_size):
