@@ -35,7 +35,6 @@ from seqclf.console import Output
 from seqclf.data.datasets import Data, Split, load_arrays, to_sequences
 from seqclf.model.cells import shape_of
 from seqclf.model.classifier import SequenceClassifier, parameter_layout
-from seqclf.store import rundir as runs
 from seqclf.store.runlog import RunLog
 from seqclf.training.devices import synchronize
 from seqclf.training.prepare import prepare
@@ -223,8 +222,8 @@ def _checkpoint_seconds(run: Run) -> float:
     times = []
     for _ in range(3):
         start = time.perf_counter()
-        run.log.save(runs.BEST, run.payload(with_state=False))
-        run.log.save(runs.LAST, run.payload(with_state=True))
+        run.log.save_best(run.payload(with_state=False))
+        run.log.save_last(run.payload(with_state=True))
         run.log.epoch(run.state.history)
         times.append(time.perf_counter() - start)
     return statistics.median(times)
