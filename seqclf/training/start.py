@@ -2,7 +2,8 @@
 
 `train` makes a new run directory, `resume` continues one from its last.pt; both set up
 through setup.prepare, build the TrainingState (`new_run`) and hand it to loop.supervised.
-What a checkpoint holds is checkpoint.py's business, the run directory's files rundir.py's.
+What a checkpoint holds is checkpoint.py's business, the run directory's files rundir.py's,
+what may change on resume resumable.py's.
 """
 
 from __future__ import annotations
@@ -13,40 +14,24 @@ from typing import Any, Iterable
 
 import torch
 
-from seqclf.config import (
-    Config,
-    apply_overrides,
-    config_from_dict,
-    flatten,
-    keys_where,
-    load_config,
-    parse_overrides,
-    to_dict,
-)
+from seqclf.config import Config
 from seqclf.console import Output
 from seqclf.data.datasets import Data
-from seqclf.errors import SeqclfError
 from seqclf.model.classifier import SequenceClassifier, count_parameters, load_weights
 from seqclf.store import checkpoint
 from seqclf.store import lock as runlock
-from seqclf.store.checkpoint import Checkpoint, CheckpointError
+from seqclf.store.checkpoint import Checkpoint
 from seqclf.store.naming import check_writable
 from seqclf.store.rundir import RunDir
 from seqclf.store.runlog import RunLog, tensorboard_writer
 from seqclf.training import distributed
-from seqclf.training.devices import (
-    has_fp16,
-    is_out_of_memory,
-    out_of_memory,
-    precision_change_allowed,
-)
+from seqclf.training.devices import is_out_of_memory, out_of_memory
 from seqclf.training.prepare import check_same_data, prepare
+from seqclf.training.resumable import StateDoesNotFit, read_resumable
 from seqclf.training.runtime import (
-    PER_BATCH_SCHEDULERS,
     GracefulStop,
     build_optimizer,
     build_scheduler,
-    resolve_device,
     seed_everything,
 )
 from seqclf.training.state import TrainingState
@@ -105,7 +90,7 @@ def resume(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = (), *, 
     with distributed.session() as dist, runlock.session():
         out = (out or Output()) if dist.is_main else Output(quiet=True)
         with dist.agree():
-            found = _read_resumable(run_dir, overrides) if dist.is_main else None
+            found = read_resumable(run_dir, overrides) if dist.is_main else None
         cfg, saved = dist.broadcast_object(found)
         with dist.agree():
             dist.check_batch_size(cfg.train.batch_size)
@@ -118,9 +103,7 @@ def resume(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = (), *, 
                 if is_out_of_memory(exc):  # the device is full, the file is fine
                     raise out_of_memory(exc, ready.device, cfg.train.batch_size, f"restoring {saved.path}",
                                         str(run_dir.config_path), str(run_dir.best)) from None
-                raise CheckpointError(f"{saved.path}: its training state is incomplete or does not fit "
-                                      f"its config ({type(exc).__name__}: "
-                                      f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+                raise StateDoesNotFit(saved, exc) from None
             log.write_config()
             repaired = run_dir.repair_metrics(saved.history) if dist.is_main else None
             if repaired:
@@ -134,86 +117,6 @@ def _extra(run_dir: RunDir) -> dict[str, Any]:
     """What a search or --init-from added to the run's summary, kept when the run is resumed."""
     summary = run_dir.read_summary() or {}
     return {key: summary[key] for key in ("study", "trial", "init_from") if key in summary}
-
-
-def _read_resumable(run_dir: RunDir, overrides: list[str] | tuple[str, ...]) -> tuple[Config, Checkpoint]:
-    """The run's config with the allowed `--set` changes, and its last.pt, both checked."""
-    if not run_dir.exists():
-        raise SeqclfError(f"--resume {run_dir}: not a run directory (it should hold config.yaml and last.pt); "
-                          f"`seqclf runs` lists the runs")
-    run_dir.lock()  # refuses while another process trains in it
-    if run_dir.restartable():
-        raise SeqclfError(f"--resume {run_dir}: nothing to resume: it stopped before its first epoch ended "
-                          f"(no last.pt). It is restartable under its name, losing nothing: seqclf train --config "
-                          f"{run_dir.config_path} --set output.dir={run_dir.path.parent} --set output.name={run_dir.path.name}")
-    saved = run_dir.read_last()
-    allowed = keys_where("resume")
-    changes = [*_edited(run_dir, saved.config, allowed), *parse_overrides(overrides)]
-    refused = sorted({key for key, _ in changes} - allowed - {"train.precision"})  # precision: _check_precision
-    if refused:
-        raise SeqclfError(f"--resume: cannot change {', '.join(refused)}: it would change what the run computes. "
-                          f"Only {', '.join(sorted(allowed))} may change; start a new run for the rest (its "
-                          f"weights can start from this run's: seqclf train --config FILE --init-from "
-                          f"{run_dir.best}).")
-    planned = saved.config.train.epochs
-    cfg = config_from_dict(apply_overrides(to_dict(saved.config), changes), f"{run_dir.config_path} with --set")
-    _check_precision(run_dir, saved.config.train.precision, cfg)
-    if cfg.train.epochs != planned and cfg.train.scheduler in PER_BATCH_SCHEDULERS:
-        rename = f" --set output.name={cfg.output.name}-more" if cfg.output.name else ""
-        raise SeqclfError(f"--resume: train.epochs cannot change with scheduler={cfg.train.scheduler}: its "
-                          f"schedule spans exactly the planned {planned} epochs. To train longer, start a new run "
-                          f"from this one's weights: seqclf train --config {run_dir.config_path} --set "
-                          f"train.epochs={cfg.train.epochs}{rename} --init-from {run_dir.best}")
-    if cfg.train.epochs < saved.epoch:
-        raise SeqclfError(f"--resume: train.epochs={cfg.train.epochs} is fewer than the {saved.epoch} "
-                          f"epochs already trained")
-    _check_best(run_dir, saved)
-    return cfg, saved
-
-
-def _edited(run_dir: RunDir, trained: Config, allowed: frozenset[str]) -> list[tuple[str, Any]]:
-    """config.yaml's edits to the config stored in last.pt (the run's truth), as (key, value) changes:
-    keys that may change on resume are applied, any other edit is refused naming it."""
-    path = run_dir.config_path
-    stored, written = flatten(to_dict(trained)), flatten(to_dict(load_config(path)))
-    edited = {key: value for key, value in written.items() if stored.get(key) != value}
-    refused = sorted(set(edited) - allowed)
-    if refused:
-        shown = "; ".join(f"{key}: {stored.get(key)!r} in last.pt, {edited[key]!r} in the file" for key in refused)
-        raise SeqclfError(f"--resume {run_dir}: {path} was edited ({shown}), but a run continues with the config "
-                          f"it trained with (stored in last.pt); only {', '.join(sorted(allowed))} may change on "
-                          f"resume. Undo the edit, or start a new run with it (its weights can start from this "
-                          f"run's: seqclf train --config FILE --init-from {run_dir.best}).")
-    return sorted(edited.items())
-
-
-def _check_best(run_dir: RunDir, saved: Checkpoint) -> None:
-    """best.pt must be there to finish a run (its test score comes from it): RunDir.repair_best rebuilds it
-    from last.pt when that holds the same weights, else a refusal that touches nothing."""
-    if run_dir.repair_best(saved):
-        return
-    best_epoch = saved.state.get("best_epoch", 0) if saved.state else 0
-    raise CheckpointError(f"--resume {run_dir}: {run_dir.best} is missing or unreadable, so the weights of the best "
-                          f"epoch ({best_epoch}) are lost and the run cannot finish as it would have (its test score "
-                          f"comes from best.pt). last.pt (epoch {saved.epoch}) is intact: score it with seqclf eval "
-                          f"{run_dir.last}, or start a new run from its weights with --init-from "
-                          f"{run_dir.last}. Nothing was changed.")
-
-
-def _check_precision(run_dir: RunDir, saved: str, cfg: Config) -> None:
-    """train.precision stays on resume, except that a CUDA fp16 run may go on in bf16 or fp32 where the
-    device has no fp16 (seqclf.training.devices.precision_change_allowed)."""
-    new, device = cfg.train.precision, resolve_device(cfg.train.device)
-    if not precision_change_allowed(saved, new, device.type):
-        raise SeqclfError(f"--resume: cannot change train.precision from {saved} to {new}: it would change what "
-                          f"the run computes. Only a run trained in fp16 may continue in bf16 or fp32, on a device "
-                          f"without fp16 (not CUDA); start a new run for the rest: seqclf train --config "
-                          f"{run_dir.config_path} --set train.precision={new} --init-from {run_dir.best}")
-    if new == "fp16" and not has_fp16(device.type):
-        raise SeqclfError(f"--resume {run_dir}: the run trained with train.precision=fp16, which runs on CUDA only, "
-                          f"and train.device={cfg.train.device} is {device} here. Continue it in fp32 (or bf16; its "
-                          f"fp16 loss scale is then dropped): seqclf train --resume {run_dir} --set "
-                          f"train.precision=fp32")
 
 
 def new_run(cfg: Config, log: RunLog, data: Data, device: torch.device, saved: Checkpoint | None = None,
