@@ -91,11 +91,11 @@ class Output:
 
     def next_steps(self, summary: dict[str, Any]) -> None:
         """What to run next with a finished run: score it per class, draw its curves, compare it with others."""
-        run_dir = Path(summary["run_dir"])
-        with contextlib.suppress(ValueError):  # under the current folder: the shorter relative path
-            run_dir = run_dir.absolute().relative_to(Path.cwd())
+        run_dir, best = Path(summary["run_dir"]), Path(summary["checkpoint"])
+        with contextlib.suppress(ValueError):  # under the current folder: the shorter relative paths
+            run_dir, best = (path.absolute().relative_to(Path.cwd()) for path in (run_dir, best))
         self._print("next: per-class scores, curves per epoch, and all runs by validation accuracy:")
-        for command in (f"seqclf eval {run_dir / 'best.pt'}", f"seqclf plot {run_dir} -o curves.png",
+        for command in (f"seqclf eval {best}", f"seqclf plot {run_dir} -o curves.png",
                         "seqclf runs" if run_dir.parent == Path("runs") else f"seqclf runs {run_dir.parent}"):
             self._print(f"  {escape(command)}")
 

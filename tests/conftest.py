@@ -115,9 +115,7 @@ def fake_run(folder: Path, name: str, overrides: list[str], summary: dict | None
         write_json(run_dir / runs.SUMMARY, {"epochs": 3, "parameters": 1000, "seconds": 10.0, "val_accuracy": 0.5,
                                             "test_accuracy": 0.5, "status": "finished", **summary})
     if history is not None:
-        from seqclf.store import runlog
-
-        runlog.write_metrics(run_dir, history)
+        runs.RunDir(run_dir).write_metrics(history)
     return run_dir
 
 

@@ -22,7 +22,7 @@ from seqclf.model.classifier import SequenceClassifier
 from seqclf.store import checkpoint
 from seqclf.store import rundir as runs
 from seqclf.store.files import write_json
-from seqclf.store.runlog import RunLog, write_metrics
+from seqclf.store.runlog import RunLog
 from seqclf.training import devices, rng
 from seqclf.training.devices import dtype_policy
 from seqclf.training.prepare import prepare
@@ -122,7 +122,7 @@ def strict(text: str) -> object:
 
 def test_every_json_file_is_strict_even_with_non_finite_values(tmp_path: Path) -> None:
     row = {"epoch": 1, "grad_norm": float("inf"), "train_loss": float("nan"), "lr": [0.1, float("-inf")]}
-    write_metrics(tmp_path, [row])
+    runs.RunDir(tmp_path).write_metrics([row])
     assert strict((tmp_path / runs.METRICS).read_text()) == {"epoch": 1, "grad_norm": None, "train_loss": None,
                                                               "lr": [0.1, None]}
     write_json(tmp_path / "summary.json", {"test_loss": float("nan"), "nested": {"x": float("inf")}})
@@ -293,7 +293,7 @@ def test_out_of_memory_while_training_names_a_smaller_batch(tiny_overrides: list
     assert failed.value.exit_code == 1
     assert "out of memory on cpu" in str(failed.value) and "--set train.batch_size=16" in str(failed.value)
     run_dir = next((Path(tiny_overrides[-1].split("=", 1)[1])).iterdir())
-    assert runs.read_summary(run_dir)["status"] == "failed"
+    assert runs.RunDir(run_dir).read_summary()["status"] == "failed"
 
 
 def test_out_of_memory_while_resuming_is_not_a_damaged_checkpoint(tiny_overrides: list[str],

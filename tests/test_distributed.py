@@ -107,14 +107,14 @@ def test_torchrun_two_ranks_train_what_one_process_trains(overrides: list[str], 
     assert "x 2 ranks (gloo)" in done.stderr
     [run_dir] = (tmp_path / "ddp").iterdir()  # exactly one run directory
     assert Path(summary["run_dir"]) == run_dir and summary["status"] == "finished"
-    history = runs.read_metrics(run_dir)
+    history = runs.RunDir(run_dir).read_metrics()
     assert [row["epoch"] for row in history] == [1, 2]
 
     reference, single_dir = single_process(overrides, tmp_path / "single")
     assert max_weight_difference(run_dir / "last.pt", single_dir / "last.pt") < 1e-5
     assert summary["test_accuracy"] == reference["test_accuracy"]
     assert summary["test_loss"] == pytest.approx(reference["test_loss"], abs=1e-5)
-    for ours, theirs in zip(history, runs.read_metrics(single_dir)):
+    for ours, theirs in zip(history, runs.RunDir(single_dir).read_metrics()):
         assert ours["val_accuracy"] == theirs["val_accuracy"] and ours["train_accuracy"] == theirs["train_accuracy"]
         assert ours["train_loss"] == pytest.approx(theirs["train_loss"], abs=1e-5)
         assert ours["val_loss"] == pytest.approx(theirs["val_loss"], abs=1e-5)
@@ -147,7 +147,7 @@ def test_a_signal_to_one_rank_stops_both_and_the_run_resumes_in_one_process(over
     assert (code0, code1) == (143, 143), (err0, err1)
     assert re.search(r"SIGTERM: stopped (at|after) epoch", err0) and "Traceback" not in err0  # mid-epoch or at its end
     assert (out1, err1) == ("", "")  # rank 1 stays silent: rank 0 reports
-    assert runs.read_summary(run_dir)["status"] == "interrupted"
+    assert runs.RunDir(run_dir).read_summary()["status"] == "interrupted"
     saved = checkpoint.load(run_dir / "last.pt")
     assert len(saved["state"]["rank_rng"]) == 2
 
@@ -157,8 +157,8 @@ def test_a_signal_to_one_rank_stops_both_and_the_run_resumes_in_one_process(over
     reference, single_dir = single_process([*overrides, f"train.epochs={epochs}"], tmp_path / "single")
     assert resumed["status"] == "finished" and resumed["test_accuracy"] == reference["test_accuracy"]
     assert max_weight_difference(run_dir / "last.pt", single_dir / "last.pt") < 1e-5
-    interrupted_epoch = runs.read_metrics(run_dir)[epochs - 1]  # its sums came from both ranks, then one
-    assert interrupted_epoch["train_loss"] == pytest.approx(runs.read_metrics(single_dir)[epochs - 1]["train_loss"],
+    interrupted_epoch = runs.RunDir(run_dir).read_metrics()[epochs - 1]  # its sums came from both ranks, then one
+    assert interrupted_epoch["train_loss"] == pytest.approx(runs.RunDir(single_dir).read_metrics()[epochs - 1]["train_loss"],
                                                             abs=1e-5)
 
 
@@ -185,7 +185,7 @@ def test_a_rank_that_dies_ends_the_others_with_a_message(overrides: list[str], t
     (code0, _, err0), _ = finish(procs)
     assert code0 == 1, err0
     assert "rank 0: lost contact with the other ranks" in err0 and "Traceback" not in err0
-    assert runs.read_summary(run_dir)["status"] == "failed"
+    assert runs.RunDir(run_dir).read_summary()["status"] == "failed"
     assert "state" in checkpoint.load(run_dir / "last.pt")  # the last finished epoch, intact
 
 

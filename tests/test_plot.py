@@ -54,7 +54,7 @@ def test_confusion_matrix_renders_to_a_png(two_runs: list[Path], tmp_path: Path)
     target = tmp_path / "confusion.png"
     result = runner.invoke(app, ["plot", "--confusion", str(two_runs[1] / runs.BEST), "-o", str(target)])
     assert result.exit_code == 0, result.output
-    summary = runs.read_summary(two_runs[1])
+    summary = runs.RunDir(two_runs[1]).read_summary()
     assert f"test accuracy {summary['test_accuracy']:.4f}" in result.stdout  # scored like eval
     width, height = png_size(target)
     assert 300 <= width <= 1500 and 300 <= height <= 1500

@@ -84,7 +84,7 @@ def test_a_run_stopped_before_its_first_epoch_is_restartable_under_its_name(
     code, output = invoke("train", "--resume", str(run_dir))
     assert code == 2 and "nothing to resume" in output and "restartable under its name" in output, output
     assert cli_json("train", "--config", str(cfg))["status"] == "finished"  # the same name, restarted
-    assert [row["epoch"] for row in runs.read_metrics(run_dir)] == [1, 2]
+    assert [row["epoch"] for row in runs.RunDir(run_dir).read_metrics()] == [1, 2]
     assert not [p for p in run_dir.iterdir() if p.name.endswith(".tmp")]  # the dead writer's temp is gone
 
 
@@ -105,13 +105,13 @@ def test_a_kill_between_the_last_checkpoint_and_its_metrics_line_is_repaired_on_
     run_dir = tmp_path / "runs" / "k"
     killed = seqclf(fast_python, "train", "--config", str(cfg), at_fsync="2:SIGKILL:metrics.jsonl")
     assert killed.returncode == -signal.SIGKILL, killed.stderr
-    assert checkpoint.read(run_dir / "last.pt").epoch == 2 and len(runs.read_metrics(run_dir)) == 1
-    assert runs.read_summary(run_dir)["status"] == "running" and listed_status(run_dir) == "interrupted"
+    assert checkpoint.read(run_dir / "last.pt").epoch == 2 and len(runs.RunDir(run_dir).read_metrics()) == 1
+    assert runs.RunDir(run_dir).read_summary()["status"] == "running" and listed_status(run_dir) == "interrupted"
     code, output = invoke("train", "--resume", str(run_dir))
     assert code == 0, output
     history = checkpoint.read(run_dir / "last.pt").history
-    assert runs.read_metrics(run_dir) == history and len(history) == 2
-    summary = runs.read_summary(run_dir)
+    assert runs.RunDir(run_dir).read_metrics() == history and len(history) == 2
+    summary = runs.RunDir(run_dir).read_summary()
     assert summary["status"] == "finished" and summary["epochs"] == 2 and summary["test_accuracy"] is not None
 
 
@@ -122,9 +122,9 @@ def test_sigint_during_the_final_scoring_ends_interrupted_then_resume_finishes(t
     # summary.json: 1 "running" at the start, 2 after epoch 1, 3 the final one (signal handlers already restored)
     stopped = seqclf(fast_python, "train", "--config", str(cfg), at_fsync="3:SIGINT:summary.json")
     assert stopped.returncode == 130 and "Traceback" not in stopped.stderr, stopped.stderr
-    assert runs.read_summary(run_dir)["status"] == "interrupted"
+    assert runs.RunDir(run_dir).read_summary()["status"] == "interrupted"
     code, output = invoke("train", "--resume", str(run_dir))
-    assert code == 0 and runs.read_summary(run_dir)["status"] == "finished", output
+    assert code == 0 and runs.RunDir(run_dir).read_summary()["status"] == "finished", output
 
 
 def interrupted_run(tmp_path: Path, data_root: Path, name: str, stop_call: int) -> Path:
@@ -140,11 +140,11 @@ def interrupted_run(tmp_path: Path, data_root: Path, name: str, stop_call: int) 
 
 
 def test_a_lost_best_pt_is_rebuilt_from_last_pt_when_they_hold_the_same_weights(finished: Path) -> None:
-    before = runs.read_summary(finished)  # 1 epoch: its best, saved in last.pt at its end
+    before = runs.RunDir(finished).read_summary()  # 1 epoch: its best, saved in last.pt at its end
     (finished / "best.pt").unlink()
     code, output = invoke("train", "--resume", str(finished))
     assert code == 0, output
-    after = runs.read_summary(finished)
+    after = runs.RunDir(finished).read_summary()
     assert after["status"] == "finished" and after["test_accuracy"] == before["test_accuracy"]
     best, last = checkpoint.read(finished / "best.pt"), checkpoint.read(finished / "last.pt")
     assert best.state is None and best.epoch == 1
@@ -158,7 +158,7 @@ def test_a_lost_best_pt_that_cannot_be_rebuilt_is_refused_touching_nothing(tmp_p
     before = files_of(run_dir)
     code, output = invoke("train", "--resume", str(run_dir))
     assert code == 2 and "best.pt is missing" in output and "--init-from" in output, output
-    assert files_of(run_dir) == before and runs.read_summary(run_dir)["status"] == "interrupted"
+    assert files_of(run_dir) == before and runs.RunDir(run_dir).read_summary()["status"] == "interrupted"
 
 
 def test_a_full_disk_that_blocks_even_the_summary_is_not_listed_as_running(
@@ -173,7 +173,7 @@ def test_a_full_disk_that_blocks_even_the_summary_is_not_listed_as_running(
     stop = StopAt(on_call={5: lambda: fail_writes(monkeypatch, run_dir, room=0)})  # after epoch 1: no byte fits
     with pytest.raises(TrainingError, match="No space left"):
         train(load_config(write_config(tmp_path, data_root, "full")), stop=stop)
-    assert runs.read_summary(run_dir)["status"] == "running"  # "failed" could not be written either
+    assert runs.RunDir(run_dir).read_summary()["status"] == "running"  # "failed" could not be written either
     assert listed_status(run_dir) == "interrupted"  # no process holds its lock; last.pt of epoch 1 is there
 
 
@@ -209,7 +209,7 @@ def test_a_run_directory_is_locked_while_a_process_trains_in_it(tmp_path: Path, 
     epochs = checkpoint.read(run_dir / "last.pt").epoch
     code, output = invoke("train", "--resume", str(run_dir), "--set", f"train.epochs={epochs + 1}")
     assert code == 0, output
-    assert runs.read_summary(run_dir)["status"] == "finished"
+    assert runs.RunDir(run_dir).read_summary()["status"] == "finished"
 
 
 def test_a_resume_starting_while_runs_probes_the_lock_is_not_refused(tmp_path: Path) -> None:
@@ -284,7 +284,7 @@ def test_resume_refuses_an_edited_config_yaml_naming_the_keys(finished: Path) ->
     path.write_text(original.replace("epochs: 1", "epochs: 2"))  # a key that may change on resume: applied
     code, output = invoke("train", "--resume", str(finished))
     assert code == 0, output
-    assert [row["epoch"] for row in runs.read_metrics(finished)] == [1, 2]
+    assert [row["epoch"] for row in runs.RunDir(finished).read_metrics()] == [1, 2]
 
 
 def test_a_checkpoint_without_a_fingerprint_still_resumes(finished: Path, tmp_path: Path) -> None:

@@ -53,7 +53,7 @@ def reference(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
 
 
 def values(run_dir: Path) -> list[dict[str, Any]]:
-    return [{k: v for k, v in row.items() if k not in TIMING} for row in runs.read_metrics(run_dir)]
+    return [{k: v for k, v in row.items() if k not in TIMING} for row in runs.RunDir(run_dir).read_metrics()]
 
 
 def assert_equal_nested(a: Any, b: Any, where: str) -> None:
@@ -84,7 +84,7 @@ def assert_same_run(expected: Path, got: Path) -> None:
     assert evaluate_checkpoint(got / "best.pt") == {**evaluate_checkpoint(expected / "best.pt"),
                                                     "checkpoint": str(got / "best.pt")}
     keep = ("epochs", "val_accuracy", "best_epoch", "test_accuracy", "test_loss", "parameters", "status")
-    summary_a, summary_b = runs.read_summary(expected), runs.read_summary(got)
+    summary_a, summary_b = runs.RunDir(expected).read_summary(), runs.RunDir(got).read_summary()
     assert {k: summary_b[k] for k in keep} == {k: summary_a[k] for k in keep}
     assert summary_b["status"] == "finished"
 
@@ -113,7 +113,7 @@ def test_interrupted_and_resumed_equals_uninterrupted(reference: Path, data_root
         train(config(data_root, tmp_path, "run"), stop=StopAt(stops[0]))
     assert info.value.exit_code == 130
     run_dir = tmp_path / "run"
-    assert runs.read_summary(run_dir)["status"] == "interrupted"
+    assert runs.RunDir(run_dir).read_summary()["status"] == "interrupted"
     for later in stops[1:]:  # interrupted again, `later` calls into each resume
         with pytest.raises(Interrupted):
             resume(run_dir, stop=StopAt(later))
@@ -200,13 +200,13 @@ def test_a_real_signal_saves_last_pt_and_exits_with_its_code(tmp_path: Path, dat
     assert f"Continue with: seqclf train --resume {run_dir}" in stderr
     assert "Traceback" not in stderr
     payload = checkpoint.load(run_dir / "last.pt")
-    assert "state" in payload and runs.read_summary(run_dir)["status"] == "interrupted"
+    assert "state" in payload and runs.RunDir(run_dir).read_summary()["status"] == "interrupted"
     assert not [p for p in run_dir.iterdir() if p.name.endswith(".tmp")]
     target = payload["epoch"] + 1  # finish the interrupted epoch, then stop
     result = runner.invoke(app, ["train", "--resume", str(run_dir), "--set", f"train.epochs={target}", "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["status"] == "finished"
-    assert [row["epoch"] for row in runs.read_metrics(run_dir)] == list(range(1, target + 1))
+    assert [row["epoch"] for row in runs.RunDir(run_dir).read_metrics()] == list(range(1, target + 1))
 
 
 def test_a_second_ctrl_c_aborts_at_once_leaving_files_intact(data_root: Path, tmp_path: Path,
@@ -235,7 +235,7 @@ def test_a_second_ctrl_c_aborts_at_once_leaving_files_intact(data_root: Path, tm
     assert "aborted" in result.output and "Traceback" not in result.output
     after = {p.name: p.read_bytes() for p in run_dir.iterdir()}
     assert saved and after.pop("summary.json") != saved.pop("summary.json") and after == saved  # epoch 1's files
-    assert runs.read_summary(run_dir)["status"] == "interrupted"  # never left "running"
+    assert runs.RunDir(run_dir).read_summary()["status"] == "interrupted"  # never left "running"
     assert signal.getsignal(signal.SIGINT) is handler  # handlers restored
 
 
@@ -268,7 +268,7 @@ def test_a_diverging_run_stops_with_exit_1_and_remedies(data_root: Path, tmp_pat
     assert "non-finite loss" in result.output and "at epoch 1, step" in result.output
     assert "train.lr" in result.output and "train.grad_clip" in result.output
     assert not (tmp_path / "r" / "last.pt").exists() and not (tmp_path / "r" / "best.pt").exists()
-    assert runs.read_summary(tmp_path / "r")["status"] == "failed"
+    assert runs.RunDir(tmp_path / "r").read_summary()["status"] == "failed"
 
 
 @pytest.mark.parametrize("poison_at, where", [(STEPS + 1 + 2, "loss (nan) at epoch 2, step 3"),
@@ -295,7 +295,7 @@ def test_non_finite_weights_never_reach_a_checkpoint(data_root: Path, tmp_path: 
     after = {p.name: p.read_bytes() for p in run_dir.iterdir()}
     assert {k: after[k] for k in ("best.pt", "last.pt", "metrics.jsonl")} == \
            {k: saved[k] for k in ("best.pt", "last.pt", "metrics.jsonl")}
-    assert runs.read_summary(run_dir)["status"] == "failed"
+    assert runs.RunDir(run_dir).read_summary()["status"] == "failed"
 
 
 def test_a_full_disk_while_saving_keeps_the_previous_checkpoint(data_root: Path, tmp_path: Path,
@@ -312,7 +312,7 @@ def test_a_full_disk_while_saving_keeps_the_previous_checkpoint(data_root: Path,
     assert info.value.exit_code == 1
     after = {p.name: p.read_bytes() for p in run_dir.iterdir()}
     assert after.pop("summary.json") != saved.pop("summary.json") and after == saved  # epoch 1's files, no temps
-    assert runs.read_summary(run_dir)["status"] == "failed"  # small enough to fit: never left "running"
+    assert runs.RunDir(run_dir).read_summary()["status"] == "failed"  # small enough to fit: never left "running"
 
 
 def test_an_unwritable_output_dir_is_reported_before_training(data_root: Path, tmp_path: Path) -> None:

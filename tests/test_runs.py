@@ -18,7 +18,7 @@ from conftest import ROOT, epoch, fake_run, set_args
 from typer.testing import CliRunner
 
 from seqclf.cli.app import app
-from seqclf.config import ModelConfig, load_config
+from seqclf.config import ModelConfig, config_diff, load_config
 from seqclf.config import shipped as shipped_configs
 from seqclf.errors import SeqclfError
 from seqclf.model.classifier import parameter_count, resolve_hidden_size
@@ -128,9 +128,9 @@ def test_cli_runs_json_csv_table_and_errors(sweep: Path) -> None:
 def test_config_diff_lists_the_keys_that_differ(sweep: Path) -> None:
     a, b = sweep / "sweep" / "gru-s0", sweep / "lstm-2x64-bi"
     config = lambda path: load_config(runs.run_config_path(path))  # noqa: E731
-    assert runs.config_diff(config(a), config(b)) == {"model.cell": ["gru", "lstm"], "model.hidden_size": [128, 64],
-                                      "model.num_layers": [1, 2], "model.bidirectional": [False, True]}
-    assert runs.config_diff(config(a), config(a)) == {}
+    assert config_diff(config(a), config(b)) == {"model.cell": ["gru", "lstm"], "model.hidden_size": [128, 64],
+                                 "model.num_layers": [1, 2], "model.bidirectional": [False, True]}
+    assert config_diff(config(a), config(a)) == {}
     shown = runner.invoke(app, ["config", "diff", str(a), str(sweep / "sweep" / "gru-s2"), "--json"])
     assert json.loads(shown.stdout) == {"seed": [0, 2]}
     assert runner.invoke(app, ["config", "diff", str(a), str(sweep / "sweep")]).exit_code == 2  # not a run
@@ -185,8 +185,8 @@ def test_gradient_norm_and_clipped_fraction_per_epoch(tiny_overrides: list[str])
     base = [*tiny_overrides, "train.epochs=1"]
     clipped = train(load_config(ROOT / "configs/rnn.yaml", [*base, "train.grad_clip=1e-6"]))
     free = train(load_config(ROOT / "configs/rnn.yaml", [*base, "train.grad_clip=0"]))
-    row_clipped = runs.read_metrics(Path(clipped["run_dir"]))[0]
-    row_free = runs.read_metrics(Path(free["run_dir"]))[0]
+    row_clipped = runs.RunDir(Path(clipped["run_dir"])).read_metrics()[0]
+    row_free = runs.RunDir(Path(free["run_dir"])).read_metrics()[0]
     assert row_clipped["clipped_fraction"] == 1.0 and row_free["clipped_fraction"] == 0.0
     # Measured before clipping: after it, every norm of the first run would be at most 1e-6.
     assert row_clipped["grad_norm"] > 1e-3 and row_free["grad_norm"] > 1e-3
@@ -199,7 +199,7 @@ def test_same_second_starts_in_threads_get_distinct_dirs(tmp_path: Path) -> None
 
     def start() -> None:
         barrier.wait()
-        made.append(runs.create_run_dir(cfg))
+        made.append(runs.RunDir.create(cfg).path)
 
     threads = [threading.Thread(target=start) for _ in range(8)]
     for thread in threads:

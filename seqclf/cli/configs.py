@@ -90,7 +90,7 @@ def config_diff(
     json_: bool = typer.Option(False, "--json", metavar=FLAG, help="Print {key: [value in A, value in B]} as JSON."),
 ) -> None:
     """Show the config keys that differ between two runs or configs, each side resolved as config show does."""
-    from seqclf.store.rundir import config_diff as diff
+    from seqclf.config import config_diff as diff
     from seqclf.store.rundir import run_config_path
 
     out = Output(json_mode=json_)

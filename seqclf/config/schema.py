@@ -186,3 +186,20 @@ def replace(cfg: Config, key: str, value: Any) -> Config:
         return dataclasses.replace(cfg, **{key: value})
     section, name = key.split(".", 1)
     return dataclasses.replace(cfg, **{section: dataclasses.replace(getattr(cfg, section), **{name: value})})
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"model": {"cell": "gru"}} -> {"model.cell": "gru"}: a nested config dict by dotted keys."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def config_diff(a: Config, b: Config) -> dict[str, list[Any]]:
+    """{dotted key: [value in a, value in b]} for every key whose value differs, in the schema's order."""
+    flat_a, flat_b = flatten(to_dict(a)), flatten(to_dict(b))
+    return {key: [flat_a[key], flat_b[key]] for key in all_keys() if flat_a[key] != flat_b[key]}

@@ -22,6 +22,7 @@ from seqclf.console import Output
 from seqclf.errors import Interrupted, Pruned, SeqclfError, TrainingError
 from seqclf.search.space import Distribution
 from seqclf.search.study import Settings, open_study, require_optuna, study_dir
+from seqclf.store.files import pid_alive
 
 FAILURES_IN_A_ROW = 5  # a worker gives up after this many failed trials in a row (a broken space or data)
 
@@ -77,22 +78,12 @@ def _fail_orphans(study: Any, states: Any) -> None:
     host = socket.gethostname()
     for trial in study.get_trials(deepcopy=False, states=(states.RUNNING,)):
         worker_host, _, pid = str(trial.user_attrs.get("worker", "")).rpartition(":")
-        if worker_host != host or not pid.isdigit() or _alive(int(pid)):
+        if worker_host != host or not pid.isdigit() or pid_alive(int(pid)):
             continue
         try:
             study.tell(trial.number, state=states.FAIL)
         except (ValueError, RuntimeError):  # another worker told it first
             pass
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        return True
-    return True
 
 
 def _exhausted(study: Any) -> bool:

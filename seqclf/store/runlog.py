@@ -10,16 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from seqclf.config import Config, OutputConfig, to_yaml
+from seqclf.config import Config, OutputConfig
 from seqclf.errors import SeqclfError
-from seqclf.store import checkpoint
-from seqclf.store import rundir as runs
-from seqclf.store.files import to_json, write_json, write_text
-
-STATUSES = ("running", "finished", "interrupted", "failed", "pruned")
+from seqclf.store.rundir import STATUSES, RunDir
 
 
-def tensorboard_writer(output: OutputConfig, run_dir: Path | None) -> Any:
+def tensorboard_writer(output: OutputConfig, run_dir: RunDir | None) -> Any:
     """A SummaryWriter when output.tensorboard is on; run_dir=None only checks that one can be made."""
     if not output.tensorboard:
         return None
@@ -28,31 +24,34 @@ def tensorboard_writer(output: OutputConfig, run_dir: Path | None) -> Any:
     except ImportError:
         raise SeqclfError('output.tensorboard: needs the tensorboard package; install it with '
                           'pip install "seqclf[tensorboard]" or set output.tensorboard=false') from None
-    return SummaryWriter(str(run_dir / "tensorboard")) if run_dir is not None else None
+    return SummaryWriter(str(run_dir.tensorboard)) if run_dir is not None else None
 
 
 class RunLog:
-    def __init__(self, run_dir: Path, cfg: Config, is_main: bool = True,
+    def __init__(self, run_dir: RunDir | Path, cfg: Config, is_main: bool = True,
                  summary_extra: dict[str, Any] | None = None) -> None:
-        self.run_dir, self.cfg, self.is_main = run_dir, cfg, is_main
+        self.run_dir, self.cfg, self.is_main = RunDir(run_dir), cfg, is_main
         self.summary_extra = dict(summary_extra or {})  # e.g. {"study": ..., "trial": ...} for a search's trial
         self._writer: Any = None
         self.status: str | None = None  # the status in summary.json, once this RunLog has written one
 
     def write_config(self) -> None:
         if self.is_main:
-            write_text(self.run_dir / runs.CONFIG, to_yaml(self.cfg))
+            self.run_dir.write_config(self.cfg)
 
-    def save(self, name: str, payload: dict[str, Any]) -> None:
-        """best.pt or last.pt."""
+    def save_best(self, payload: dict[str, Any]) -> None:
         if self.is_main:
-            checkpoint.save(self.run_dir / name, payload)
+            self.run_dir.save_best(payload)
+
+    def save_last(self, payload: dict[str, Any]) -> None:
+        if self.is_main:
+            self.run_dir.save_last(payload)
 
     def epoch(self, history: list[dict[str, Any]]) -> None:
         """metrics.jsonl rewritten whole with every finished epoch; the last row also to TensorBoard."""
         if not self.is_main:
             return
-        write_metrics(self.run_dir, history)
+        self.run_dir.write_metrics(history)
         if self.cfg.output.tensorboard:
             if self._writer is None:
                 self._writer = tensorboard_writer(self.cfg.output, self.run_dir)
@@ -66,9 +65,9 @@ class RunLog:
                 test: dict[str, Any] | None = None) -> dict[str, Any]:
         """summary.json for `status`; test scores are kept from the previous summary unless given."""
         assert status in STATUSES, status
-        previous = (runs.read_summary(self.run_dir) or {}) if self.is_main else {}
+        previous = (self.run_dir.read_summary() or {}) if self.is_main else {}
         summary = {
-            "run_dir": str(self.run_dir), "checkpoint": str(self.run_dir / runs.BEST), "epochs": progress.epoch,
+            "run_dir": str(self.run_dir), "checkpoint": str(self.run_dir.best), "epochs": progress.epoch,
             "val_accuracy": progress.best_accuracy if progress.best_epoch else None,
             "best_epoch": progress.best_epoch,
             "test_accuracy": test["accuracy"] if test else previous.get("test_accuracy"),
@@ -77,7 +76,7 @@ class RunLog:
             **self.summary_extra,
         }
         if self.is_main:
-            write_json(self.run_dir / runs.SUMMARY, summary)
+            self.run_dir.write_summary(summary)
         self.status = status
         return summary
 
@@ -86,7 +85,3 @@ class RunLog:
             self._writer.close()
             self._writer = None
 
-
-def write_metrics(run_dir: Path, history: list[dict[str, Any]]) -> None:
-    """metrics.jsonl: one JSON object per finished epoch, rewritten whole (atomically)."""
-    write_text(run_dir / runs.METRICS, "".join(to_json(row) + "\n" for row in history))

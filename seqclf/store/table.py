@@ -10,16 +10,15 @@ import csv
 import io
 import json
 import math
-import re
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from seqclf.config import all_keys, keys_where, read_yaml, suggest
+from seqclf.config import all_keys, flatten, keys_where, suggest
 from seqclf.errors import SeqclfError
-from seqclf.store import lock as runlock
-from seqclf.store.rundir import CONFIG, LAST, SUMMARY, find_runs, flatten, read_metrics
+from seqclf.store.naming import STAMP
+from seqclf.store.rundir import STATUSES, RunDir
 
 # One row per run: what `seqclf runs --json` prints, in this order. Validation accuracy leads:
 # choose a model by it (best.pt is its best epoch); the test accuracy is the final check.
@@ -29,7 +28,6 @@ FROM_CONFIG = {"dataset": "data.name", "sequence": "data.sequence", "cell": "mod
                "num_layers": "model.num_layers", "hidden_size": "model.hidden_size",
                "bidirectional": "model.bidirectional", "lr": "train.lr", "seed": "seed"}
 NUMBERS = {"parameters": int, "epochs": int, "val_accuracy": float, "test_accuracy": float, "seconds": float}
-STATUSES = ("running", "finished", "interrupted", "failed", "pruned")
 SPREAD = ("val_accuracy", "test_accuracy", "seconds")  # a group shows these with their sample std (`<field>_std`)
 BEST_FIRST = {"val_accuracy", "test_accuracy"}  # sorted high to low; everything else low to high
 DEFAULT_SORT = "val_accuracy"
@@ -59,58 +57,52 @@ def _number(value: Any, kind: type) -> bool:
 
 
 def _from_summary(raw: Any) -> tuple[dict[str, Any], bool]:
-    """The summary's table fields and whether anything in it was not what seqclf writes."""
+    """The summary's table fields and whether anything in it was not what seqclf writes (unreadable: None)."""
     if not isinstance(raw, dict):
-        return dict.fromkeys([*NUMBERS, "status"]), True
+        return dict.fromkeys(NUMBERS), True
     values: dict[str, Any] = {}
     damaged = raw.get("status") not in STATUSES
     for key, kind in NUMBERS.items():
         value = raw.get(key)
         values[key] = value if value is None or _number(value, kind) else None
         damaged |= value is not None and values[key] is None
-    values["status"] = raw.get("status") if not damaged else None
     return values, damaged
 
 
-def _from_metrics(run_dir: Path) -> tuple[dict[str, Any], bool]:
-    """For a run without summary.json (killed early): what metrics.jsonl and last.pt say."""
+def _from_metrics(run_dir: RunDir) -> tuple[dict[str, Any], bool]:
+    """For a run without summary.json (killed early): what metrics.jsonl says."""
     try:
-        history = read_metrics(run_dir)
+        history = run_dir.read_metrics()
     except SeqclfError:
         return {"epochs": None, "seconds": None, "val_accuracy": None}, True
     seconds = [row.get("seconds") for row in history]
     accuracies = [row.get("val_accuracy") for row in history]
     damaged = not all(_number(value, float) for value in seconds + accuracies)
     return {"epochs": len(history), "seconds": math.fsum(v for v in seconds if _number(v, float)),
-            "val_accuracy": max((v for v in accuracies if _number(v, float)), default=None),
-            "status": "interrupted" if (run_dir / LAST).exists() else "failed"}, damaged
+            "val_accuracy": max((v for v in accuracies if _number(v, float)), default=None)}, damaged
 
 
-def describe_run(run_dir: Path, root: Path) -> RunRecord:
-    """A run's row from what exists: summary.json, else metrics.jsonl (a killed run), and config.yaml."""
-    damaged = False
+def describe_run(run_dir: RunDir | Path, root: Path) -> RunRecord:
+    """A run's row from what exists: summary.json, else metrics.jsonl (a killed run), and config.yaml;
+    its status as RunDir.status says (a run whose process is gone is not "running")."""
+    run_dir, damaged = RunDir(run_dir), False
     try:
-        config = flatten(read_yaml(run_dir / CONFIG))
+        config = flatten(run_dir.read_config())
     except SeqclfError:
         config, damaged = {}, True
-    try:
-        raw = json.loads((run_dir / SUMMARY).read_text())
-    except FileNotFoundError:
-        values, bad = _from_metrics(run_dir)
-    except (OSError, ValueError):  # there but unreadable: do not guess
-        values, bad = _from_summary(None)
+    if run_dir.summary_path.exists():
+        values, bad = _from_summary(run_dir.read_summary())
     else:
-        values, bad = _from_summary(raw)
-    row = {"name": str(run_dir.relative_to(root)) if run_dir != root else run_dir.name,
+        values, bad = _from_metrics(run_dir)
+    path = run_dir.path
+    row = {"name": str(path.relative_to(root)) if path != root else path.name,
            **{name: config.get(key) for name, key in FROM_CONFIG.items()},
-           **{key: values.get(key) for key in NUMBERS}, "status": "damaged" if damaged or bad else values["status"]}
-    if row["status"] == "running" and runlock.holder(run_dir) is None:  # its process is gone (e.g. SIGKILL)
-        row["status"] = "interrupted" if (run_dir / LAST).exists() else "failed"
-    return RunRecord(run_dir, {key: row[key] for key in FIELDS}, config)
+           **{key: values.get(key) for key in NUMBERS}, "status": "damaged" if damaged or bad else run_dir.status()}
+    return RunRecord(path, {key: row[key] for key in FIELDS}, config)
 
 
 def list_runs(root: str | Path) -> list[RunRecord]:
-    return [describe_run(path, Path(root)) for path in find_runs(root)]
+    return [describe_run(run_dir, Path(root)) for run_dir in RunDir.find(root)]
 
 
 def column_of(name: str, option: str) -> str:
@@ -211,16 +203,13 @@ def table(rows: list[dict[str, Any]], columns: list[str], short_names: bool = Fa
     return [header(c) for c in shown], cells
 
 
-_STAMP = re.compile(r"-(\d{8})-(\d{6})((?:-\d+)?)$")  # the time stamp (and -N suffix) ending a generated name
-
-
 def shorten(names: list[str]) -> list[str]:
     """Names for a narrow terminal: the date left out of time stamps when every run has the same date
     (`gru-1x128-s0-20261123-101500` -> `gru-1x128-s0-101500`), and only while names stay distinct."""
-    dates = {match.group(1) for match in map(_STAMP.search, names) if match}
+    dates = {match.group(1) for match in map(STAMP.search, names) if match}
     if len(dates) != 1:
         return names
-    short = [_STAMP.sub(r"-\2\3", name) for name in names]
+    short = [STAMP.sub(r"-\2\3", name) for name in names]
     return short if len(set(short)) == len(set(names)) else names
 
 

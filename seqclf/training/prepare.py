@@ -23,6 +23,7 @@ from seqclf.model.classifier import (
     resolve_hidden_size,
 )
 from seqclf.store.checkpoint import DataMeta
+from seqclf.store.rundir import RunDir
 from seqclf.training import distributed
 from seqclf.training.devices import configure
 from seqclf.training.runtime import configure_threads, resolve_device
@@ -70,7 +71,7 @@ def check_data_fits(data: Data, meta: DataMeta, root: str, source: str | Path) -
                         f"dataset the run was trained on")
 
 
-def check_same_data(data: Data, meta: DataMeta, root: str, run_dir: str | Path) -> None:
+def check_same_data(data: Data, meta: DataMeta, root: str, run_dir: RunDir) -> None:
     """A resumed run continues on the data it trained on: same split sizes, same file contents."""
     if meta.fingerprint is None or data.fingerprint is None:  # a checkpoint from before fingerprints
         return
@@ -84,5 +85,5 @@ def check_same_data(data: Data, meta: DataMeta, root: str, run_dir: str | Path) 
     raise DataError(f"data.root {root}: its data ({describe(data.fingerprint)}) is not the data {run_dir} trained "
                     f"on ({describe(meta.fingerprint)}); a resumed run must continue on the same data, or its "
                     f"scores would mix two datasets, so nothing was changed. Point data.root at the run's data, or "
-                    f"score its model on other data with: seqclf eval {Path(run_dir) / 'best.pt'} --set "
+                    f"score its model on other data with: seqclf eval {run_dir.best} --set "
                     f"data.root={root}")

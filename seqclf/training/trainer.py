@@ -10,7 +10,6 @@ import math
 import signal
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable
 
 import torch
@@ -23,8 +22,8 @@ from seqclf.data.datasets import Data, Split
 from seqclf.errors import Interrupted, Pruned, TrainingError
 from seqclf.model.classifier import count_parameters
 from seqclf.store import checkpoint
-from seqclf.store import rundir as runs
 from seqclf.store.checkpoint import DataMeta
+from seqclf.store.rundir import RunDir
 from seqclf.store.runlog import RunLog
 from seqclf.training import distributed, rng
 from seqclf.training.devices import is_out_of_memory, out_of_memory
@@ -49,7 +48,7 @@ class Run:
     callbacks: tuple[Callback, ...] = ()
 
     @property
-    def run_dir(self) -> Path:
+    def run_dir(self) -> RunDir:
         return self.log.run_dir
 
     def payload(self, with_state: bool) -> dict[str, Any]:
@@ -187,7 +186,7 @@ def _finish_epoch(run: Run, out: Output) -> None:
            "seconds": cursor.elapsed, "examples_per_s": n / max(cursor.elapsed, 1e-9)}
     improved = state.end_epoch(row)
     if improved:
-        run.log.save(runs.BEST, run.payload(with_state=False))
+        run.log.save_best(run.payload(with_state=False))
     _save_last(run)
     run.log.epoch(state.history)
     parameters = count_parameters(state.model)
@@ -205,7 +204,7 @@ def _final(run: Run, out: Output) -> dict[str, Any]:
     """Score best.pt on the test split, exactly as `seqclf eval` will, and write summary.json."""
     model = run.state.model
     if run.dist.is_main:  # under torchrun the others get its weights: only rank 0 sees the run directory
-        model.load_state_dict(checkpoint.load(run.run_dir / runs.BEST)["model"])
+        model.load_state_dict(run.run_dir.load_best()["model"])
     run.dist.broadcast_(model.state_dict().values())
     test = _score(run, run.data.test)
     summary = run.log.summary("finished", run.state, count_parameters(model), test)
@@ -224,7 +223,7 @@ def _interrupted(run: Run, stop: GracefulStop) -> dict[str, Any]:
     signum = stop.signum or signal.SIGINT
     where = f"after epoch {run.state.epoch}" if cursor.order is None else \
         f"at epoch {run.state.epoch + 1}, step {cursor.step}"
-    raise Interrupted(f"{signal.Signals(signum).name}: stopped {where}; saved {run.run_dir / runs.LAST}. "
+    raise Interrupted(f"{signal.Signals(signum).name}: stopped {where}; saved {run.run_dir.last}. "
                       f"Continue with: seqclf train --resume {run.run_dir}", signum)
 
 
@@ -244,7 +243,7 @@ def supervised(run: Run, out: Output, stop: GracefulStop) -> dict[str, Any]:
             run.log.summary("failed", run.state, count_parameters(run.state.model))
             if oom:
                 raise out_of_memory(exc, run.device, run.cfg.train.batch_size, f"training {run.run_dir}",
-                                    str(run.run_dir / runs.CONFIG)) from None
+                                    str(run.run_dir.config_path)) from None
             raise run.dist.lost_contact(exc) from None
     except BaseException as exc:
         if run.log.status == "running":
@@ -273,4 +272,4 @@ def _save_last(run: Run) -> None:
         payload = run.payload(with_state=True)
         if rank_rng is not None:
             payload["state"]["rank_rng"] = rank_rng
-        run.log.save(runs.LAST, payload)
+        run.log.save_last(payload)

@@ -37,7 +37,6 @@ from seqclf.data.files import load_arrays
 from seqclf.data.views import to_sequences
 from seqclf.model.cells import shape_of
 from seqclf.model.classifier import SequenceClassifier, parameter_layout
-from seqclf.store import rundir as runs
 from seqclf.store.runlog import RunLog
 from seqclf.training.devices import synchronize
 from seqclf.training.prepare import prepare
@@ -225,8 +224,8 @@ def _checkpoint_seconds(run: Run) -> float:
     times = []
     for _ in range(3):
         start = time.perf_counter()
-        run.log.save(runs.BEST, run.payload(with_state=False))
-        run.log.save(runs.LAST, run.payload(with_state=True))
+        run.log.save_best(run.payload(with_state=False))
+        run.log.save_last(run.payload(with_state=True))
         run.log.epoch(run.state.history)
         times.append(time.perf_counter() - start)
     return statistics.median(times)

@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from pathlib import Path
 from typing import Any
 
 from seqclf.errors import SeqclfError
-from seqclf.store import rundir as runs
+from seqclf.store.naming import STAMP
+from seqclf.store.rundir import RunDir
 
 FORMATS = (".png", ".svg", ".pdf")
-_TIME = re.compile(r"-\d{8}-\d{6}(-\d+)?$")  # the time stamp (and -N suffix) ending a generated run name
 
 
 def _figure(**kwargs: Any) -> Any:
@@ -57,7 +56,7 @@ def _save(figure: Any, path: Path) -> Path:
 def _labels(paths: list[Path]) -> list[str]:
     """Run names without their time stamps, where that keeps them apart."""
     names = [path.name for path in paths]
-    short = [_TIME.sub("", name) for name in names]
+    short = [STAMP.sub("", name) for name in names]
     return short if len(set(short)) == len(short) else names
 
 
@@ -76,10 +75,10 @@ def plot_curves(paths: list[Path], output: Path) -> tuple[Path, list[Path]]:
     """
     _check_output(output)
     figure = _figure(figsize=(10, 3.8))
-    run_dirs = [run for path in paths for run in runs.find_runs(path)]
+    run_dirs = [run_dir for path in paths for run_dir in RunDir.find(path)]
     if not run_dirs:
         raise SeqclfError(f"no run directories in {', '.join(map(str, paths))} (a run holds config.yaml)")
-    histories = [(path, runs.read_metrics(path)) for path in run_dirs]
+    histories = [(run_dir.path, run_dir.read_metrics()) for run_dir in run_dirs]
     drawn = [(path, history) for path, history in histories if history]
     skipped = [path for path, history in histories if not history]
     if not drawn:
