@@ -24,10 +24,10 @@ from seqclf.store import rundir as runs
 from seqclf.store.files import write_json
 from seqclf.store.runlog import RunLog, write_metrics
 from seqclf.training import devices, rng
-from seqclf.training.devices import dtype_policy
+from seqclf.training.devices import autocast, dtype_policy
 from seqclf.training.prepare import prepare
-from seqclf.training.runtime import GracefulStop, autocast
 from seqclf.training.scoring import score
+from seqclf.training.signals import GracefulStop
 from seqclf.training.start import new_run, resume, run_steps, train
 from seqclf.training.state import TrainingState, zero_sums
 from seqclf.training.trainer import supervised

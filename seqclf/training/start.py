@@ -37,16 +37,12 @@ from seqclf.training.devices import (
     is_out_of_memory,
     out_of_memory,
     precision_change_allowed,
-)
-from seqclf.training.prepare import check_same_data, prepare
-from seqclf.training.runtime import (
-    PER_BATCH_SCHEDULERS,
-    GracefulStop,
-    build_optimizer,
-    build_scheduler,
     resolve_device,
-    seed_everything,
 )
+from seqclf.training.optim import PER_BATCH_SCHEDULERS, build_optimizer, build_scheduler
+from seqclf.training.prepare import check_same_data, prepare
+from seqclf.training.rng import seed_everything
+from seqclf.training.signals import GracefulStop
 from seqclf.training.state import TrainingState
 from seqclf.training.trainer import Callback, Run, run_steps, supervised
 

@@ -27,9 +27,10 @@ from seqclf.store import rundir as runs
 from seqclf.store.checkpoint import DataMeta
 from seqclf.store.runlog import RunLog
 from seqclf.training import distributed, rng
-from seqclf.training.devices import is_out_of_memory, out_of_memory
-from seqclf.training.runtime import PER_BATCH_SCHEDULERS, GracefulStop, autocast
+from seqclf.training.devices import autocast, is_out_of_memory, out_of_memory
+from seqclf.training.optim import PER_BATCH_SCHEDULERS
 from seqclf.training.scoring import score
+from seqclf.training.signals import GracefulStop
 from seqclf.training.state import TrainingState
 
 Callback = Callable[[dict[str, Any]], None]  # called with each finished epoch's metrics row; may raise Pruned

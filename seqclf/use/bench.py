@@ -37,10 +37,11 @@ from seqclf.model.cells import shape_of
 from seqclf.model.classifier import SequenceClassifier, parameter_layout
 from seqclf.store import rundir as runs
 from seqclf.store.runlog import RunLog
-from seqclf.training.devices import synchronize
+from seqclf.training.devices import autocast, synchronize
+from seqclf.training.optim import build_optimizer
 from seqclf.training.prepare import prepare
-from seqclf.training.runtime import GracefulStop, autocast, build_optimizer
 from seqclf.training.scoring import score
+from seqclf.training.signals import GracefulStop
 from seqclf.training.start import new_run
 from seqclf.training.trainer import Run, run_steps
 
