@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from seqclf.config import TrainConfig
-from seqclf.errors import SeqclfError, TrainingError
+from seqclf.errors import SeqclfError
 
 NO_FLOAT64 = ("mps",)  # device types without float64 tensors
 CUBLAS_WORKSPACE = ":4096:8"  # what torch's reproducibility notes ask of cuBLAS for deterministic results
@@ -95,17 +95,6 @@ def is_out_of_memory(exc: BaseException) -> bool:
     """CUDA's torch.OutOfMemoryError, or MPS's RuntimeError that says the same."""
     return isinstance(exc, torch.OutOfMemoryError) or (
         isinstance(exc, RuntimeError) and "MPS backend out of memory" in str(exc))
-
-
-def out_of_memory(exc: BaseException, device: torch.device, batch_size: int, doing: str, config: str,
-                  init_from: str | None = None) -> TrainingError:
-    """The message for running out of device memory (exit 1): not bad input, a batch to try instead
-    (a new run: the batch size of a run cannot change on resume; `init_from` starts it from a run's weights)."""
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return TrainingError(
-        f"out of memory on {device} while {doing} with train.batch_size={batch_size} ({first[:200]}). Free the "
-        f"device's memory (other processes on it) or train with half the batch: seqclf train --config {config} "
-        f"--set train.batch_size={max(1, batch_size // 2)}{f' --init-from {init_from}' if init_from else ''}")
 
 
 def resolve_device(name: str, precision: str = "fp32") -> torch.device:

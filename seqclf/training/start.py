@@ -35,10 +35,10 @@ from seqclf.training import distributed
 from seqclf.training.devices import (
     has_fp16,
     is_out_of_memory,
-    out_of_memory,
     precision_change_allowed,
     resolve_device,
 )
+from seqclf.training.failures import OutOfMemory
 from seqclf.training.optim import PER_BATCH_SCHEDULERS, build_optimizer, build_scheduler
 from seqclf.training.prepare import check_same_data, prepare
 from seqclf.training.rng import seed_everything
@@ -110,8 +110,8 @@ def resume(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = (), *, 
                 run = new_run(cfg, log, ready.data, ready.device, saved=saved, dist=dist)
             except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as exc:  # a damaged or foreign state
                 if is_out_of_memory(exc):  # the device is full, the file is fine
-                    raise out_of_memory(exc, ready.device, cfg.train.batch_size, f"restoring {saved.path}",
-                                        str(run_dir / runs.CONFIG), str(run_dir / runs.BEST)) from None
+                    raise OutOfMemory(exc, ready.device, cfg.train.batch_size, f"restoring {saved.path}",
+                                      str(run_dir / runs.CONFIG), str(run_dir / runs.BEST)) from None
                 raise CheckpointError(f"{saved.path}: its training state is incomplete or does not fit "
                                       f"its config ({type(exc).__name__}: "
                                       f"{str(exc).splitlines()[0] if str(exc) else ''})") from None

@@ -20,14 +20,15 @@ from torch import nn
 from seqclf.config import Config
 from seqclf.console import Output
 from seqclf.data.datasets import Data, Split
-from seqclf.errors import Interrupted, Pruned, TrainingError
+from seqclf.errors import Interrupted, Pruned
 from seqclf.model.classifier import count_parameters
 from seqclf.store import checkpoint
 from seqclf.store import rundir as runs
 from seqclf.store.checkpoint import DataMeta
 from seqclf.store.runlog import RunLog
 from seqclf.training import distributed, rng
-from seqclf.training.devices import autocast, is_out_of_memory, out_of_memory
+from seqclf.training.devices import autocast, is_out_of_memory
+from seqclf.training.failures import LostContact, NonFinite, OutOfMemory, RunInterrupted
 from seqclf.training.optim import PER_BATCH_SCHEDULERS
 from seqclf.training.scoring import score
 from seqclf.training.signals import GracefulStop
@@ -159,14 +160,8 @@ def _check_finite(run: Run, loss: torch.Tensor, weights: bool = False) -> None:
     if finite:
         return
     run.log.summary("failed", run.state, count_parameters(run.state.model))
-    t = run.cfg.train
-    what = f"loss ({loss.item()})" if not torch.isfinite(loss) else "weights"
-    clipping = ", gradient clipping (train.grad_clip=1.0)" if t.grad_clip == 0 else \
-        f", a tighter train.grad_clip (now {t.grad_clip})"
-    raise TrainingError(
-        f"non-finite {what} at epoch {run.state.epoch + 1}, step {run.state.cursor.step}: training stopped and no "
-        f"checkpoint was overwritten ({run.run_dir} keeps the last good ones). Remedies: a lower train.lr "
-        f"(now {t.lr}){clipping}{'' if t.precision == 'fp32' else ', or train.precision=fp32'}.")
+    raise NonFinite(None if torch.isfinite(loss) else loss.item(), run.state.epoch + 1, run.state.cursor.step,
+                    run.run_dir, run.cfg.train)
 
 
 def _finish_epoch(run: Run, out: Output) -> None:
@@ -220,11 +215,8 @@ def _interrupted(run: Run, stop: GracefulStop) -> dict[str, Any]:
     _save_last(run)
     run.log.summary("interrupted", run.state, count_parameters(run.state.model))
     run.dist.barrier()  # every rank stays until last.pt is written
-    signum = stop.signum or signal.SIGINT
-    where = f"after epoch {run.state.epoch}" if cursor.order is None else \
-        f"at epoch {run.state.epoch + 1}, step {cursor.step}"
-    raise Interrupted(f"{signal.Signals(signum).name}: stopped {where}; saved {run.run_dir / runs.LAST}. "
-                      f"Continue with: seqclf train --resume {run.run_dir}", signum)
+    raise RunInterrupted(stop.signum or signal.SIGINT, run.run_dir, run.state.epoch,
+                         None if cursor.order is None else cursor.step)
 
 
 def supervised(run: Run, out: Output, stop: GracefulStop) -> dict[str, Any]:
@@ -242,9 +234,9 @@ def supervised(run: Run, out: Output, stop: GracefulStop) -> dict[str, Any]:
                 raise
             run.log.summary("failed", run.state, count_parameters(run.state.model))
             if oom:
-                raise out_of_memory(exc, run.device, run.cfg.train.batch_size, f"training {run.run_dir}",
-                                    str(run.run_dir / runs.CONFIG)) from None
-            raise run.dist.lost_contact(exc) from None
+                raise OutOfMemory(exc, run.device, run.cfg.train.batch_size, f"training {run.run_dir}",
+                                  str(run.run_dir / runs.CONFIG)) from None
+            raise LostContact(run.dist.rank, exc) from None
     except BaseException as exc:
         if run.log.status == "running":
             ended = "interrupted" if isinstance(exc, (KeyboardInterrupt, Interrupted)) else "failed"
