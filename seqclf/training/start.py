@@ -1,7 +1,7 @@
 """Starting and resuming runs: resumable to the bit, interrupt-safe.
 
 `train` makes a new run directory, `resume` continues one from its last.pt; both set up
-through setup.prepare, build the TrainingState (`new_run`) and hand it to loop.supervised.
+through setup.prepare, build the TrainingState (`new_run`) and hand it to `Trainer(...).fit()` (trainer.py).
 What a checkpoint holds is checkpoint.py's business, what a run writes runlog.py's.
 """
 
@@ -44,9 +44,9 @@ from seqclf.training.prepare import check_same_data, prepare
 from seqclf.training.rng import seed_everything
 from seqclf.training.signals import GracefulStop
 from seqclf.training.state import TrainingState
-from seqclf.training.trainer import Callback, Run, run_steps, supervised
+from seqclf.training.trainer import Callback, Run, Trainer
 
-__all__ = ["GracefulStop", "Run", "new_run", "resume", "run_steps", "train"]
+__all__ = ["GracefulStop", "Run", "Trainer", "new_run", "resume", "train"]
 
 def train(cfg: Config, *, out: Output | None = None, stop: GracefulStop | None = None,
           callbacks: Iterable[Callback] = (), summary_extra: dict[str, Any] | None = None,
@@ -85,7 +85,7 @@ def train(cfg: Config, *, out: Output | None = None, stop: GracefulStop | None =
                  f"{' bidirectional' if cfg.model.bidirectional else ''}, {count_parameters(run.state.model):,} "
                  f"parameters, {len(data.train):,} train / {len(data.val):,} val / {len(data.test):,} test examples "
                  f"on {device}{f' x {dist.world_size} ranks ({dist.backend})' if dist.active else ''}")
-        return supervised(run, out, stop or GracefulStop())
+        return Trainer(run, out, stop or GracefulStop()).fit()
 
 
 def resume(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = (), *, out: Output | None = None,
@@ -120,7 +120,7 @@ def resume(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = (), *, 
                 _rebuild_metrics(run_dir, saved, out)
         out.info(f"resuming [bold]{run_dir}[/] at epoch {run.state.epoch + 1}, step {run.state.cursor.step}"
                  f"{f' x {dist.world_size} ranks ({dist.backend})' if dist.active else ''}")
-        return supervised(run, out, stop or GracefulStop())
+        return Trainer(run, out, stop or GracefulStop()).fit()
 
 
 def _extra(run_dir: Path) -> dict[str, Any]:
