@@ -102,7 +102,7 @@ class Trainer:
         if stopping:
             self._interrupt()
         if state.scheduler is not None and run.cfg.train.scheduler not in PER_BATCH_SCHEDULERS:
-            state.scheduler.step()
+            state.scheduler.step()  # scheduler=step; the per-batch ones step in run_steps
         row = self._validate()
         improved = state.end_epoch(row)
         self._record(row, improved)
@@ -113,10 +113,11 @@ class Trainer:
     def run_steps(self, bar: Any, until: int) -> tuple[torch.Tensor, bool]:
         """The current epoch's steps from `cursor.step` up to `until`, exactly as training runs them.
 
-        Each step: index the batch on the device, forward, backward, clip, optimizer and scheduler
-        step, add to the epoch's metric sums (no host sync where the device has float64), advance the
-        bar. Every few steps (every step in one CPU process) the loss is checked to be finite.
-        Returns (last loss, whether a stop was requested). `seqclf bench` times this same method.
+        Each step: index the batch on the device, forward, backward, clip, optimizer and scheduler step,
+        add to the epoch's metric sums (no host sync where the device has float64), advance the bar.
+        Every `check_every` steps and after the epoch's last one, the loss is checked to be finite and a
+        stop decided (under torchrun by every rank together; without it a stop is polled every step).
+        Returns (last loss, stop requested?); `seqclf bench` times this same method.
         """
         run, stop = self.run, self.stop
         t, state, data = run.cfg.train, run.state, run.data
