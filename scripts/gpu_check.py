@@ -173,8 +173,7 @@ class Checks:
     def parity(self) -> str:
         from seqclf.config import load_config, replace
         from seqclf.model.classifier import SequenceClassifier
-        from seqclf.training.devices import configure
-        from seqclf.training.runtime import autocast
+        from seqclf.training.devices import autocast, configure
 
         worst: dict[str, float] = {}
         device = torch.device(self.device)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import signal
 from typing import Any
 
-from seqclf.training.runtime import GracefulStop
+from seqclf.training.signals import GracefulStop
 
 
 class StopAt(GracefulStop):

@@ -26,7 +26,7 @@ from seqclf.config import load_config
 from seqclf.store import checkpoint
 from seqclf.store.checkpoint import CheckpointError
 from seqclf.training import rng
-from seqclf.training.runtime import build_optimizer, build_scheduler
+from seqclf.training.optim import build_optimizer, build_scheduler
 from seqclf.training.start import train
 
 runner = CliRunner()

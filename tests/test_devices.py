@@ -24,13 +24,13 @@ from seqclf.store import rundir as runs
 from seqclf.store.files import write_json
 from seqclf.store.runlog import RunLog
 from seqclf.training import devices, rng
-from seqclf.training.devices import dtype_policy
+from seqclf.training.devices import autocast, dtype_policy
 from seqclf.training.prepare import prepare
-from seqclf.training.runtime import GracefulStop, autocast
 from seqclf.training.scoring import score
-from seqclf.training.start import new_run, resume, run_steps, train
+from seqclf.training.signals import GracefulStop
+from seqclf.training.start import new_run, resume, train
 from seqclf.training.state import TrainingState, zero_sums
-from seqclf.training.trainer import supervised
+from seqclf.training.trainer import Trainer
 
 
 class Float64Conversions(TorchDispatchMode):
@@ -58,7 +58,7 @@ def steps_under(policy: devices.DtypePolicy, overrides: list[str], tmp_path: Pat
     run.state.policy = policy
     run.state.begin_epoch(len(ready.data.train))
     with Output(quiet=True).progress(8, "steps") as bar, detector:
-        run_steps(run, bar, GracefulStop(), 8)
+        Trainer(run, Output(quiet=True), GracefulStop()).run_steps(bar, 8)
         scored = score(run.state.model, ready.data.val, ready.data.num_classes, policy=policy)
     return {name: float(value) for name, value in run.state.cursor.sums.items()}, scored
 
@@ -108,7 +108,7 @@ def test_a_run_whose_steps_all_overflow_writes_finite_strict_metrics(tiny_overri
     (tmp_path / "run").mkdir()
     run = new_run(ready.cfg, RunLog(tmp_path / "run", ready.cfg), ready.data, ready.device)
     run.state.scaler = torch.amp.GradScaler("cpu", init_scale=float("inf"))
-    assert supervised(run, Output(quiet=True), GracefulStop())["status"] == "finished"
+    assert Trainer(run, Output(quiet=True), GracefulStop()).fit()["status"] == "finished"
     row = strict((tmp_path / "run" / runs.METRICS).read_text())
     assert row["skipped_steps"] == 16 and row["grad_norm"] == 0.0 and row["clipped_fraction"] == 0.0  # 500 / 32
     assert checkpoint.load(tmp_path / "run" / runs.LAST)["state"]["scaler"]["scale"] == float("inf")

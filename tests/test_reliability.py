@@ -242,7 +242,7 @@ def test_a_second_ctrl_c_aborts_at_once_leaving_files_intact(data_root: Path, tm
 def test_a_nested_graceful_stop_restores_the_original_handlers() -> None:
     """A search enters its GracefulStop and each trial's training loop enters it again: the inner block keeps
     the handlers, and only the outer one's end restores what was there before."""
-    from seqclf.training.runtime import GracefulStop
+    from seqclf.training.signals import GracefulStop
 
     before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     stop = GracefulStop()

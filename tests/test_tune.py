@@ -28,7 +28,7 @@ from conftest import ROOT, cli_json, make_dataset, set_args  # noqa: E402
 from seqclf.console import Output  # noqa: E402
 from seqclf.search.study import Settings, open_study, study_info  # noqa: E402
 from seqclf.search.trials import work  # noqa: E402
-from seqclf.training.runtime import GracefulStop  # noqa: E402
+from seqclf.training.signals import GracefulStop  # noqa: E402
 
 SPACE = {"train.lr": {"log_uniform": [1.0e-3, 1.0e-2]}, "model.cell": {"choice": ["lstm", "gru"]},
          "model.hidden_size": {"int": [8, 16], "step": 8}}

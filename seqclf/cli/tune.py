@@ -69,7 +69,7 @@ def tune(
     from seqclf.search import study as tuning
     from seqclf.search import trials as running
     from seqclf.search.space import load_space
-    from seqclf.training.runtime import GracefulStop
+    from seqclf.training.signals import GracefulStop
 
     out = Output(json_mode=json_, quiet=quiet)
     with reported(out):

@@ -24,7 +24,8 @@ MAX_THREADS = 4096  # torch.set_num_threads overflows past 2**31 - 1; no machine
 ROLES = ("resume", "eval", "incidental")
 
 
-def opt(default: Any, help: str, choices: tuple[str, ...] | None = None, *, roles: tuple[str, ...] = ()) -> Any:
+def config_field(default: Any, help: str, choices: tuple[str, ...] | None = None, *,
+                 roles: tuple[str, ...] = ()) -> Any:
     """A config field: its default, a one-line help text, for strings the valid choices, and its ROLES."""
     return field(default=default, metadata={"help": help, "choices": choices, "roles": roles})
 
@@ -34,73 +35,92 @@ WHERE = ("resume", "eval", "incidental")  # where the data is and where it runs:
 
 @dataclass(frozen=True)
 class DataConfig:
-    name: str = opt("mnist", "dataset: torchvision's MNIST-format sets, or any folder of four IDX files",
-                    ("mnist", "fashion_mnist", "kmnist", "idx"))
-    root: str = opt("data", "folder with torchvision's layout (ROOT/MNIST/raw) or the four IDX files (plain or .gz)",
-                    roles=WHERE)
-    download: bool = opt(True, "download with torchvision when the files are not under root", roles=WHERE)
-    val_size: int = opt(5000, "examples held out of the training file for validation (seeded), before max_train")
-    max_train: Union[int, None] = opt(None, "train on at most this many of the remaining examples (null = all)")
-    max_test: Union[int, None] = opt(None, "score at most this many test examples (null = all)", roles=("eval",))
-    normalize: bool = opt(True, "standardize pixels with the training data's mean and std")
-    sequence: str = opt("rows", "how an image becomes a sequence: 28 rows, 28 columns, 784 pixels, or permuted pixels",
-                        ("rows", "columns", "pixels", "permuted_pixels"))
-    permutation_seed: int = opt(0, "seed of the fixed pixel permutation for sequence=permuted_pixels")
+    name: str = config_field(
+        "mnist", "dataset: torchvision's MNIST-format sets, or any folder of four IDX files",
+        ("mnist", "fashion_mnist", "kmnist", "idx"))
+    root: str = config_field(
+        "data", "folder with torchvision's layout (ROOT/MNIST/raw) or the four IDX files (plain or .gz)",
+        roles=WHERE)
+    download: bool = config_field(True, "download with torchvision when the files are not under root", roles=WHERE)
+    val_size: int = config_field(
+        5000, "examples held out of the training file for validation (seeded), before max_train")
+    max_train: Union[int, None] = config_field(
+        None, "train on at most this many of the remaining examples (null = all)")
+    max_test: Union[int, None] = config_field(
+        None, "score at most this many test examples (null = all)", roles=("eval",))
+    normalize: bool = config_field(True, "standardize pixels with the training data's mean and std")
+    sequence: str = config_field(
+        "rows", "how an image becomes a sequence: 28 rows, 28 columns, 784 pixels, or permuted pixels",
+        ("rows", "columns", "pixels", "permuted_pixels"))
+    permutation_seed: int = config_field(0, "seed of the fixed pixel permutation for sequence=permuted_pixels")
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    cell: str = opt("lstm", "recurrent layer", ("rnn", "lstm", "gru"))
-    impl: str = opt("fused", "fused torch layer, torch cells stepped by hand, or the equations from scratch",
-                    ("fused", "cell", "scratch"), roles=("eval",))
-    hidden_size: Union[int, str] = opt(128, "features in the hidden state h; `auto` picks the largest within param_budget")
-    param_budget: Union[int, None] = opt(None, "with hidden_size: auto, the most parameters the model may have")
-    num_layers: int = opt(1, "stacked recurrent layers")
-    bidirectional: bool = opt(False, "also read the sequence backwards; the head sees both final states")
-    dropout: float = opt(0.0, "dropout between recurrent layers, in [0, 1) (no effect with num_layers=1)")
-    nonlinearity: str = opt("tanh", "activation of a plain RNN (cell=rnn only)", ("tanh", "relu"))
-    proj_size: int = opt(0, "LSTM only: project h to this size (0 = off); must be < hidden_size")
-    bias: bool = opt(True, "use the b_ih and b_hh bias vectors")
+    cell: str = config_field("lstm", "recurrent layer", ("rnn", "lstm", "gru"))
+    impl: str = config_field(
+        "fused", "fused torch layer, torch cells stepped by hand, or the equations from scratch",
+        ("fused", "cell", "scratch"), roles=("eval",))
+    hidden_size: Union[int, str] = config_field(
+        128, "features in the hidden state h; `auto` picks the largest within param_budget")
+    param_budget: Union[int, None] = config_field(
+        None, "with hidden_size: auto, the most parameters the model may have")
+    num_layers: int = config_field(1, "stacked recurrent layers")
+    bidirectional: bool = config_field(False, "also read the sequence backwards; the head sees both final states")
+    dropout: float = config_field(0.0, "dropout between recurrent layers, in [0, 1) (no effect with num_layers=1)")
+    nonlinearity: str = config_field("tanh", "activation of a plain RNN (cell=rnn only)", ("tanh", "relu"))
+    proj_size: int = config_field(0, "LSTM only: project h to this size (0 = off); must be < hidden_size")
+    bias: bool = config_field(True, "use the b_ih and b_hh bias vectors")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = opt(8, "passes over the training data", roles=("resume",))
-    batch_size: int = opt(128, "examples per optimizer step (the global batch under torchrun)")
-    optimizer: str = opt("adam", "optimizer", ("sgd", "adam", "adamw"))
-    lr: float = opt(1e-3, "learning rate (the peak rate for scheduler=onecycle)")
-    momentum: float = opt(0.9, "SGD momentum (sgd only)")
-    weight_decay: float = opt(0.0, "L2 penalty (decoupled for adamw)")
-    scheduler: str = opt("none", "learning-rate schedule, stepped per batch (step: per step_size epochs)",
-                         ("none", "cosine", "step", "onecycle"))
-    step_size: int = opt(5, "scheduler=step: multiply the rate by gamma every step_size epochs")
-    gamma: float = opt(0.1, "scheduler=step: the factor applied every step_size epochs")
-    grad_clip: float = opt(0.0, "clip the gradient norm at this value (0 = off); RNNs can have exploding gradients")
-    device: str = opt("auto", "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps", roles=WHERE)
-    num_threads: int = opt(0, "CPU threads for torch (0 = auto: the machine's cores, shared between torchrun ranks)",
-                            roles=WHERE)
-    precision: str = opt("fp32", "fp32, bf16 (the recurrent layer in bf16, the head under autocast) or fp16 "
-                                 "autocast (CUDA only)", ("fp32", "bf16", "fp16"),
-                          roles=("eval",))
-    dist_backend: str = opt("auto", "under torchrun: nccl on CUDA, gloo otherwise, or force one", ("auto", "gloo", "nccl"),
-                             roles=("resume",))
-    tf32: bool = opt(False, "CUDA: let fp32 matmuls and cuDNN RNNs use TF32 (faster, ~1e-3 relative error); "
-                           "false = IEEE fp32", roles=("eval",))
-    deterministic: bool = opt(False, "CUDA: deterministic algorithms, so that a resumed run matches to the bit "
-                                     "(slower; see docs/devices.md)")
+    epochs: int = config_field(8, "passes over the training data", roles=("resume",))
+    batch_size: int = config_field(128, "examples per optimizer step (the global batch under torchrun)")
+    optimizer: str = config_field("adam", "optimizer", ("sgd", "adam", "adamw"))
+    lr: float = config_field(1e-3, "learning rate (the peak rate for scheduler=onecycle)")
+    momentum: float = config_field(0.9, "SGD momentum (sgd only)")
+    weight_decay: float = config_field(0.0, "L2 penalty (decoupled for adamw)")
+    scheduler: str = config_field(
+        "none", "learning-rate schedule, stepped per batch (step: per step_size epochs)",
+        ("none", "cosine", "step", "onecycle"))
+    step_size: int = config_field(5, "scheduler=step: multiply the rate by gamma every step_size epochs")
+    gamma: float = config_field(0.1, "scheduler=step: the factor applied every step_size epochs")
+    grad_clip: float = config_field(
+        0.0, "clip the gradient norm at this value (0 = off); RNNs can have exploding gradients")
+    device: str = config_field("auto", "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps", roles=WHERE)
+    num_threads: int = config_field(
+        0, "CPU threads for torch (0 = auto: the machine's cores, shared between torchrun ranks)",
+        roles=WHERE)
+    precision: str = config_field(
+        "fp32", "fp32, bf16 (the recurrent layer in bf16, the head under autocast) or fp16 "
+        "autocast (CUDA only)", ("fp32", "bf16", "fp16"),
+        roles=("eval",))
+    dist_backend: str = config_field(
+        "auto", "under torchrun: nccl on CUDA, gloo otherwise, or force one", ("auto", "gloo", "nccl"),
+        roles=("resume",))
+    tf32: bool = config_field(
+        False, "CUDA: let fp32 matmuls and cuDNN RNNs use TF32 (faster, ~1e-3 relative error); "
+        "false = IEEE fp32", roles=("eval",))
+    deterministic: bool = config_field(
+        False, "CUDA: deterministic algorithms, so that a resumed run matches to the bit "
+        "(slower; see docs/devices.md)")
 
 
 @dataclass(frozen=True)
 class OutputConfig:
-    dir: str = opt("runs", "folder that holds the run directories", roles=("incidental",))
-    name: Union[str, None] = opt(None, "run directory name (null = derived from the model and the time)",
-                                 roles=("incidental",))
-    tensorboard: bool = opt(False, "also write TensorBoard event files into the run directory", roles=("incidental",))
+    dir: str = config_field("runs", "folder that holds the run directories", roles=("incidental",))
+    name: Union[str, None] = config_field(
+        None, "run directory name (null = derived from the model and the time)",
+        roles=("incidental",))
+    tensorboard: bool = config_field(
+        False, "also write TensorBoard event files into the run directory", roles=("incidental",))
 
 
 @dataclass(frozen=True)
 class Config:
-    seed: int = opt(0, "drives the validation split, initialisation, shuffling and dropout", roles=("incidental",))
+    seed: int = config_field(
+        0, "drives the validation split, initialisation, shuffling and dropout", roles=("incidental",))
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)

@@ -99,16 +99,16 @@ def _check_memory(splits: tuple[str, ...], pixels: int) -> None:
     check_memory(f"the {'/'.join(splits)} data as float32", 4 * pixels, fix, DataError)
 
 
-def split_indices(cfg: DataConfig, seed: int, n_train: int, fixed: bool = False) -> dict[str, torch.Tensor]:
+def split_indices(cfg: DataConfig, seed: int, n_train: int, for_checkpoint: bool = False) -> dict[str, torch.Tensor]:
     """{"train", "val"}: (n,) int64 indices into the training file's images.
 
     Validation first: a seeded shuffle of the training file, the same on every run; its first
     val_size examples are the validation split, the next max_train (all the rest when null) train.
-    `fixed`: the data must fit a checkpoint, so the fix is data.root, not data.val_size.
+    `for_checkpoint`: the data must fit a checkpoint, so the fix is data.root, not data.val_size.
     """
     order = torch.randperm(n_train, generator=torch.Generator().manual_seed(seed))
     if cfg.val_size >= n_train:
-        fix = REFIT if fixed else "lower data.val_size"
+        fix = REFIT if for_checkpoint else "lower data.val_size"
         raise DataError(f"data.val_size ({cfg.val_size}) must be smaller than the training file, which has "
                         f"{n_train} examples; {fix}")
     return {"val": order[:cfg.val_size], "train": order[cfg.val_size:][:cfg.max_train]}
@@ -137,10 +137,10 @@ def load_data(cfg: DataConfig, seed: int, device: torch.device | str = "cpu", *,
     # only the files a split needs: scoring the test split with a checkpoint's stats reads t10k-* alone
     from_train = any(s in splits for s in ("train", "val")) or (cfg.normalize and stats is None)
     parts = ("train",) * from_train + ("test",) * ("test" in splits)
-    fixed = stats is not None  # stats given: the data must fit a checkpoint, whose keys stay as they are
-    arrays = load_arrays(cfg, parts, fixed)
+    for_checkpoint = stats is not None  # stats given: the data must fit a checkpoint, whose keys stay as they are
+    arrays = load_arrays(cfg, parts, for_checkpoint)
     _, h, w = (arrays.train_images if from_train else arrays.test_images).shape
-    indices = split_indices(cfg, seed, len(arrays.train_images), fixed) if from_train else {}
+    indices = split_indices(cfg, seed, len(arrays.train_images), for_checkpoint) if from_train else {}
     # gathered once: normalization stats always come from the train portion, requested or not
     picked = {name: arrays.train_images[i] for name, i in indices.items()
               if name in splits or (name == "train" and cfg.normalize and stats is None)}  # (n, H, W) uint8

@@ -58,14 +58,14 @@ class Arrays:
     test_labels: torch.Tensor | None  # (M,) int64
 
 
-def _missing(cfg: DataConfig, keys: tuple[str, ...], fixed: bool, failure: str | None = None) -> DataError:
-    """Where it looked, in one line, and what to do; `fixed`: the dataset is a checkpoint's (eval,
+def _missing(cfg: DataConfig, keys: tuple[str, ...], for_checkpoint: bool, failure: str | None = None) -> DataError:
+    """Where it looked, in one line, and what to do; `for_checkpoint`: the dataset is a checkpoint's (eval,
     --resume), so only data.root and data.download may change and the fix says only that."""
     absent = [FILES[key] for key in keys if not any(p.is_file() for p in _candidates(cfg, FILES[key]))]
     where = " or ".join(str(folder) for folder in _folders(cfg))
     online = ("" if cfg.name == "idx" else ", or run with network access (data.download is true)" if cfg.download
               else ", or go online with --set data.download=true")
-    example = ("" if fixed else ", e.g. `--set data.name=fashion_mnist --set data.root=/usr/share/datasets/"
+    example = ("" if for_checkpoint else ", e.g. `--set data.name=fashion_mnist --set data.root=/usr/share/datasets/"
                "fashion-mnist` after `apt-get install dataset-fashion-mnist`")
     reason = (f", and downloading them failed: {failure}" if failure else
               " (data.download is false)" if cfg.name != "idx" and not cfg.download else "")
@@ -73,7 +73,7 @@ def _missing(cfg: DataConfig, keys: tuple[str, ...], fixed: bool, failure: str |
                      f"Fix: point data.root at the folder that holds them (--set data.root=DIR){example}{online}.")
 
 
-def _download(cfg: DataConfig, keys: tuple[str, ...], fixed: bool) -> None:
+def _download(cfg: DataConfig, keys: tuple[str, ...], for_checkpoint: bool) -> None:
     """torchvision writes ROOT/<Name>/raw/*; every failure (offline, bad mirror) is a DataError."""
     try:
         import torchvision.datasets
@@ -85,19 +85,19 @@ def _download(cfg: DataConfig, keys: tuple[str, ...], fixed: bool) -> None:
                 dataset(str(Path(cfg.root).expanduser()), train=train, download=True)
     except (ImportError, OSError, RuntimeError, ValueError) as exc:  # URLError is an OSError
         detail = " ".join(str(exc).split())[:160] or type(exc).__name__  # torchvision's errors span lines
-        raise _missing(cfg, keys, fixed, detail) from None
+        raise _missing(cfg, keys, for_checkpoint, detail) from None
 
 
-def load_arrays(cfg: DataConfig, parts: tuple[str, ...] = ("train", "test"), fixed: bool = False) -> Arrays:
+def load_arrays(cfg: DataConfig, parts: tuple[str, ...] = ("train", "test"), for_checkpoint: bool = False) -> Arrays:
     """The arrays of `parts` (train: the training file's pair; test: t10k's), downloading first if
-    allowed, checked for consistency. `fixed`: the data must fit a checkpoint (see _missing)."""
+    allowed, checked for consistency. `for_checkpoint`: the data must fit a checkpoint (see _missing)."""
     keys = tuple(key for key in FILES if key.split("_")[0] in parts)
     paths = locate(cfg, keys)
     if paths is None and cfg.download and cfg.name != "idx":
-        _download(cfg, keys, fixed)
+        _download(cfg, keys, for_checkpoint)
         paths = locate(cfg, keys)
     if paths is None:
-        raise _missing(cfg, keys, fixed)
+        raise _missing(cfg, keys, for_checkpoint)
     t: dict[str, Any] = {key: read_idx(path) for key, path in paths.items()}
     for split in parts:
         images, labels = t[f"{split}_images"], t[f"{split}_labels"]
@@ -119,14 +119,15 @@ def load_arrays(cfg: DataConfig, parts: tuple[str, ...] = ("train", "test"), fix
         raise DataError(f"image sizes differ: {paths['train_images']} is {tuple(t['train_images'].shape[1:])}, "
                         f"{paths['test_images']} is {tuple(t['test_images'].shape[1:])}; they must be equal")
     for split in parts:
-        _check_labels(cfg, t[f"{split}_labels"], paths[f"{split}_labels"], fixed)
+        _check_labels(cfg, t[f"{split}_labels"], paths[f"{split}_labels"], for_checkpoint)
     return Arrays(*(t.get(key) for key in FILES))
 
 
-def _check_labels(cfg: DataConfig, labels: torch.Tensor, path: Path, fixed: bool) -> None:
+def _check_labels(cfg: DataConfig, labels: torch.Tensor, path: Path, for_checkpoint: bool) -> None:
     """The named datasets have the ten classes 0-9; an `idx` folder's classes are its labels."""
     if cfg.name != "idx" and int(labels.max()) >= NAMED_CLASSES:
-        outside, fix = int((labels >= NAMED_CLASSES).sum()), REFIT if fixed else "use data.name=idx for other labels"
+        outside = int((labels >= NAMED_CLASSES).sum())
+        fix = REFIT if for_checkpoint else "use data.name=idx for other labels"
         raise DataError(f"{path}: {outside:,} labels lie outside 0-{NAMED_CLASSES - 1} (up to {int(labels.max())}), "
                         f"but {cfg.name} has {NAMED_CLASSES} classes; {fix}")
 

@@ -50,7 +50,7 @@ def study_dir(base: Config, study: str) -> Path:
     return Path(base.output.dir) / study
 
 
-def shown(url: str) -> str:
+def without_password(url: str) -> str:
     """The storage URL without its password."""
     return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
 
@@ -70,15 +70,15 @@ def open_storage(url: str | None, folder: Path, create: bool) -> tuple[Any, str]
     # sqlite: wait up to 60 s for another worker's write lock instead of failing "database is locked"
     kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs), shown(url)
+        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs), without_password(url)
     except ImportError as exc:  # Optuna's message hides the module; SQLAlchemy's says which one
-        raise SeqclfError(f"--storage {shown(url)}: needs a database driver ({exc.__cause__ or exc}); for "
+        raise SeqclfError(f"--storage {without_password(url)}: needs a database driver ({exc.__cause__ or exc}); for "
                           f'postgresql:// URLs: pip install "seqclf[tune]" (psycopg 3), or psycopg2-binary '
                           f"with postgresql+psycopg2:// URLs") from None
     except Exception as exc:  # sqlalchemy's many connection and URL errors
         first = first_line(exc)
-        raise SeqclfError(f"--storage {shown(url)}: cannot be opened ({first}); give an Optuna storage URL such "
-                          f"as sqlite:///tune.db or postgresql://user:password@host/database") from None
+        raise SeqclfError(f"--storage {without_password(url)}: cannot be opened ({first}); give an Optuna storage "
+                          f"URL such as sqlite:///tune.db or postgresql://user:password@host/database") from None
 
 
 def open_study(settings: Settings, pruner: Any = None) -> Any:

@@ -32,7 +32,7 @@ FAILURES_IN_A_ROW = 5  # a worker gives up after this many failed trials in a ro
 def work(settings: Settings, out: Output, stop: Any, pruner: Any = None) -> None:
     """Run trials in this process until the study has `settings.trials` finished ones.
 
-    `stop` (a runtime.GracefulStop) is entered for the whole loop, so a signal between trials
+    `stop` (a signals.GracefulStop) is entered for the whole loop, so a signal between trials
     is seen too; the trial running at that moment is told FAIL and Interrupted propagates.
     """
     optuna = require_optuna()

@@ -1,1 +1,2 @@
-"""Training: starting and resuming runs, the trainer's epoch loop, its state, set-up, devices, torchrun."""
+"""Training: starting and resuming runs (start), the Trainer's epochs (trainer) and the ways they fail
+(failures), its state, set-up, devices, optimizer and schedule, signals, torchrun."""

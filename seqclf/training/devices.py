@@ -7,17 +7,21 @@
   algorithms (train.deterministic) before a run computes anything.
 - fp16 runs on CUDA only (`has_fp16`); a CUDA fp16 run may continue in bf16/fp32 elsewhere.
 - out of memory: CUDA raises torch.OutOfMemoryError, MPS a plain RuntimeError (`is_out_of_memory`).
+- which device: `resolve_device` turns train.device into a torch device that exists here; `autocast` is
+  train.precision's context; `configure_threads` gives each process its share of the CPU cores.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from seqclf.config import TrainConfig
-from seqclf.errors import TrainingError, first_line
+from seqclf.errors import SeqclfError
 
 NO_FLOAT64 = ("mps",)  # device types without float64 tensors
 CUBLAS_WORKSPACE = ":4096:8"  # what torch's reproducibility notes ask of cuBLAS for deterministic results
@@ -93,12 +97,56 @@ def is_out_of_memory(exc: BaseException) -> bool:
         isinstance(exc, RuntimeError) and "MPS backend out of memory" in str(exc))
 
 
-def out_of_memory(exc: BaseException, device: torch.device, batch_size: int, doing: str, config: str,
-                  init_from: str | None = None) -> TrainingError:
-    """The message for running out of device memory (exit 1): not bad input, a batch to try instead
-    (a new run: the batch size of a run cannot change on resume; `init_from` starts it from a run's weights)."""
-    first = first_line(exc)
-    return TrainingError(
-        f"out of memory on {device} while {doing} with train.batch_size={batch_size} ({first[:200]}). Free the "
-        f"device's memory (other processes on it) or train with half the batch: seqclf train --config {config} "
-        f"--set train.batch_size={max(1, batch_size // 2)}{f' --init-from {init_from}' if init_from else ''}")
+def resolve_device(name: str, precision: str = "fp32") -> torch.device:
+    """The torch device `train.device` names, checked to exist (and to run `train.precision`)."""
+    device = _device(name)
+    if precision == "fp16" and device.type != "cuda":
+        raise SeqclfError(f"train.precision: fp16 runs on CUDA only, and train.device={name} resolved to "
+                          f"{device}; use train.precision=bf16 or fp32")
+    return device
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda"):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(name.split(":")[1]) if ":" in name else 0
+        if index >= count:
+            raise SeqclfError(f"train.device: {name!r} is not available here ({count} CUDA device(s) found); "
+                              f"use train.device=cpu or auto")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise SeqclfError("train.device: 'mps' is not available here; use train.device=cpu or auto")
+    return torch.device(name)
+
+
+def default_threads(share: int = 1) -> int:
+    """This process's share of the cores it may run on (taskset/cgroup affinity where known).
+
+    torch's own default is every core; under torchrun each of `share` local ranks gets its
+    part so that ranks do not oversubscribe the machine.
+    """
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        cores = os.cpu_count() or 1
+    return max(1, cores // max(1, share))
+
+
+def configure_threads(num_threads: int, share: int = 1) -> int:
+    threads = num_threads or default_threads(share)
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    return threads
+
+
+def autocast(t: TrainConfig, device: torch.device) -> Any:
+    """The autocast context for train.precision (a no-op for fp32)."""
+    if t.precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if t.precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)

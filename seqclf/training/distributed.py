@@ -23,6 +23,7 @@ from torch import nn
 
 from seqclf.errors import SeqclfError, first_line
 from seqclf.training import rng
+from seqclf.training.failures import LostContact
 
 ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE")  # what torchrun sets for each rank
 TIMEOUT = timedelta(minutes=10)  # a rank that waits this long on the others gives up with an error
@@ -116,7 +117,7 @@ class Context:
             torch.distributed.all_gather_object(every, mine)
         except RuntimeError as exc:
             if failure is None:
-                raise self.lost_contact(exc) from None
+                raise LostContact(self.rank, exc) from None
             failure.rank_local = True  # type: ignore[attr-defined]  # nobody else can report it
             raise failure
         failed = [(rank, found) for rank, found in enumerate(every) if found is not None]
@@ -214,13 +215,6 @@ class Context:
     def barrier(self) -> None:
         if self.active:
             torch.distributed.all_reduce(torch.zeros(1))  # a CPU all-reduce: gloo under either backend
-
-    def lost_contact(self, exc: BaseException) -> SeqclfError:
-        first = first_line(exc)
-        error = SeqclfError(f"rank {self.rank}: lost contact with the other ranks: one of them failed or was stopped "
-                            f"(its own message and torchrun's summary say which and why). Detail: {first[:300]}")
-        error.exit_code = 1
-        return error
 
 
 # ---------------------------------------------------------------- the environment and the process group

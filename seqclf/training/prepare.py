@@ -25,8 +25,7 @@ from seqclf.model.classifier import (
 from seqclf.store.checkpoint import DataMeta
 from seqclf.store.rundir import RunDir
 from seqclf.training import distributed
-from seqclf.training.devices import configure
-from seqclf.training.runtime import configure_threads, resolve_device
+from seqclf.training.devices import configure, configure_threads, resolve_device
 
 
 @dataclass

@@ -24,8 +24,8 @@ from seqclf.config import (
 from seqclf.errors import SeqclfError, first_line
 from seqclf.store.checkpoint import Checkpoint, CheckpointError
 from seqclf.store.rundir import RunDir
-from seqclf.training.devices import has_fp16, precision_change_allowed
-from seqclf.training.runtime import PER_BATCH_SCHEDULERS, resolve_device
+from seqclf.training.devices import has_fp16, precision_change_allowed, resolve_device
+from seqclf.training.optim import PER_BATCH_SCHEDULERS
 
 
 def _start_new(run_dir: RunDir, config: object = "FILE", changes: str = "") -> str:

@@ -68,3 +68,14 @@ def set_rng_state(state: dict[str, Any], device: torch.device | None = None, dev
             torch.cuda.set_rng_state(cuda_state, index)
     if "mps" in state and device is not None and device.type == "mps":
         torch.mps.set_rng_state(state["mps"])
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's global generators (those a run does not pass explicitly)."""
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)

@@ -1,7 +1,7 @@
 """Starting and resuming runs: resumable to the bit, interrupt-safe.
 
 `train` makes a new run directory, `resume` continues one from its last.pt; both set up
-through setup.prepare, build the TrainingState (`new_run`) and hand it to loop.supervised.
+through prepare.py, build the TrainingState (`new_run`) and hand it to `Trainer(...).fit()` (trainer.py).
 What a checkpoint holds is checkpoint.py's business, the run directory's files rundir.py's,
 what may change on resume resumable.py's.
 """
@@ -25,19 +25,17 @@ from seqclf.store.naming import check_writable
 from seqclf.store.rundir import RunDir
 from seqclf.store.runlog import RunLog, tensorboard_writer
 from seqclf.training import distributed
-from seqclf.training.devices import is_out_of_memory, out_of_memory
+from seqclf.training.devices import is_out_of_memory
+from seqclf.training.failures import OutOfMemory
+from seqclf.training.optim import build_optimizer, build_scheduler
 from seqclf.training.prepare import check_same_data, prepare
 from seqclf.training.resumable import StateDoesNotFit, read_resumable
-from seqclf.training.runtime import (
-    GracefulStop,
-    build_optimizer,
-    build_scheduler,
-    seed_everything,
-)
+from seqclf.training.rng import seed_everything
+from seqclf.training.signals import GracefulStop
 from seqclf.training.state import TrainingState
-from seqclf.training.trainer import Callback, Run, run_steps, supervised
+from seqclf.training.trainer import Callback, Run, Trainer
 
-__all__ = ["GracefulStop", "Run", "new_run", "resume", "run_steps", "train"]
+__all__ = ["GracefulStop", "Run", "Trainer", "new_run", "resume", "train"]
 
 def train(cfg: Config, *, out: Output | None = None, stop: GracefulStop | None = None,
           callbacks: Iterable[Callback] = (), summary_extra: dict[str, Any] | None = None,
@@ -76,7 +74,7 @@ def train(cfg: Config, *, out: Output | None = None, stop: GracefulStop | None =
                  f"{' bidirectional' if cfg.model.bidirectional else ''}, {count_parameters(run.state.model):,} "
                  f"parameters, {len(data.train):,} train / {len(data.val):,} val / {len(data.test):,} test examples "
                  f"on {device}{f' x {dist.world_size} ranks ({dist.backend})' if dist.active else ''}")
-        return supervised(run, out, stop or GracefulStop())
+        return Trainer(run, out, stop or GracefulStop()).fit()
 
 
 def resume(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = (), *, out: Output | None = None,
@@ -101,8 +99,8 @@ def resume(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = (), *, 
                 run = new_run(cfg, log, ready.data, ready.device, saved=saved, dist=dist)
             except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as exc:  # a damaged or foreign state
                 if is_out_of_memory(exc):  # the device is full, the file is fine
-                    raise out_of_memory(exc, ready.device, cfg.train.batch_size, f"restoring {saved.path}",
-                                        str(run_dir.config_path), str(run_dir.best)) from None
+                    raise OutOfMemory(exc, ready.device, cfg.train.batch_size, f"restoring {saved.path}",
+                                      str(run_dir.config_path), str(run_dir.best)) from None
                 raise StateDoesNotFit(saved, exc) from None
             log.write_config()
             repaired = run_dir.repair_metrics(saved.history) if dist.is_main else None
@@ -110,7 +108,7 @@ def resume(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = (), *, 
                 out.warn(repaired)
         out.info(f"resuming [bold]{run_dir}[/] at epoch {run.state.epoch + 1}, step {run.state.cursor.step}"
                  f"{f' x {dist.world_size} ranks ({dist.backend})' if dist.active else ''}")
-        return supervised(run, out, stop or GracefulStop())
+        return Trainer(run, out, stop or GracefulStop()).fit()
 
 
 def _extra(run_dir: RunDir) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 Everything is measured in one process, after a warm-up, in interleaved rounds (one chunk of
 each pipeline per round) and reported as medians over the rounds, so that other processes
 sharing the cores slow every pipeline alike and the ratios hold:
-- the real training loop: `seqclf.training.trainer.run_steps` (the function `seqclf train` runs) on the
+- the real training loop: `Trainer.run_steps` (the steps `seqclf train` runs) on the
   configured data, with its metric sums, progress handling and finite checks, plus the
   per-epoch checkpoint writes amortized over an epoch;
 - a bare loop: forward, backward and optimizer step on random tensors of the same shape,
@@ -38,12 +38,13 @@ from seqclf.data.views import to_sequences
 from seqclf.model.cells import shape_of
 from seqclf.model.classifier import SequenceClassifier, parameter_layout
 from seqclf.store.runlog import RunLog
-from seqclf.training.devices import synchronize
+from seqclf.training.devices import autocast, synchronize
+from seqclf.training.optim import build_optimizer
 from seqclf.training.prepare import prepare
-from seqclf.training.runtime import GracefulStop, autocast, build_optimizer
 from seqclf.training.scoring import score
+from seqclf.training.signals import GracefulStop
 from seqclf.training.start import new_run
-from seqclf.training.trainer import Run, run_steps
+from seqclf.training.trainer import Run, Trainer
 
 # square matmul timed for the peak, per device type: big enough for full-speed kernels (1024 on a CPU;
 # a large GPU needs thousands of rows, or the time is the launch's and `efficiency` passes 100%)
@@ -128,8 +129,8 @@ def _real_loop(run: Run, k: int) -> Callable[[], int]:
     """k steps of the real loop, starting a new epoch (new order, zeroed sums) whenever one ends."""
     state, n_train, batch = run.state, len(run.data.train), run.cfg.train.batch_size
     steps_per_epoch = math.ceil(n_train / batch)
-    stop = GracefulStop()  # never entered: no signal handlers, never asks to stop
     out = Output(quiet=True)  # what a non-terminal run gets: no bar, no per-step output
+    trainer = Trainer(run, out, GracefulStop())  # its stop is never entered: no signal handlers, never asks to stop
 
     def work() -> int:
         done, examples = 0, 0
@@ -139,7 +140,7 @@ def _real_loop(run: Run, k: int) -> Callable[[], int]:
             first = state.cursor.step
             last = min(steps_per_epoch, first + k - done)
             with out.progress(steps_per_epoch, "bench") as bar:
-                run_steps(run, bar, stop, last)
+                trainer.run_steps(bar, last)
             done += last - first
             examples += min(last * batch, n_train) - first * batch
         return examples

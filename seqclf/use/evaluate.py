@@ -19,8 +19,8 @@ from seqclf.config import (
 from seqclf.errors import SeqclfError, TrainingError
 from seqclf.model.classifier import SequenceClassifier, load_weights
 from seqclf.store import checkpoint
+from seqclf.training.devices import autocast as precision_context
 from seqclf.training.prepare import prepare
-from seqclf.training.runtime import autocast as precision_context
 from seqclf.training.scoring import score
 
 

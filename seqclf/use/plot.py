@@ -143,8 +143,7 @@ def find_mistakes(checkpoint_path: Path, n: int = 16, split: str = "test",
     from seqclf.data.datasets import split_images
     from seqclf.model.classifier import SequenceClassifier, load_weights
     from seqclf.store import checkpoint
-    from seqclf.training.devices import configure
-    from seqclf.training.runtime import configure_threads, resolve_device
+    from seqclf.training.devices import configure, configure_threads, resolve_device
     from seqclf.use.evaluate import eval_config
     from seqclf.use.predict import Predictor
 

@@ -20,7 +20,7 @@ from seqclf.errors import SeqclfError
 from seqclf.model.classifier import SequenceClassifier, load_weights
 from seqclf.store import checkpoint
 from seqclf.store.checkpoint import DataMeta
-from seqclf.training.runtime import autocast, resolve_device
+from seqclf.training.devices import autocast, resolve_device
 from seqclf.training.scoring import EVAL_BATCH_SIZE
 
 
@@ -120,7 +120,7 @@ def predict_files(checkpoint: str | Path, sources: list[Any], top_k: int = 1, pr
 
     Bad inputs do not stop the good ones: they are listed under "errors".
     """
-    from seqclf.training.runtime import configure_threads
+    from seqclf.training.devices import configure_threads
 
     if batch_size < 1:
         raise ImageError(f"--batch-size {batch_size}: give a positive number of images per batch")
