@@ -19,7 +19,8 @@ from seqclf.config import ModelConfig
 from seqclf.data.datasets import load_data
 from seqclf.data.files import load_arrays
 from seqclf.model.classifier import SequenceClassifier
-from seqclf.use.bench import MATMUL_SIZES, TorchvisionStyle, forward_flops, train_flops
+from seqclf.use.bench import TorchvisionStyle
+from seqclf.use.flops import MATMUL_SIZES, forward_flops, train_flops
 
 runner = CliRunner()
 # bench times a square matmul for the peak every round: 1024 on a CPU is ~20 GFLOP a run, seconds of a shared
@@ -138,8 +139,8 @@ def test_bench_bad_input_exits_2(tiny_overrides: list[str]) -> None:
 def test_bench_script_writes_a_markdown_table(tiny_data: Path, tmp_path: Path, fast_python: str) -> None:
     out = tmp_path / "bench.md"
     entry = tmp_path / "entry.py"  # the entry point, with the small matmul
-    entry.write_text(f"import sys\nfrom seqclf.use import bench\n"
-                     f"bench.MATMUL_SIZES['cpu'] = {SMALL_MATMUL}\nfrom seqclf.cli.app import main\nsys.exit(main())\n")
+    entry.write_text(f"import sys\nfrom seqclf.use import flops\n"
+                     f"flops.MATMUL_SIZES['cpu'] = {SMALL_MATMUL}\nfrom seqclf.cli.app import main\nsys.exit(main())\n")
     seqclf = tmp_path / "seqclf"
     seqclf.write_text(f'#!/bin/sh\nexec "{fast_python}" "{entry}" "$@"\n')
     seqclf.chmod(0o755)

@@ -200,7 +200,7 @@ def test_fp32_means_ieee_unless_tf32_is_asked_for(restore_switches: None) -> Non
     devices.configure(load_config(None, ["train.tf32=true"]).train)
     assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
     assert torch.backends.cudnn.rnn.fp32_precision == "tf32"
-    from seqclf.use.bench import MATMUL_SIZES
+    from seqclf.use.flops import MATMUL_SIZES
     assert MATMUL_SIZES["cuda"] >= 8 * MATMUL_SIZES["cpu"]
 
 

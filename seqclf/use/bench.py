@@ -30,97 +30,21 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-from seqclf.config import Config, ModelConfig
+from seqclf.config import Config
 from seqclf.console import Output
 from seqclf.data.datasets import Data, Split
 from seqclf.data.files import load_arrays
 from seqclf.data.views import to_sequences
-from seqclf.model.cells import shape_of
-from seqclf.model.classifier import SequenceClassifier, parameter_layout
+from seqclf.model.classifier import SequenceClassifier
 from seqclf.store.runlog import RunLog
-from seqclf.training.devices import autocast, synchronize
+from seqclf.training.devices import autocast
 from seqclf.training.optim import build_optimizer
 from seqclf.training.prepare import prepare
 from seqclf.training.scoring import score
 from seqclf.training.signals import GracefulStop
 from seqclf.training.start import new_run
 from seqclf.training.trainer import Run, Trainer
-
-# square matmul timed for the peak, per device type: big enough for full-speed kernels (1024 on a CPU;
-# a large GPU needs thousands of rows, or the time is the launch's and `efficiency` passes 100%)
-MATMUL_SIZES = {"cpu": 1024, "mps": 4096, "cuda": 8192}
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}  # train.precision's matmul
-MATMUL_REPS = 5  # per round; the round's best, then the median over rounds
-
-
-# ---------------------------------------------------------------- analytic FLOPs
-
-
-def forward_flops(cfg: ModelConfig, input_size: int, seq_len: int, num_classes: int = 10) -> int:
-    """Multiply-add FLOPs (2 per multiply-accumulate) of one example's forward pass.
-
-    Every step multiplies each recurrent weight matrix once: per layer and direction the G gate
-    blocks of H rows by the layer's input and the previous h, `T * 2 * G * H * (I_l + H_out)`
-    (G = 4 LSTM, 3 GRU, 1 RNN; `I_l` the view's features for layer 0 and `D * H_out` after,
-    H_out = proj_size or hidden_size), and with proj_size P the projection `T * 2 * H * P`: in
-    all, T * 2 * (the number of recurrent weights). The head adds `2 * D * H_out * C`. Gate
-    nonlinearities and biases are elementwise (O(G*H) per step, under 1% for H >= 32), not counted.
-    """
-    layout = parameter_layout(cfg, input_size, num_classes)
-    recurrent = sum(math.prod(shape_of(dims)) for name, dims in layout.items()
-                    if name.startswith("rnn.weight_"))  # weight_ih, weight_hh, weight_hr of every layer
-    return seq_len * 2 * recurrent + 2 * math.prod(shape_of(layout["head.weight"]))
-
-
-def train_flops(cfg: ModelConfig, input_size: int, seq_len: int, num_classes: int = 10) -> int:
-    """Training FLOPs of one example: forward plus backward, which costs about twice the forward
-    (a gradient for the inputs and one for the weights of every matmul): 3x forward."""
-    return 3 * forward_flops(cfg, input_size, seq_len, num_classes)
-
-
-# ---------------------------------------------------------------- timing helpers
-
-
-def _timed(device: torch.device, work: Callable[[], int]) -> float:
-    """Examples per second of `work()`, which returns how many examples it processed."""
-    synchronize(device)
-    start = time.perf_counter()
-    examples = work()
-    synchronize(device)
-    return examples / max(time.perf_counter() - start, 1e-9)
-
-
-def matmul_gflops(device: torch.device, size: int | None = None, reps: int = MATMUL_REPS,
-                  dtype: torch.dtype = torch.float32) -> dict[str, float]:
-    """GFLOP/s of the best of `reps` square `dtype` matmuls (2 * size^3 FLOPs each), per library.
-
-    `size` defaults to the device's (MATMUL_SIZES); fp32 on CUDA is IEEE or TF32 as train.tf32 set it.
-
-    `torch.mm` runs MKL's sgemm on CPU (cuBLAS on CUDA). On CPU also oneDNN's matmul, the library
-    of torch's CPU LSTM kernels: on some CPUs (AMD's, here) MKL takes a slower code path and
-    reaches about half of what oneDNN does, so the peak is the better of the two.
-    """
-    size = size or MATMUL_SIZES.get(device.type, MATMUL_SIZES["cpu"])
-    a = torch.randn(size, size, device=device, dtype=dtype)
-    b = torch.randn(size, size, device=device, dtype=dtype)
-    c = torch.empty(size, size, device=device, dtype=dtype)
-    kernels = {"torch.mm": lambda: torch.mm(a, b, out=c)}
-    if device.type == "cpu" and torch.backends.mkldnn.is_available():
-        a_onednn, b_onednn = a.to_mkldnn(), b.to_mkldnn()
-        kernels["onednn"] = lambda: F.linear(a_onednn, b_onednn)  # a @ b.T: the same FLOPs
-    rates = {}
-    for name, kernel in kernels.items():
-        kernel()  # warm-up: kernels chosen, memory touched
-        best = math.inf
-        for _ in range(reps):
-            synchronize(device)
-            start = time.perf_counter()
-            kernel()
-            synchronize(device)
-            best = min(best, time.perf_counter() - start)
-        rates[name] = 2 * size ** 3 / best / 1e9
-    return rates
-
+from seqclf.use.flops import DTYPES, matmul_gflops, timed, train_flops
 
 # ---------------------------------------------------------------- the pipelines
 
@@ -250,16 +174,10 @@ def contention(result: dict[str, Any]) -> str | None:
             f"these figures are low and vary; rerun on an idle machine")
 
 
-def bench(cfg: Config, baseline: bool = False, steps: int = 100, rounds: int = 5) -> dict[str, Any]:
-    """Throughputs (examples/s), FLOP rates and their ratios for `cfg`'s model on `cfg`'s data.
-
-    `steps` training steps are timed per pipeline, split over `rounds` interleaved rounds;
-    each round also scores the test split once and times the matmul.
-    """
-    load_at_start = os.getloadavg()[0]
-    ready = prepare(cfg, splits=("train", "test"))
-    cfg, data, device, threads = ready.cfg, ready.data, ready.device, ready.threads
-    k = max(1, steps // rounds)
+def _measure(cfg: Config, data: Data, device: torch.device, baseline: bool, k: int,
+             rounds: int) -> tuple[dict[str, float], float]:
+    """The median rate of each pipeline (examples/s), of eval and of each matmul library (GFLOP/s)
+    over `rounds` interleaved rounds of `k` steps, and the seconds one epoch's checkpoint writes take."""
     with tempfile.TemporaryDirectory(prefix="seqclf-bench-") as run_dir:
         run = new_run(cfg, RunLog(Path(run_dir), cfg), data, device)
         run.state.model.train()
@@ -275,11 +193,24 @@ def bench(cfg: Config, baseline: bool = False, steps: int = 100, rounds: int = 5
         work()  # warm-up: kernels chosen, buffers and optimizer state allocated
     for _ in range(rounds):
         for name, work in pipelines.items():
-            rates[name].append(_timed(device, work))
-        rates["eval"].append(_timed(device, lambda: score(model, data.test, data.num_classes, precision)["n"]))
+            rates[name].append(timed(device, work))
+        rates["eval"].append(timed(device, lambda: score(model, data.test, data.num_classes, precision)["n"]))
         for library, rate in matmul_gflops(device, dtype=DTYPES[cfg.train.precision]).items():
             rates.setdefault(library, []).append(rate)
-    median = {name: statistics.median(values) for name, values in rates.items()}
+    return {name: statistics.median(values) for name, values in rates.items()}, seconds_per_save
+
+
+def bench(cfg: Config, baseline: bool = False, steps: int = 100, rounds: int = 5) -> dict[str, Any]:
+    """Throughputs (examples/s), FLOP rates and their ratios for `cfg`'s model on `cfg`'s data.
+
+    `steps` training steps are timed per pipeline, split over `rounds` interleaved rounds;
+    each round also scores the test split once and times the matmul.
+    """
+    load_at_start = os.getloadavg()[0]
+    ready = prepare(cfg, splits=("train", "test"))
+    cfg, data, device, threads = ready.cfg, ready.data, ready.device, ready.threads
+    k = max(1, steps // rounds)
+    median, seconds_per_save = _measure(cfg, data, device, baseline, k, rounds)
     matmul = {library: median[library] for library in ("torch.mm", "onednn") if library in median}
     peak = max(matmul.values())
 
