@@ -154,6 +154,18 @@ class Output:
                    if top_k > 1 else []) for r in records]
         self.table(None, columns, rows)
 
+    def traces(self, result: dict[str, Any], steps: list[int], top_k: int) -> None:
+        """`seqclf trace`: per input, its final guess, then the top classes after the chosen steps."""
+        step = result["step"]
+        for trace in result["traces"]:
+            self.info(f"{escape(trace['input'])}: [bold]{escape(trace['class'])}[/] {trace['probability']:.3f}, "
+                      f"on top from {step} {trace['decided_at']} of {result['steps']}")
+            rows = []
+            for k in steps:
+                ranked = sorted(enumerate(trace["probabilities"][k - 1]), key=lambda pair: -pair[1])[:top_k]
+                rows.append([str(k), *(f"{escape(result['class_names'][label])} {p:.3f}" for label, p in ranked)])
+            self.table(None, [f"{step}s read", *(f"guess {rank}" for rank in range(1, len(rows[0])))], rows)
+
 
 def _reading_line(result: dict[str, Any]) -> str:
     """eval's accuracy had reading stopped early (at quarters of the sequence), and its calibration error."""

@@ -113,7 +113,7 @@ def trace_files(checkpoint: str | Path, sources: list[Any], preprocess: bool = T
             "steps": predictor.meta.seq_len, "method": method(predictor.model),
             "class_names": predictor.class_names,
             "traces": trace_records(probabilities, inputs.names, predictor.class_names),
-            "errors": [{"input": name, "error": why} for name, why in inputs.errors], "images": images.numpy()}
+            "errors": [{"input": name, "error": why} for name, why in inputs.errors], "images": images}
 
 
 def shown_steps(steps: int, every: int = 0) -> list[int]:
