@@ -31,6 +31,11 @@ def write_report(paths: list[Path], output: Path, overrides: list[str] | tuple[s
     if not run_dirs:
         raise SeqclfError(f"no run directories in {', '.join(map(str, paths))} (a run holds config.yaml)")
     run_dirs = list(dict.fromkeys(run_dirs))  # a run named twice is shown once
+    from seqclf.config import load_config
+    from seqclf.use.evaluate import eval_config
+
+    for run_dir in run_dirs:  # a bad config or --set fails before anything is scored or drawn
+        eval_config(load_config(run_dir / runs.CONFIG), overrides, run_dir / runs.CONFIG)
     if len(run_dirs) == 1:
         from seqclf.use.run_page import run_page
 

@@ -163,7 +163,8 @@ def reading_section(views: dict[str, Any], split: str) -> list[str]:
               h.figure(figures.png_data_uri(traced), "class probabilities after each step read"),
               h.heading(2, "Most confident mistakes", "mistakes"),
               h.paragraph(f"{found['errors']:,} of {found['total']:,} {split} examples are wrong; the "
-                          f"{len(found['true'])} most confident:", "note"),
+                          f"{len(found['true'])} most confident:" if found["errors"] else
+                          f"No mistakes on the {found['total']:,} {split} examples.", "note"),
               h.mistakes([(figures.image_data_uri(image), found["class_names"][true], found["class_names"][guess], p)
                           for image, true, guess, p in zip(found["images"], found["true"], found["predicted"],
                                                            found["probability"])])]
