@@ -47,8 +47,7 @@ def trace(
 
     out = Output(json_mode=json_, quiet=quiet)
     with reported(out):
-        steps_shown = shown_steps(1, every)  # a bad --every fails before the model loads
-        if output is not None:
+        if output is not None:  # a bad -o fails before the model loads
             from seqclf.use.plot import check_output
 
             check_output(output)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from seqclf.config import load_config
 from seqclf.errors import SeqclfError
 from seqclf.store import rundir as runs
 
@@ -31,7 +32,6 @@ def write_report(paths: list[Path], output: Path, overrides: list[str] | tuple[s
     if not run_dirs:
         raise SeqclfError(f"no run directories in {', '.join(map(str, paths))} (a run holds config.yaml)")
     run_dirs = list(dict.fromkeys(run_dirs))  # a run named twice is shown once
-    from seqclf.config import load_config
     from seqclf.use.evaluate import eval_config
 
     for run_dir in run_dirs:  # a bad config or --set fails before anything is scored or drawn
