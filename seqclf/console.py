@@ -10,8 +10,9 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -59,7 +60,8 @@ class Output:
     def warn(self, text: str) -> None:
         if not self.quiet:
             terminal = self.errors.is_terminal
-            self.errors.print(f"[yellow]warning:[/] {escape(text)}" if terminal else f"warning: {text}", markup=terminal)
+            self.errors.print(f"[yellow]warning:[/] {escape(text)}" if terminal else f"warning: {text}",
+                              markup=terminal)
 
     def epoch(self, row: dict[str, Any], epochs: int) -> None:
         """One line per epoch (the metrics.jsonl fields). On a terminal it fits the width: the less
@@ -112,8 +114,8 @@ class Output:
             for i in shown:  # numbers right-aligned; words, and names even when digits, left
                 whole = columns[i] in keep_whole
                 left = columns[i] in LEFT or not all(_numeric(row[i]) for row in rows)
-                table.add_column(columns[i], justify="left" if left else "right",
-                                 no_wrap=whole, min_width=max((len(row[i]) for row in rows), default=0) if whole else None)
+                width = max((len(row[i]) for row in rows), default=0) if whole else None
+                table.add_column(columns[i], justify="left" if left else "right", no_wrap=whole, min_width=width)
             for row in rows:
                 table.add_row(*(row[i] for i in shown))
             natural = self.console.measure(table, options=self.console.options.update_width(1_000_000)).maximum
@@ -134,6 +136,8 @@ class Output:
         """`seqclf eval`: accuracy, then per-class accuracy and the confusion matrix by class name."""
         self.info(f"{checkpoint}: {result['split']} accuracy [bold]{result['accuracy']:.4f}[/], loss "
                   f"{result['loss']:.4f} on {result['n']:,} examples")
+        if "calibration" in result:
+            self.info(_reading_line(result))
         names = result["class_names"]
         self.table("per-class accuracy", ["name", "accuracy", "examples"],
                    [[name, "-" if a is None else f"{a:.3f}", f"{sum(row):,}"]
@@ -149,6 +153,31 @@ class Output:
                 + ([", ".join(f"{escape(g['class'])} ({g['probability']:.3f})" for g in r["top_k"][1:])]
                    if top_k > 1 else []) for r in records]
         self.table(None, columns, rows)
+
+    def traces(self, result: dict[str, Any], steps: list[int], top_k: int) -> None:
+        """`seqclf trace`: per input, its final guess, then the top classes after the chosen steps."""
+        step = result["step"]
+        for trace in result["traces"]:
+            self.info(f"{escape(trace['input'])}: [bold]{escape(trace['class'])}[/] {trace['probability']:.3f}, "
+                      f"on top from {step} {trace['decided_at']} of {result['steps']}")
+            rows = []
+            for k in steps:
+                ranked = sorted(enumerate(trace["probabilities"][k - 1]), key=lambda pair: -pair[1])[:top_k]
+                rows.append([str(k), *(f"{escape(result['class_names'][label])} {p:.3f}" for label, p in ranked)])
+            self.table(None, [f"{step}s read", *(f"guess {rank}" for rank in range(1, len(rows[0])))], rows)
+
+
+def _reading_line(result: dict[str, Any]) -> str:
+    """eval's accuracy had reading stopped early (at quarters of the sequence), and its calibration error."""
+    by_step, step, calibration = result["accuracy_by_step"], result["step"], result["calibration"]
+    ece = calibration["ece"]
+    calibrated = (f"calibration: ECE {ece:.4f} ({len(calibration['bins'])} bins)" if ece is not None
+                  else "calibration: no examples")
+    if by_step is None:
+        return f"{calibrated}; accuracy by {step}s read {result['accuracy_by_step_note']}"
+    marks = sorted({max(1, round(len(by_step) * q / 4)) for q in (1, 2, 3, 4)})
+    return (f"accuracy after {'/'.join(map(str, marks))} of {len(by_step)} {step}s read: "
+            f"{' / '.join(f'{by_step[k - 1]:.3f}' for k in marks)}; {calibrated}")
 
 
 class _NoProgress:
@@ -190,7 +219,8 @@ class _RunTimeLeft(ProgressColumn):
         if not task.speed or task.remaining is None:
             return Text("run -:--:-- left", style="progress.remaining")
         seconds = int((task.remaining + self.steps_after) / task.speed)
-        return Text(f"run {seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d} left", style="progress.remaining")
+        return Text(f"run {seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d} left",
+                    style="progress.remaining")
 
 
 def _epoch_fields(row: dict[str, Any], epochs: int) -> list[tuple[int, str]]:

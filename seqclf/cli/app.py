@@ -27,6 +27,7 @@ from seqclf.cli.common import (
     reported,
 )
 from seqclf.cli.configs import config_app
+from seqclf.cli.inside import inside_app
 from seqclf.cli.runs import runs_app
 from seqclf.cli.tune import tune_app
 from seqclf.cli.use import use_app
@@ -48,6 +49,7 @@ app.add_typer(config_app, name="config")
 app.add_typer(runs_app)  # `seqclf runs`
 app.add_typer(use_app)  # plot, predict, export
 app.add_typer(tune_app)  # `seqclf tune`
+app.add_typer(inside_app)  # trace, report
 
 
 def _version(shown: bool) -> None:
@@ -103,7 +105,8 @@ def train(
     "seqclf eval runs/<run>/best.pt --json | jq .accuracy",
     "seqclf eval runs/<run>/best.pt --set data.root=/usr/share/datasets/fashion-mnist --split val"))
 def eval_cmd(
-    checkpoint: Path = typer.Argument(..., metavar="CHECKPOINT", help="A checkpoint written by seqclf train (best.pt or last.pt)."),
+    checkpoint: Path = typer.Argument(..., metavar="CHECKPOINT",
+                                      help="A checkpoint written by seqclf train (best.pt or last.pt)."),
     set_: Optional[List[str]] = SetOption,
     split: str = typer.Option("test", "--split", metavar="SPLIT", help="test or val."),
     json_: bool = JsonOption,
@@ -184,7 +187,8 @@ def bench(
         emit_json(result)
         return
     out.info(f"{result['model']}, batch {result['batch_size']}, {result['precision']} on {result['device']} "
-             f"({result['threads']} threads); medians of {result['rounds']} rounds, {result['steps']} steps each pipeline")
+             f"({result['threads']} threads); medians of {result['rounds']} rounds, {result['steps']} steps "
+             f"each pipeline")
     rows = [["train (seqclf loop)", f"{result['train_examples_per_s']:,.0f}", ""],
             ["bare step", f"{result['bare_examples_per_s']:,.0f}", f"loop efficiency {result['loop_efficiency']:.0%}"],
             ["eval (test split)", f"{result['eval_examples_per_s']:,.0f}", f"{result['eval_to_train']:.1f}x train"]]

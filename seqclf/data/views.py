@@ -8,6 +8,7 @@ import torch
 from seqclf.data.idx import DataError
 
 SEQUENCES = ("rows", "columns", "pixels", "permuted_pixels")
+STEP_NAMES = {"rows": "row", "columns": "column", "pixels": "pixel", "permuted_pixels": "pixel"}  # one step read
 
 
 def permutation(length: int, seed: int) -> torch.Tensor:

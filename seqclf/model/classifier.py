@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from typing import Any
 
 import torch
 from torch import nn
@@ -47,10 +48,28 @@ class SequenceClassifier(nn.Module):
     def final_state(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, T, F) -> the last layer's final hidden state(s), (B, D*H_out)."""
         _, state = self.recurrent(x)
+        return self._last_layer(state, x.shape[0])
+
+    def _last_layer(self, state: Any, batch: int) -> torch.Tensor:
+        """The recurrent layer's final state -> the last layer's h_n, (B, D*H_out)."""
         h_n = state[0] if self.cell == "lstm" else state  # (D*num_layers, B, H_out)
         # torch orders h_n layer-major: index = layer * D + direction.
-        last = h_n.view(self.num_layers, self.directions, x.shape[0], self.h_out)[-1]  # (D, B, H_out)
-        return last.transpose(0, 1).reshape(x.shape[0], self.directions * self.h_out)  # (B, D*H_out)
+        last = h_n.view(self.num_layers, self.directions, batch, self.h_out)[-1]  # (D, B, H_out)
+        return last.transpose(0, 1).reshape(batch, self.directions * self.h_out)  # (B, D*H_out)
+
+    def logits_by_step(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, T, F) -> (B, T, num_classes): the logits after each step read; [:, -1] is forward(x) exactly.
+
+        Unidirectional: one pass; the head reads the last layer's h_t at every step t (`output` holds
+        them, projected with proj_size), which is what forward() would give on the first t+1 steps alone.
+        Bidirectional: the backward direction starts at the last step, so step t's logits are those of
+        the model run on the first t+1 steps alone (prefix runs: T passes).
+        """
+        if self.directions == 2:
+            return torch.stack([self(x[:, :t]) for t in range(1, x.shape[1] + 1)], dim=1)  # (B, T, C)
+        output, state = self.recurrent(x)  # output (B, T, H_out): the last layer's h_t for every t
+        final = self.head(self._last_layer(state, x.shape[0]))  # (B, C): forward()'s own computation
+        return torch.cat([self.head(output[:, :-1]), final.unsqueeze(1)], dim=1)  # (B, T, C)
 
     def recurrent(self, x: torch.Tensor):
         """The recurrent layer on x (B, T, F); under bf16 autocast truly in bf16, whatever model.impl.

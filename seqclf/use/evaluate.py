@@ -1,4 +1,5 @@
-"""`seqclf eval`: score a checkpoint on its own data (the counting itself is seqclf.training.scoring)."""
+"""`seqclf eval`: score a checkpoint on its own data (the counting itself is seqclf.training.scoring; accuracy by
+steps read and calibration, seqclf.use.trace)."""
 
 from __future__ import annotations
 
@@ -16,12 +17,14 @@ from seqclf.config import (
     parse_overrides,
     to_dict,
 )
+from seqclf.data.views import STEP_NAMES
 from seqclf.errors import SeqclfError, TrainingError
 from seqclf.model.classifier import SequenceClassifier, load_weights
 from seqclf.store import checkpoint
 from seqclf.training.devices import autocast as precision_context
 from seqclf.training.prepare import prepare
 from seqclf.training.scoring import score
+from seqclf.use.trace import step_scores
 
 
 def evaluate_checkpoint(path: str | Path, overrides: list[str] | tuple[str, ...] = (),
@@ -35,14 +38,18 @@ def evaluate_checkpoint(path: str | Path, overrides: list[str] | tuple[str, ...]
     meta = saved.data
     model = SequenceClassifier(ready.cfg.model, meta.input_size, meta.num_classes).to(ready.device)
     load_weights(model, saved.model, str(path))
-    result = score(model, getattr(ready.data, split), meta.num_classes, precision_context(cfg.train, ready.device))
+    data = getattr(ready.data, split)
+    result = score(model, data, meta.num_classes, precision_context(cfg.train, ready.device))
     if not math.isfinite(result["loss"]):
         finite = all(bool(torch.isfinite(p).all()) for p in model.parameters())
         raise TrainingError(f"{path}: the {split} loss is {result['loss']}: "
                             + ("the model's outputs overflow on this data" if finite else
                                "its weights hold NaN or infinite values (a diverged run)")
                             + "; no accuracy is reported for it")
-    return {"checkpoint": str(path), "split": split, **result, "class_names": list(meta.class_names)}
+    reading = step_scores(model, data, precision_context(cfg.train, ready.device))  # accuracy_by_step, calibration
+    sequence = ready.cfg.data.sequence
+    return {"checkpoint": str(path), "split": split, **result, "class_names": list(meta.class_names),
+            "sequence": sequence, "step": STEP_NAMES[sequence], **reading}
 
 
 def eval_config(cfg: Config, overrides: list[str] | tuple[str, ...], source: str | Path) -> Config:

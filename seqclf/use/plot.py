@@ -19,7 +19,7 @@ from seqclf.store.rundir import RunDir
 FORMATS = (".png", ".svg", ".pdf")
 
 
-def _figure(**kwargs: Any) -> Any:
+def new_figure(**kwargs: Any) -> Any:
     """A matplotlib Figure, or a SeqclfError saying how to install matplotlib."""
     try:
         from matplotlib.figure import Figure
@@ -29,7 +29,7 @@ def _figure(**kwargs: Any) -> Any:
     return Figure(layout="constrained", **kwargs)
 
 
-def _check_output(path: Path) -> None:
+def check_output(path: Path) -> None:
     """Refuse an output that cannot be written before anything is drawn or scored."""
     if path.is_dir():
         raise SeqclfError(f"-o {path}: is a folder; give a file name, e.g. -o {path / 'curves.png'}")
@@ -40,7 +40,7 @@ def _check_output(path: Path) -> None:
         raise SeqclfError(f"-o {path}: {folder} cannot be written; choose another path with -o")
 
 
-def _save(figure: Any, path: Path) -> Path:
+def save_figure(figure: Any, path: Path) -> Path:
     from seqclf.errors import TrainingError
     from seqclf.store.files import atomic_write
 
@@ -53,14 +53,14 @@ def _save(figure: Any, path: Path) -> Path:
     return path
 
 
-def _labels(paths: list[Path]) -> list[str]:
+def short_labels(paths: list[Path]) -> list[str]:
     """Run names without their time stamps, where that keeps them apart."""
     names = [path.name for path in paths]
     short = [STAMP.sub("", name) for name in names]
     return short if len(set(short)) == len(short) else names
 
 
-def _points(history: list[dict[str, Any]], key: str) -> tuple[list[int], list[float]]:
+def points(history: list[dict[str, Any]], key: str) -> tuple[list[int], list[float]]:
     """(epochs, values) of one metric: rows without a finite number for it (an edited file) are left out."""
     kept = [(row["epoch"], row[key]) for row in history if isinstance(row.get(key), (int, float))
             and not isinstance(row.get(key), bool) and math.isfinite(row[key])]
@@ -73,8 +73,8 @@ def plot_curves(paths: list[Path], output: Path) -> tuple[Path, list[Path]]:
     `paths` may be run directories or folders of runs. Returns the file written and the runs
     left out because they have no finished epoch yet.
     """
-    _check_output(output)
-    figure = _figure(figsize=(10, 3.8))
+    check_output(output)
+    figure = new_figure(figsize=(10, 3.8))
     run_dirs = [run_dir for path in paths for run_dir in RunDir.find(path)]
     if not run_dirs:
         raise SeqclfError(f"no run directories in {', '.join(map(str, paths))} (a run holds config.yaml)")
@@ -84,11 +84,11 @@ def plot_curves(paths: list[Path], output: Path) -> tuple[Path, list[Path]]:
     if not drawn:
         raise SeqclfError(f"nothing to draw: none of {', '.join(map(str, run_dirs))} has finished an epoch")
     loss_axes, accuracy_axes = figure.subplots(1, 2)
-    for i, (label, (_, history)) in enumerate(zip(_labels([p for p, _ in drawn]), drawn)):
+    for i, (label, (_, history)) in enumerate(zip(short_labels([p for p, _ in drawn]), drawn)):
         color = f"C{i % 10}"
         for axes, metric in ((loss_axes, "loss"), (accuracy_axes, "accuracy")):
-            axes.plot(*_points(history, f"train_{metric}"), "--", color=color, alpha=0.8)
-            axes.plot(*_points(history, f"val_{metric}"), "-o", color=color, markersize=3, label=label)
+            axes.plot(*points(history, f"train_{metric}"), "--", color=color, alpha=0.8)
+            axes.plot(*points(history, f"val_{metric}"), "-o", color=color, markersize=3, label=label)
     for axes, metric in ((loss_axes, "loss"), (accuracy_axes, "accuracy")):
         axes.set_xlabel("epoch")
         axes.set_ylabel(metric)
@@ -97,7 +97,7 @@ def plot_curves(paths: list[Path], output: Path) -> tuple[Path, list[Path]]:
     loss_axes.set_title("loss (dashed: train, solid: validation)")
     accuracy_axes.set_title("accuracy (dashed: train, solid: validation)")
     accuracy_axes.legend(fontsize="small")
-    return _save(figure, output), skipped
+    return save_figure(figure, output), skipped
 
 
 def plot_confusion(checkpoint_path: Path, output: Path, overrides: list[str] | tuple[str, ...] = (),
@@ -109,8 +109,8 @@ def plot_confusion(checkpoint_path: Path, output: Path, overrides: list[str] | t
     """
     from seqclf.use.evaluate import evaluate_checkpoint
 
-    _check_output(output)
-    figure = _figure(figsize=(6.4, 5.6))
+    check_output(output)
+    figure = new_figure(figsize=(6.4, 5.6))
     result = evaluate_checkpoint(checkpoint_path, overrides, split)
     matrix = result["confusion_matrix"]  # (C, C) counts
     n = len(matrix)
@@ -129,7 +129,7 @@ def plot_confusion(checkpoint_path: Path, output: Path, overrides: list[str] | t
     axes.set_ylabel("true class")
     axes.set_title(f"{Path(checkpoint_path).parent.name}: {split} accuracy {result['accuracy']:.4f}", fontsize=9)
     figure.colorbar(image, ax=axes, label="fraction of the true class")
-    return _save(figure, output), result
+    return save_figure(figure, output), result
 
 
 def find_mistakes(checkpoint_path: Path, n: int = 16, split: str = "test",
@@ -177,12 +177,12 @@ def find_mistakes(checkpoint_path: Path, n: int = 16, split: str = "test",
 def plot_mistakes(checkpoint_path: Path, output: Path, n: int = 16, split: str = "test",
                   overrides: list[str] | tuple[str, ...] = ()) -> tuple[Path, dict[str, Any]]:
     """A grid of the n most confident wrong predictions, each titled true / predicted (probability)."""
-    _check_output(output)
+    check_output(output)
     found = find_mistakes(checkpoint_path, n, split, overrides)
     shown = len(found["true"])
     columns = min(shown, 8) or 1
     rows = max(1, -(-shown // columns))
-    figure = _figure(figsize=(1.5 * columns, 1.7 * rows + 0.4))
+    figure = new_figure(figsize=(1.5 * columns, 1.7 * rows + 0.4))
     names = found["class_names"]
     for i, axes in enumerate(figure.subplots(rows, columns, squeeze=False).flat):
         axes.set_axis_off()
@@ -193,14 +193,14 @@ def plot_mistakes(checkpoint_path: Path, output: Path, n: int = 16, split: str =
     figure.suptitle(f"{Path(checkpoint_path).parent.name}: {found['errors']} of {found['total']} {split} examples "
                     f"wrong; {shown} most confident shown" if shown else f"no mistakes on the {split} split",
                     fontsize=9)
-    return _save(figure, output), found
+    return save_figure(figure, output), found
 
 
 def plot_study(info: dict[str, Any], output: Path) -> Path:
     """A study (what `seqclf tune --show --json` prints): the value of every trial with the best so
     far, pruned trials at their last validation accuracy, and the parameter importances."""
-    _check_output(output)
-    figure = _figure(figsize=(10, 3.8))
+    check_output(output)
+    figure = new_figure(figsize=(10, 3.8))
     history_axes, importance_axes = figure.subplots(1, 2, width_ratios=(3, 2))
     scored = [t for t in info["trials"] if t["value"] is not None]
     if not scored:
@@ -227,7 +227,7 @@ def plot_study(info: dict[str, Any], output: Path) -> Path:
     importance_axes.set_xlabel("importance (Optuna's evaluator; sums to 1)")
     importance_axes.set_title("parameter importances" if names else "importances: too few complete trials")
     importance_axes.tick_params(axis="y", labelsize=8)
-    return _save(figure, output)
+    return save_figure(figure, output)
 
 
 def draw_study(study: str, storage: str | None, overrides: list[str], output: Path) -> Path:

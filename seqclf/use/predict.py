@@ -63,11 +63,22 @@ class Predictor:
     @torch.no_grad()
     def logits(self, images: np.ndarray | torch.Tensor, batch_size: int = EVAL_BATCH_SIZE) -> torch.Tensor:
         """(N, H, W) uint8 pixels -> (N, num_classes) float32 logits on the CPU."""
+        return self._run(self.model, images, batch_size, "logits() and probabilities()")
+
+    @torch.no_grad()
+    def logits_by_step(self, images: np.ndarray | torch.Tensor, batch_size: int = EVAL_BATCH_SIZE) -> torch.Tensor:
+        """(N, H, W) uint8 pixels -> (N, T, num_classes) float32 logits after each step read, on the CPU.
+
+        [:, -1] is logits(); see SequenceClassifier.logits_by_step for what a step's logits mean.
+        """
+        return self._run(self.model.logits_by_step, images, batch_size, "logits_by_step()")
+
+    def _run(self, forward: Any, images: np.ndarray | torch.Tensor, batch_size: int, caller: str) -> torch.Tensor:
         from seqclf.data.views import to_sequences
 
         images = torch.as_tensor(images)
         if images.dim() != 3 or tuple(images.shape[1:]) != (self.height, self.width) or images.dtype != torch.uint8:
-            raise ImageError(f"logits() and probabilities() take an (N, {self.height}, {self.width}) uint8 array; got "
+            raise ImageError(f"{caller} take an (N, {self.height}, {self.width}) uint8 array; got "
                              f"{tuple(images.shape)} {images.dtype} (use predict() for files and other images)")
         out = []
         for start in range(0, len(images), batch_size):
@@ -77,8 +88,10 @@ class Predictor:
             if self.cfg.data.normalize:
                 x.sub_(self.mean).div_(self.std)
             with autocast(self._train, self.device):
-                out.append(self.model(x).float().cpu())  # (B, C)
-        return torch.cat(out) if out else torch.zeros(0, len(self.class_names))
+                out.append(forward(x).float().cpu())  # (B, C) or (B, T, C)
+        if out:
+            return torch.cat(out)
+        return torch.zeros(0, *(() if forward is self.model else (self.meta.seq_len,)), len(self.class_names))
 
     def probabilities(self, images: np.ndarray | torch.Tensor, batch_size: int = EVAL_BATCH_SIZE) -> np.ndarray:
         """(N, H, W) uint8 pixels, as in the dataset -> (N, num_classes) float32 probabilities."""
