@@ -16,8 +16,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -213,16 +214,16 @@ class Checks:
         many = json.loads(done.stdout)
         gap = abs(many["test_accuracy"] - one["test_accuracy"])
         assert gap < 0.05, f"{world} ranks: test accuracy {many['test_accuracy']} vs one process {one['test_accuracy']}"
-        return f"{world} ranks over nccl: test accuracy {many['test_accuracy']:.4f} (one process {one['test_accuracy']:.4f}); " \
-               + self.dead_peer()
+        return (f"{world} ranks over nccl: test accuracy {many['test_accuracy']:.4f} "
+                f"(one process {one['test_accuracy']:.4f}); " + self.dead_peer())
 
     def dead_peer(self) -> str:
         """A rank killed mid-run: the other must end with 'lost contact' (not hang in a CUDA sync)."""
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
-        args = ["-m", "seqclf", "train", "--config", "/dev/null", *sets(self.base + ["output.name=dead", "train.epochs=1000",
-                                                            "train.dist_backend=nccl"])]
+        args = ["-m", "seqclf", "train", "--config", "/dev/null",
+                *sets(self.base + ["output.name=dead", "train.epochs=1000", "train.dist_backend=nccl"])]
         procs = [subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                   env={**os.environ, "RANK": str(r), "WORLD_SIZE": "2", "LOCAL_RANK": str(r),
                                        "LOCAL_WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
@@ -236,7 +237,8 @@ class Checks:
             _, err = procs[0].communicate(timeout=60)
         except subprocess.TimeoutExpired:
             procs[0].kill()
-            raise AssertionError("rank 0 still running 60 s after rank 1 was killed (blocked in a CUDA sync?)")
+            raise AssertionError("rank 0 still running 60 s after rank 1 was killed "
+                                 "(blocked in a CUDA sync?)") from None
         procs[1].communicate()
         status = json.loads((self.run_dir("dead") / "summary.json").read_text())["status"]
         assert procs[0].returncode == 1 and "lost contact" in err, f"rank 0: exit {procs[0].returncode}: {err[-300:]}"

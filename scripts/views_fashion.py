@@ -45,7 +45,8 @@ def main() -> None:
             n = args.pixel_max_train if "pixels" in view and args.pixel_max_train else args.max_train
             cfg = load_config(None, [
                 "data.name=fashion_mnist", f"data.root={args.root}", "data.download=false",
-                f"data.sequence={view}", f"data.max_train={n}", f"data.val_size={VAL_SIZE}", f"data.max_test={args.max_test}",
+                f"data.sequence={view}", f"data.max_train={n}", f"data.val_size={VAL_SIZE}",
+                f"data.max_test={args.max_test}",
                 "model.cell=lstm", f"model.hidden_size={args.hidden}", "train.epochs=1", "train.batch_size=64",
                 "train.lr=2e-3", "train.grad_clip=1.0", "train.device=cpu", f"train.num_threads={args.threads}",
                 f"output.dir={runs_dir}"])

@@ -14,19 +14,10 @@ from typing import List, Optional
 import typer
 
 from seqclf import __version__
-from seqclf.cli.common import (
-    FLAG,
-    HELP_SETTINGS,
-    ConfigOption,
-    JsonOption,
-    OptionalConfigOption,
-    QuietOption,
-    SetOption,
-    emit_json,
-    examples,
-    reported,
-)
+from seqclf.cli import options
+from seqclf.cli.common import HELP_SETTINGS, emit_json, reported
 from seqclf.cli.configs import config_app
+from seqclf.cli.examples import examples
 from seqclf.cli.inside import inside_app
 from seqclf.cli.runs import runs_app
 from seqclf.cli.tune import tune_app
@@ -59,24 +50,21 @@ def _version(shown: bool) -> None:
 
 
 @app.callback()
-def _main(version: bool = typer.Option(False, "--version", metavar=FLAG, callback=_version, is_eager=True,
+def _main(version: bool = typer.Option(False, "--version", metavar=options.FLAG, callback=_version, is_eager=True,
                                        help="Print the version and exit.")) -> None:
     """Train, evaluate and compare RNN/LSTM/GRU classifiers that read images as sequences."""
 
 
-@app.command(epilog=examples("seqclf train --config lstm   # a shipped config (seqclf config list)",
-                             "seqclf train --config my.yaml --set model.cell=gru --set train.epochs=3",
-                             "seqclf train --resume runs/lstm-1x128-s0-20261123-101500",
-                             "seqclf train --config lstm --set train.lr=1e-4 --init-from runs/<run>/best.pt"))
+@app.command(epilog=examples("train"))
 def train(
-    config: Optional[Path] = OptionalConfigOption,
-    set_: Optional[List[str]] = SetOption,
+    config: Optional[Path] = options.OptionalConfigOption,
+    set_: Optional[List[str]] = options.SetOption,
     resume: Optional[Path] = typer.Option(None, "--resume", metavar="RUN_DIR",
                                           help="Continue the run in this directory from last.pt."),
     init_from: Optional[Path] = typer.Option(None, "--init-from", metavar="CHECKPOINT",
                                              help="Start a new run from this checkpoint's weights (fine-tuning)."),
-    json_: bool = JsonOption,
-    quiet: bool = QuietOption,
+    json_: bool = options.JsonOption,
+    quiet: bool = options.QuietOption,
 ) -> None:
     """Train a model; writes a run directory with config.yaml, metrics.jsonl, best.pt, last.pt, summary.json."""
     from seqclf.config import load_config
@@ -100,17 +88,13 @@ def train(
         out.next_steps(summary)
 
 
-@app.command("eval", epilog=examples(
-    "seqclf eval runs/<run>/best.pt",
-    "seqclf eval runs/<run>/best.pt --json | jq .accuracy",
-    "seqclf eval runs/<run>/best.pt --set data.root=/usr/share/datasets/fashion-mnist --split val"))
+@app.command("eval", epilog=examples("eval"))
 def eval_cmd(
-    checkpoint: Path = typer.Argument(..., metavar="CHECKPOINT",
-                                      help="A checkpoint written by seqclf train (best.pt or last.pt)."),
-    set_: Optional[List[str]] = SetOption,
+    checkpoint: Path = options.CheckpointArgument,
+    set_: Optional[List[str]] = options.SetOption,
     split: str = typer.Option("test", "--split", metavar="SPLIT", help="test or val."),
-    json_: bool = JsonOption,
-    quiet: bool = QuietOption,
+    json_: bool = options.JsonOption,
+    quiet: bool = options.QuietOption,
 ) -> None:
     """Score a saved model on the test (or validation) split of its data."""
     from seqclf.use.evaluate import evaluate_checkpoint
@@ -124,14 +108,12 @@ def eval_cmd(
     out.evaluation(result, checkpoint)
 
 
-@app.command(epilog=examples("seqclf shapes --config bilstm",
-                             "seqclf shapes --config lstm --set data.sequence=pixels --batch 32",
-                             "seqclf shapes --config lstm --set model.proj_size=64 --json | jq .total_parameters"))
+@app.command(epilog=examples("shapes"))
 def shapes(
-    config: Path = ConfigOption,
-    set_: Optional[List[str]] = SetOption,
+    config: Path = options.ConfigOption,
+    set_: Optional[List[str]] = options.SetOption,
     batch: int = typer.Option(8, "--batch", metavar="N", help="Batch size B of the forward pass."),
-    json_: bool = JsonOption,
+    json_: bool = options.JsonOption,
 ) -> None:
     """Show the model's tensor shapes (from a real forward pass) and every parameter with its formula."""
     from seqclf.config import load_config
@@ -157,21 +139,17 @@ def shapes(
               rows + [["total", "", "", f"{result['total_parameters']:,}"]])
 
 
-@app.command(epilog=examples(
-    "seqclf bench --config lstm --set data.name=fashion_mnist --set data.root=/usr/share/datasets/fashion-mnist",
-    "seqclf bench --config lstm --set model.hidden_size=256 --set train.batch_size=256 --json",
-    "seqclf bench --config lstm --baseline --steps 200   # also the DataLoader pipeline",
-    "bash scripts/bench.sh -o bench.md   # the standard table"))
+@app.command(epilog=examples("bench"))
 def bench(
-    config: Path = ConfigOption,
-    set_: Optional[List[str]] = SetOption,
-    baseline: bool = typer.Option(False, "--baseline", metavar=FLAG,
+    config: Path = options.ConfigOption,
+    set_: Optional[List[str]] = options.SetOption,
+    baseline: bool = typer.Option(False, "--baseline", metavar=options.FLAG,
                                   help="Also time the conventional pipeline (per-image ToTensor/Normalize, "
                                        "DataLoader) with the same model, batch size and optimizer."),
     steps: int = typer.Option(100, "--steps", min=1, metavar="N",
                               help="Training steps timed per pipeline, split over 5 interleaved rounds "
                                    "(rounded down to a multiple of 5, at least 5)."),
-    json_: bool = JsonOption,
+    json_: bool = options.JsonOption,
 ) -> None:
     """Time training and evaluation: examples/s, GFLOP/s against this machine's fp32 matmul, loop overhead."""
     from seqclf.config import load_config

@@ -23,16 +23,6 @@ from seqclf.training import ranks
 typer.core.TyperArgument.display_type_rich = lambda self, ctx: None  # type: ignore[method-assign]
 
 HELP_SETTINGS: dict[str, Any] = {"help_option_names": ["-h", "--help"]}
-FLAG = ""  # the metavar of an on/off flag: nothing after the option's name
-
-SetOption = typer.Option(None, "--set", metavar="KEY=VALUE",
-                         help="Override a config key (dotted, value parsed as YAML); repeatable, later wins.")
-JsonOption = typer.Option(False, "--json", metavar=FLAG,
-                          help="Print one JSON object on stdout; human output goes to stderr.")
-QuietOption = typer.Option(False, "--quiet", "-q", metavar=FLAG, help="Print only errors.")
-_CONFIG_HELP = "YAML config file, or the name of a shipped config (seqclf config list)."
-ConfigOption = typer.Option(..., "--config", "-c", metavar="FILE|NAME", help=_CONFIG_HELP)
-OptionalConfigOption = typer.Option(None, "--config", "-c", metavar="FILE|NAME", help=_CONFIG_HELP)
 
 
 def sub_app(help_text: str) -> typer.Typer:
@@ -60,8 +50,3 @@ def reported(out: Output) -> Iterator[None]:
 def emit_json(data: Any) -> None:
     sys.stdout.write(to_json(data) + "\n")  # strict: a non-finite value is null
     sys.stdout.flush()
-
-
-def examples(*commands: str) -> str:
-    """A command's epilog: the example command lines, kept as written (`\\b`: click must not rewrap)."""
-    return "Examples:\n\n\b\n" + "\n".join(f"  {command}" for command in commands)

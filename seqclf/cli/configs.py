@@ -9,16 +9,9 @@ from typing import List, Optional
 
 import typer
 
-from seqclf.cli.common import (
-    FLAG,
-    OptionalConfigOption,
-    QuietOption,
-    SetOption,
-    emit_json,
-    examples,
-    reported,
-    sub_app,
-)
+from seqclf.cli import options
+from seqclf.cli.common import emit_json, reported, sub_app
+from seqclf.cli.examples import examples
 from seqclf.config.limits import check_path
 from seqclf.console import Output
 from seqclf.errors import SeqclfError
@@ -26,13 +19,10 @@ from seqclf.errors import SeqclfError
 config_app = sub_app("Show, check, compare, list and copy configs.")
 
 
-@config_app.command("show", epilog=examples(
-    "seqclf config show --config gru",
-    "seqclf config show -c lstm --set model.cell=gru --set model.cell=rnn   # later wins",
-    "seqclf config show -c gru --set model.hidden_size=auto --set model.param_budget=50000"))
+@config_app.command("show", epilog=examples("config show"))
 def config_show(
-    config: Optional[Path] = OptionalConfigOption,
-    set_: Optional[List[str]] = SetOption,
+    config: Optional[Path] = options.OptionalConfigOption,
+    set_: Optional[List[str]] = options.SetOption,
 ) -> None:
     """Print the resolved config (defaults, then the file if given, then each --set; validated) as YAML."""
     from seqclf.config import to_yaml
@@ -57,12 +47,10 @@ def resolved(path: Path | None, overrides: list[str]):  # -> Config
     return cfg
 
 
-@config_app.command("validate", epilog=examples(
-    "seqclf config validate my.yaml other.yaml",
-    "seqclf config validate my.yaml && scripts/sweep.sh -c my.yaml   # check before a long sweep"))
+@config_app.command("validate", epilog=examples("config validate"))
 def config_validate(
     files: List[Path] = typer.Argument(..., metavar="FILE", help="YAML configs to check."),
-    quiet: bool = QuietOption,
+    quiet: bool = options.QuietOption,
 ) -> None:
     """Check config files (keys, types, ranges) without training: exit 0 if all are valid, 2 if not."""
     from seqclf.config import load_config
@@ -81,13 +69,12 @@ def config_validate(
             raise SeqclfError(f"{invalid} of {len(files)} config files are invalid")
 
 
-@config_app.command("diff", epilog=examples(
-    "seqclf config diff runs/lstm-1x128-s0-20261123-101500 runs/gru-1x128-s0-20261123-103000",
-    "seqclf config diff runs/<run> lstm --json   # a run against the shipped config it came from"))
+@config_app.command("diff", epilog=examples("config diff"))
 def config_diff(
     run_a: Path = typer.Argument(..., metavar="RUN_A", help="A run directory, a YAML file or a shipped config name."),
     run_b: Path = typer.Argument(..., metavar="RUN_B", help="Another run directory, YAML file or config name."),
-    json_: bool = typer.Option(False, "--json", metavar=FLAG, help="Print {key: [value in A, value in B]} as JSON."),
+    json_: bool = typer.Option(False, "--json", metavar=options.FLAG,
+                               help="Print {key: [value in A, value in B]} as JSON."),
 ) -> None:
     """Show the config keys that differ between two runs or configs, each side resolved as config show does."""
     from seqclf.config import config_diff as diff
@@ -106,7 +93,7 @@ def config_diff(
         out.table(None, ["key", str(run_a), str(run_b)], [[key, shown(a), shown(b)] for key, (a, b) in changes.items()])
 
 
-@config_app.command("list", epilog=examples("seqclf config list", "seqclf train --config gru"))
+@config_app.command("list", epilog=examples("config list"))
 def config_list() -> None:
     """List the configs shipped with seqclf: use one by name (--config lstm) or copy it (seqclf config cp)."""
     from seqclf.config import shipped
@@ -114,9 +101,7 @@ def config_list() -> None:
     Output().table(None, ["name", "what it trains"], [[name, shipped.describe(name)] for name in shipped.names()])
 
 
-@config_app.command("cp", epilog=examples("seqclf config cp lstm my.yaml",
-                                          "seqclf config cp lstm experiments/   # writes experiments/lstm.yaml",
-                                          "seqclf train --config my.yaml"))
+@config_app.command("cp", epilog=examples("config cp"))
 def config_cp(
     name: str = typer.Argument(..., metavar="NAME", help="A shipped config (seqclf config list)."),
     destination: Path = typer.Argument(..., metavar="DEST", help="File to write, or an existing folder."),

@@ -12,30 +12,27 @@ from typing import List, Optional
 
 import typer
 
-from seqclf.cli.common import FLAG, JsonOption, QuietOption, emit_json, examples, reported, sub_app
+from seqclf.cli import options
+from seqclf.cli.common import emit_json, reported, sub_app
+from seqclf.cli.examples import examples
 from seqclf.console import Output
 
 inside_app = sub_app("See inside a model: trace, report.")
 
 
-@inside_app.command(epilog=examples("seqclf trace runs/<run>/best.pt digit.png",
-                                    "seqclf trace runs/<run>/best.pt scans/ --top-k 2 -o trace.png",
-                                    "seqclf trace runs/<run>/best.pt five.npy --json | jq '.traces[0].decided_at'"))
+@inside_app.command(epilog=examples("trace"))
 def trace(
-    checkpoint: Path = typer.Argument(..., metavar="CHECKPOINT",
-                                      help="A checkpoint written by seqclf train (best.pt or last.pt)."),
-    inputs: List[Path] = typer.Argument(..., metavar="INPUT",
-                                        help="As for predict: image files, folders of them, IDX image files, "
-                                             ".npy arrays (H, W) or (N, H, W)."),
+    checkpoint: Path = options.CheckpointArgument,
+    inputs: List[Path] = options.InputsArgument,
     top_k: int = typer.Option(3, "--top-k", min=1, metavar="K", help="Classes shown per step in the table."),
     every: int = typer.Option(0, "--every", min=0, metavar="N",
                               help="Show every N-th step in the table (0: about 14 rows); JSON has every step."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", metavar="FILE",
                                           help="Also draw the traces (the first 8 inputs): .png, .svg or .pdf."),
-    no_preprocess: bool = typer.Option(False, "--no-preprocess", metavar=FLAG,
+    no_preprocess: bool = typer.Option(False, "--no-preprocess", metavar=options.FLAG,
                                        help="Plainly resize image files instead of MNIST-style preprocessing."),
-    json_: bool = JsonOption,
-    quiet: bool = QuietOption,
+    json_: bool = options.JsonOption,
+    quiet: bool = options.QuietOption,
 ) -> None:
     """Class probabilities after each step read (row, column or pixel, per the checkpoint's view).
 
@@ -72,9 +69,7 @@ def trace(
         raise typer.Exit(2)
 
 
-@inside_app.command(epilog=examples("seqclf report runs/<run>", "seqclf report runs/<run> -o lstm.html",
-                                    "seqclf report runs/lstm-* runs/gru-* -o compare.html",
-                                    "seqclf report runs/<run> --set data.root=/usr/share/datasets/fashion-mnist"))
+@inside_app.command(epilog=examples("report"))
 def report(
     run_dirs: List[Path] = typer.Argument(..., metavar="RUN_DIR", help="A run, or several to compare "
                                                                          "(or folders of runs)."),
@@ -83,8 +78,8 @@ def report(
     set_: Optional[List[str]] = typer.Option(None, "--set", metavar="KEY=VALUE",
                                              help="As for eval, e.g. data.root=DIR when the data moved."),
     split: str = typer.Option("test", "--split", metavar="SPLIT", help="Score best.pt on test or val."),
-    json_: bool = JsonOption,
-    quiet: bool = QuietOption,
+    json_: bool = options.JsonOption,
+    quiet: bool = options.QuietOption,
 ) -> None:
     """Write one self-contained HTML page (images and styles inline, no network) to open in a browser.
 

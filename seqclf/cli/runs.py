@@ -8,7 +8,9 @@ from typing import Optional
 
 import typer
 
-from seqclf.cli.common import FLAG, emit_json, examples, reported, sub_app
+from seqclf.cli import options
+from seqclf.cli.common import emit_json, reported, sub_app
+from seqclf.cli.examples import examples
 from seqclf.config.limits import check_path
 from seqclf.console import Output
 from seqclf.errors import SeqclfError
@@ -23,28 +25,22 @@ def _keys(text: str | None, option: str) -> list[str]:
     return keys
 
 
-@runs_app.command("runs", epilog=examples(
-    "seqclf runs   # best validation accuracy first",
-    "seqclf runs runs/sweep --group-by model.cell,model.num_layers,model.bidirectional",
-    "seqclf runs --sort train.lr --columns name,lr,train.batch_size,val_accuracy,status",
-    "for run in $(seqclf runs -q); do seqclf eval runs/$run/best.pt --split val; done",
-    "seqclf runs --json | jq -r '.[] | select(.status == \"finished\") | .name'",
-    "seqclf runs --csv > runs.csv"))
+@runs_app.command("runs", epilog=examples("runs"))
 def runs_cmd(
     directory: Path = typer.Argument(Path("runs"), metavar="DIR", help="Folder of runs (also DIR/*/<run>)."),
     sort: Optional[str] = typer.Option(None, "--sort", metavar="COLUMN",
                                        help="Sort by a column or any config key (train.lr): accuracies best first, "
                                             "others ascending. Default: val_accuracy."),
-    reverse: bool = typer.Option(False, "--reverse", metavar=FLAG, help="Reverse the order."),
+    reverse: bool = typer.Option(False, "--reverse", metavar=options.FLAG, help="Reverse the order."),
     group_by: Optional[str] = typer.Option(None, "--group-by", metavar="KEY,KEY",
                                            help="One row per distinct value of these config keys (runs that differ "
                                                 "only in seed): count, mean +- std."),
     columns_: Optional[str] = typer.Option(None, "--columns", metavar="COLUMN,COLUMN",
                                            help="The columns to show: any of the --json fields or config keys."),
-    json_: bool = typer.Option(False, "--json", metavar=FLAG, help="Print a JSON array of rows on stdout."),
-    csv_: bool = typer.Option(False, "--csv", metavar=FLAG,
+    json_: bool = typer.Option(False, "--json", metavar=options.FLAG, help="Print a JSON array of rows on stdout."),
+    csv_: bool = typer.Option(False, "--csv", metavar=options.FLAG,
                               help="Print CSV (a header line, then one line per row) on stdout."),
-    names_only: bool = typer.Option(False, "--quiet", "-q", metavar=FLAG,
+    names_only: bool = typer.Option(False, "--quiet", "-q", metavar=options.FLAG,
                                     help="Print only the run names (paths under DIR), one per line."),
 ) -> None:
     """List the runs under DIR: data, model, learning rate, seed, accuracies (validation first), time, status."""
@@ -55,7 +51,8 @@ def runs_cmd(
         if sum((json_, csv_, names_only)) > 1:
             raise SeqclfError("choose one of --json, --csv and --quiet")
         records = runs.list_runs(check_path("DIR", directory))
-        keys, chosen = _keys(group_by, "--group-by"), [runs.column_of(c, "--columns") for c in _keys(columns_, "--columns")]
+        keys = _keys(group_by, "--group-by")
+        chosen = [runs.column_of(c, "--columns") for c in _keys(columns_, "--columns")]
         order = runs.column_of(sort or runs.DEFAULT_SORT, "--sort")
         if keys:
             rows, columns = runs.group_runs(records, keys), runs.group_columns(keys)

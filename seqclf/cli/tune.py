@@ -8,17 +8,9 @@ from typing import Any, List, Optional
 
 import typer
 
-from seqclf.cli.common import (
-    FLAG,
-    JsonOption,
-    OptionalConfigOption,
-    QuietOption,
-    SetOption,
-    emit_json,
-    examples,
-    reported,
-    sub_app,
-)
+from seqclf.cli import options
+from seqclf.cli.common import emit_json, reported, sub_app
+from seqclf.cli.examples import examples
 from seqclf.console import Output
 from seqclf.errors import SeqclfError
 from seqclf.search.trials import short
@@ -32,18 +24,12 @@ StorageOption = typer.Option(None, "--storage", metavar="URL",
                                   "[default: a journal file in output.dir/NAME/].")
 
 
-@tune_app.command(epilog=examples(
-    "seqclf tune --config lstm --space configs/space.yaml --trials 30",
-    "seqclf tune --config lstm --space configs/space.yaml --jobs 2 --pruner hyperband",
-    "seqclf tune --config lstm --space configs/space.yaml --study fashion \\",
-    "  --storage postgresql://seqclf:secret@db.example/optuna   # the same on every machine",
-    "seqclf tune --show --study fashion --json",
-    "seqclf plot --study fashion -o study.png"))
+@tune_app.command(epilog=examples("tune"))
 def tune(
-    config: Optional[Path] = OptionalConfigOption,
+    config: Optional[Path] = options.OptionalConfigOption,
     space: Optional[Path] = typer.Option(None, "--space", metavar="SPACE.yaml",
                                          help="Search space: dotted keys to distributions (configs/space.yaml)."),
-    set_: Optional[List[str]] = SetOption,
+    set_: Optional[List[str]] = options.SetOption,
     trials: int = typer.Option(20, "--trials", min=1, metavar="N",
                                help="Finished (complete + pruned) trials the study should have; run again "
                                     "to continue."),
@@ -56,10 +42,11 @@ def tune(
     sampler: str = typer.Option("tpe", "--sampler", metavar="NAME", help="tpe, random or grid."),
     pruner: str = typer.Option("median", "--pruner", metavar="NAME",
                                help="median, hyperband or none (on val accuracy per epoch)."),
-    show: bool = typer.Option(False, "--show", metavar=FLAG, help="Show an existing study: trials, best, importances."),
-    json_: bool = JsonOption,
+    show: bool = typer.Option(False, "--show", metavar=options.FLAG,
+                              help="Show an existing study: trials, best, importances."),
+    json_: bool = options.JsonOption,
     worker: bool = typer.Option(False, "--worker", hidden=True),  # one of --jobs J processes
-    quiet: bool = QuietOption,
+    quiet: bool = options.QuietOption,
 ) -> None:
     """Search hyperparameters with Optuna: every trial is an ordinary run under output.dir/STUDY/.
 

@@ -14,27 +14,16 @@ from typing import List, Optional
 
 import typer
 
-from seqclf.cli.common import (
-    FLAG,
-    JsonOption,
-    QuietOption,
-    emit_json,
-    examples,
-    reported,
-    sub_app,
-)
+from seqclf.cli import options
+from seqclf.cli.common import emit_json, reported, sub_app
+from seqclf.cli.examples import examples
 from seqclf.console import Output
 from seqclf.errors import SeqclfError
 
 use_app = sub_app("Use a trained model: plot, predict, export.")
 
 
-@use_app.command(epilog=examples("seqclf plot runs/lstm-1x128-s0-20261123-101500",
-                             "seqclf plot runs/lstm-* runs/gru-* -o curves.png",
-                             "seqclf plot runs/sweep -o sweep.svg   # every run in the folder",
-                             "seqclf plot --confusion runs/<run>/best.pt -o confusion.png",
-                             "seqclf plot --mistakes runs/<run>/best.pt -n 24 -o mistakes.png",
-                             "seqclf plot --study fashion -o study.png"))
+@use_app.command(epilog=examples("plot"))
 def plot(
     run_dirs: Optional[List[Path]] = typer.Argument(None, metavar="RUN_DIR",
                                                     help="Runs to overlay (or folders of runs)."),
@@ -53,7 +42,7 @@ def plot(
                                         help="Draw a `seqclf tune` study: history and importances (see tune --show; "
                                              "--set output.dir=DIR finds its default storage)."),
     storage: Optional[str] = typer.Option(None, "--storage", metavar="URL", help="With --study: its storage."),
-    quiet: bool = QuietOption,
+    quiet: bool = options.QuietOption,
 ) -> None:
     """Draw loss and accuracy per epoch of runs, a checkpoint's confusion matrix or mistakes, or a study.
 
@@ -84,24 +73,18 @@ def plot(
     out.info(f"wrote {path}")
 
 
-@use_app.command(epilog=examples("seqclf predict runs/<run>/best.pt digit.png",
-                             "seqclf predict runs/<run>/best.pt scans/ --top-k 3",
-                             "seqclf predict runs/<run>/best.pt t10k-images-idx3-ubyte.gz --csv > predictions.csv",
-                             "seqclf predict runs/<run>/best.pt photo.jpg --json | jq -r '.predictions[0].class'"))
+@use_app.command(epilog=examples("predict"))
 def predict(
-    checkpoint: Path = typer.Argument(..., metavar="CHECKPOINT",
-                                      help="A checkpoint written by seqclf train (best.pt or last.pt)."),
-    inputs: List[Path] = typer.Argument(..., metavar="INPUT",
-                                        help="Image files (PNG, JPEG, BMP, GIF, TIFF, WebP, ...), folders of "
-                                             "them (recursively), IDX image files (plain or .gz), .npy arrays "
-                                             "(H, W) or (N, H, W)."),
+    checkpoint: Path = options.CheckpointArgument,
+    inputs: List[Path] = options.InputsArgument,
     top_k: int = typer.Option(1, "--top-k", min=1, metavar="K", help="Also show the next K-1 guesses."),
-    no_preprocess: bool = typer.Option(False, "--no-preprocess", metavar=FLAG,
+    no_preprocess: bool = typer.Option(False, "--no-preprocess", metavar=options.FLAG,
                                        help="Plainly resize image files instead of MNIST-style preprocessing."),
     batch_size: int = typer.Option(1024, "--batch-size", min=1, metavar="N", help="Images per forward pass."),
-    json_: bool = JsonOption,
-    csv_: bool = typer.Option(False, "--csv", metavar=FLAG, help="Print CSV (input,label,class,probability) on stdout."),
-    quiet: bool = QuietOption,
+    json_: bool = options.JsonOption,
+    csv_: bool = typer.Option(False, "--csv", metavar=options.FLAG,
+                              help="Print CSV (input,label,class,probability) on stdout."),
+    quiet: bool = options.QuietOption,
 ) -> None:
     """Classify images with a trained model: exit 2 if any input failed (the others are still printed)."""
     out = Output(json_mode=json_ or csv_, quiet=quiet)
@@ -127,16 +110,14 @@ def predict(
         raise typer.Exit(2)
 
 
-@use_app.command(epilog=examples("seqclf export runs/<run>/best.pt -o model.onnx",
-                             "seqclf export runs/<run>/best.pt -o model.pt2 --format pt2"))
+@use_app.command(epilog=examples("export"))
 def export(
-    checkpoint: Path = typer.Argument(..., metavar="CHECKPOINT",
-                                      help="A checkpoint written by seqclf train (best.pt or last.pt)."),
+    checkpoint: Path = options.CheckpointArgument,
     output: Path = typer.Option(..., "--output", "-o", metavar="FILE", help="The file to write."),
     format_: str = typer.Option("onnx", "--format", metavar="onnx|pt2",
                                 help="onnx (runs in onnxruntime, no torch needed) or pt2 (torch.export)."),
-    json_: bool = JsonOption,
-    quiet: bool = QuietOption,
+    json_: bool = options.JsonOption,
+    quiet: bool = options.QuietOption,
 ) -> None:
     """Write a model taking float32 pixels 0-255 (N, H, W), returning logits and probabilities.
 

@@ -88,7 +88,8 @@ def _build(raw: Any, source: str) -> tuple[Config | None, list[str]]:
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        return None, [f"the top level must be a mapping of keys (seed, data, model, train, output), got {type(raw).__name__}"]
+        return None, [f"the top level must be a mapping of keys (seed, data, model, train, output), "
+                      f"got {type(raw).__name__}"]
     problems: list[str] = []
     failed: list[str] = []  # keys (or `section.`) whose value did not parse: they keep their defaults below
     values: dict[str, Any] = {}

@@ -12,9 +12,10 @@ One bad input never stops the others: each failure is kept as (input, why) besid
 from __future__ import annotations
 
 import gzip
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
 

@@ -63,7 +63,7 @@ class DataMeta:
     fingerprint: dict[str, Any] | None = None
 
     @classmethod
-    def of(cls, data: Any) -> "DataMeta":
+    def of(cls, data: Any) -> DataMeta:
         """From a loaded seqclf.data.datasets.Data."""
         return cls(float(data.mean), float(data.std), data.permutation, data.input_size, data.seq_len,
                    data.num_classes, data.height, data.width, tuple(data.class_names), data.fingerprint)
@@ -72,7 +72,7 @@ class DataMeta:
         return {**asdict(self), "class_names": list(self.class_names)}
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any], source: str | Path) -> "DataMeta":
+    def from_dict(cls, raw: dict[str, Any], source: str | Path) -> DataMeta:
         """Checked field by field: a damaged or foreign entry is a CheckpointError, never a crash later."""
         def bad(key: str, expected: str) -> CheckpointError:
             return CheckpointError(f"{source}: damaged checkpoint: data.{key} should be {expected}, got "

@@ -46,6 +46,11 @@ class NameTaken(SeqclfError):
                          f"name (or drop output.name for a generated one)")
 
 
+def _file(name: str, what: str) -> property:
+    """A run directory's path to one of its files, as a read-only property."""
+    return property(lambda self: self.path / name, doc=f"{name}: {what}.")
+
+
 @dataclass(frozen=True)
 class RunDir:
     """A run directory at `path`. Shown (str, f-strings) and usable (os.fspath) as that path."""
@@ -63,29 +68,12 @@ class RunDir:
 
     # ------------------------------------------------------------ the files' paths
 
-    @property
-    def config_path(self) -> Path:
-        return self.path / CONFIG
-
-    @property
-    def metrics_path(self) -> Path:
-        return self.path / METRICS
-
-    @property
-    def summary_path(self) -> Path:
-        return self.path / SUMMARY
-
-    @property
-    def best(self) -> Path:
-        return self.path / BEST
-
-    @property
-    def last(self) -> Path:
-        return self.path / LAST
-
-    @property
-    def tensorboard(self) -> Path:
-        return self.path / TENSORBOARD
+    config_path = _file(CONFIG, "the resolved config, readable")
+    metrics_path = _file(METRICS, "one JSON object per finished epoch")
+    summary_path = _file(SUMMARY, "status, best epoch, scores")
+    best = _file(BEST, "the weights of the best validation epoch")
+    last = _file(LAST, "everything a resume needs")
+    tensorboard = _file(TENSORBOARD, "event files, with output.tensorboard")
 
     # ------------------------------------------------------------ making, opening, finding
 
@@ -292,6 +280,7 @@ class RunDir:
 
 
 def run_config_path(path: str | Path) -> Path:
-    """A run directory's config.yaml (for `seqclf config diff`), or `path` itself (a YAML file or a shipped config's name)."""
+    """A run directory's config.yaml (for `seqclf config diff`), or `path` itself (a YAML file or a
+    shipped config's name)."""
     path = Path(path)
     return RunDir.open(path).config_path if path.is_dir() else path

@@ -187,7 +187,8 @@ def header(column: str) -> str:
     return HEADERS.get(name, name)
 
 
-def table(rows: list[dict[str, Any]], columns: list[str], short_names: bool = False) -> tuple[list[str], list[list[str]]]:
+def table(rows: list[dict[str, Any]], columns: list[str],
+          short_names: bool = False) -> tuple[list[str], list[list[str]]]:
     """Headers and cells for a person: a `_std` column is shown beside its mean as `mean ± std`."""
     shown = [c for c in columns if not c.endswith("_std")]
     names = shorten([str(row.get("name")) for row in rows]) if short_names else None

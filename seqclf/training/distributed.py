@@ -13,9 +13,10 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -119,7 +120,7 @@ class Context:
             if failure is None:
                 raise LostContact(self.rank, exc) from None
             failure.rank_local = True  # type: ignore[attr-defined]  # nobody else can report it
-            raise failure
+            raise failure from None  # its own traceback stays on it
         failed = [(rank, found) for rank, found in enumerate(every) if found is not None]
         if not failed:
             return

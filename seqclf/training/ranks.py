@@ -9,7 +9,8 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 # A rank other than 0 that fails together with rank 0 waits this long before exiting: torchrun ends
 # every rank as soon as one exits with an error, and rank 0 must get to print the message first.

@@ -55,6 +55,8 @@ class ChangeRefused(SeqclfError):
 
 
 class ConfigEdited(SeqclfError):
+    """config.yaml differs from the config in last.pt in a key that may not change on resume."""
+
     def __init__(self, run_dir: RunDir, stored: dict[str, Any], edited: dict[str, Any], refused: list[str],
                  allowed: frozenset[str]) -> None:
         shown = "; ".join(f"{key}: {stored.get(key)!r} in last.pt, {edited[key]!r} in the file" for key in refused)
@@ -65,6 +67,9 @@ class ConfigEdited(SeqclfError):
 
 
 class PrecisionRefused(SeqclfError):
+    """A train.precision change other than fp16 -> bf16/fp32 on a device without fp16: it would change
+    what the run computes, so it is a new run (from this one's weights)."""
+
     def __init__(self, run_dir: RunDir, saved: str, new: str) -> None:
         super().__init__(f"--resume: cannot change train.precision from {saved} to {new}: it would change what "
                          f"the run computes. Only a run trained in fp16 may continue in bf16 or fp32, on a device "
@@ -73,11 +78,13 @@ class PrecisionRefused(SeqclfError):
 
 
 class NoFp16Here(SeqclfError):
+    """An fp16 run resumed where fp16 does not run (not CUDA): it may go on in fp32 or bf16."""
+
     def __init__(self, run_dir: RunDir, device_name: str, device: object) -> None:
+        fix = f"seqclf train --resume {run_dir} --set train.precision=fp32"
         super().__init__(f"--resume {run_dir}: the run trained with train.precision=fp16, which runs on CUDA "
                          f"only, and train.device={device_name} is {device} here. Continue it in fp32 (or bf16; "
-                         f"its fp16 loss scale is then dropped): seqclf train --resume {run_dir} --set "
-                         f"train.precision=fp32")
+                         f"its fp16 loss scale is then dropped): {fix}")
 
 
 class EpochsFixedBySchedule(SeqclfError):

@@ -29,7 +29,7 @@ class GracefulStop:
             raise KeyboardInterrupt  # second Ctrl-C: atomic writes leave disk intact
         self.signum = signum
 
-    def __enter__(self) -> "GracefulStop":
+    def __enter__(self) -> GracefulStop:
         if not self._depth and threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self._previous[sig] = signal.signal(sig, self._handle)

@@ -11,8 +11,9 @@ import contextlib
 import math
 import signal
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, NoReturn
+from typing import Any, NoReturn
 
 import torch
 import torch.nn.functional as F
