@@ -6,6 +6,8 @@ A change that should not change what seqclf computes (a restructure, a refactor)
     python scripts/reference_runs.py > before.json        # on the old commit
     python scripts/reference_runs.py --compare before.json  # on the new one: exit 1 on any difference
 
+Fields a newer seqclf adds (to eval's JSON, say) are listed, not counted as differences.
+
 The configs cover the three cells, both directions, dropout, proj_size, the hand-stepped
 implementation, every optimizer and schedule, clipping, the columns view and `hidden_size: auto`.
 """
@@ -90,9 +92,21 @@ def main() -> None:
         json.dump(result, sys.stdout, indent=1, sort_keys=True)
         return
     expected = json.loads(Path(sys.argv[2]).read_text())
+    same = True
     for name in REFERENCE:
-        print(f"{name}: {'same' if expected.get(name) == result[name] else 'DIFFERENT'}")
-    sys.exit(0 if expected == result else 1)
+        changed = sorted(key for key in expected.get(name, {}) if not _kept(expected[name][key], result[name][key]))
+        added = sorted(set(result[name]["eval"]) - set(expected.get(name, {}).get("eval", {})))
+        same = same and not changed and name in expected
+        print(f"{name}: {'same' if not changed and name in expected else 'DIFFERENT: ' + ', '.join(changed)}"
+              + (f" (eval adds {', '.join(added)})" if added else ""))
+    sys.exit(0 if same else 1)
+
+
+def _kept(old: object, new: object) -> bool:
+    """`new` holds every field of `old` with the same value: fields added since are not changes."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return all(key in new and _kept(value, new[key]) for key, value in old.items())
+    return old == new
 
 
 if __name__ == "__main__":
