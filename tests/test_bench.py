@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, set_args
+from helpers import ROOT, set_args
 from typer.testing import CliRunner
 
 from seqclf.cli.app import app

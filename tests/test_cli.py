@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, cli_json, set_args
+from helpers import ROOT, cli_json, set_args
 from typer.testing import CliRunner
 
 from seqclf.cli.app import app
@@ -141,7 +141,7 @@ def test_init_from_a_checkpoint_of_another_shape_names_the_parameters(one_epoch:
 
 
 def test_a_stray_idx_label_is_named_in_a_warning(tmp_path: Path) -> None:
-    from conftest import FILES, make_dataset, tiny_args, write_idx
+    from helpers import FILES, make_dataset, tiny_args, write_idx
 
     from seqclf.data.idx import read_idx
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import make_dataset, set_args
+from helpers import make_dataset, set_args
 
 from seqclf.config import load_config
 from seqclf.errors import SeqclfError

@@ -16,7 +16,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, make_dataset
+from helpers import ROOT, make_dataset
 
 README = ROOT / "README.md"
 BLOCK = re.compile(r"(<!-- doctest: skip \(([^)]*)\) -->\n)?```sh\n(.*?)```", re.DOTALL)

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import cli_json, make_dataset
+from helpers import cli_json, make_dataset
 from stops import StopAt
 from typer.testing import CliRunner
 

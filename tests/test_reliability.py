@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 import torch
-from conftest import ROOT, make_dataset, write_idx
+from helpers import ROOT, make_dataset, write_idx
 from stops import StopAt
 from test_files import fail_writes
 from typer.testing import CliRunner

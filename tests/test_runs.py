@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, epoch, fake_run, set_args
+from helpers import ROOT, epoch, fake_run, set_args
 from typer.testing import CliRunner
 
 from seqclf.cli.app import app

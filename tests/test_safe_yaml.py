@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import seqclf_process
+from helpers import seqclf_process
 from typer.testing import CliRunner
 
 from seqclf.cli.app import app

@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, cli_json
+from helpers import ROOT, cli_json
 from typer.testing import CliRunner
 
 from seqclf.cli.app import app

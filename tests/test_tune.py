@@ -23,7 +23,7 @@ from seqclf.search.space import load_space, parse_space
 
 optuna = pytest.importorskip("optuna", reason="seqclf tune needs the optional extra seqclf[tune]")
 
-from conftest import ROOT, cli_json, make_dataset, set_args  # noqa: E402
+from helpers import ROOT, cli_json, make_dataset, set_args  # noqa: E402
 
 from seqclf.console import Output  # noqa: E402
 from seqclf.search.study import Settings, open_study, study_info  # noqa: E402
