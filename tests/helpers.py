@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
 
 import numpy as np
+import pytest
 
 from seqclf.config import load_config, to_yaml
 from seqclf.store import rundir as runs
@@ -204,3 +205,26 @@ def random_checkpoint(path: Path, *overrides: str, seed: int = 0, size: int = 28
     checkpoint.save(path, checkpoint.pack(cfg, meta, {"model": model.state_dict(), "epoch": 1, "history": []},
                                           with_state=False))
     return path
+
+
+# ---------------------------------------------------------------- real processes
+
+process = pytest.mark.process  # the tests that start real seqclf processes (pyproject.toml's markers)
+posix_only = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and processes (SIGKILL, a signal to "
+                                                                "a process, bash scripts)")
+SIGKILL = getattr(signal, "SIGKILL", 9)  # Windows has none; the tests that send it are skipped there
+
+
+def seqclf_env() -> dict[str, str]:
+    """This environment, with the checkout first on PYTHONPATH: a script run from tests/ imports this seqclf."""
+    import os
+
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+
+
+def seqclf_at_write(at_fsync: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """`python -m seqclf ARGS` in a real process that gets a signal at a chosen write (faultwrap.py:
+    "N:SIGNAL:NAME", after the Nth fsync of a file named NAME, before its rename)."""
+    wrapper = Path(__file__).with_name("faultwrap.py")
+    return subprocess.run([sys.executable, str(wrapper), at_fsync, "-m", "seqclf", *args], env=seqclf_env(),
+                          capture_output=True, text=True, timeout=timeout)
