@@ -228,3 +228,101 @@ def seqclf_at_write(at_fsync: str, *args: str, timeout: float = 300) -> subproce
     wrapper = Path(__file__).with_name("faultwrap.py")
     return subprocess.run([sys.executable, str(wrapper), at_fsync, "-m", "seqclf", *args], env=seqclf_env(),
                           capture_output=True, text=True, timeout=timeout)
+
+
+# ---------------------------------------------------------------- scripts whose seqclf runs in this process
+
+SHIM = """#!/usr/bin/env bash
+# `seqclf ARGS` for a script under test: helpers.run_script runs the command in the test's own process;
+# this carries the folder and the arguments there, and the output and the exit status back.
+set -u
+box={box}
+id=$$
+mkfifo "$box/$id.done"
+printf '%s\\0' "$PWD" "$@" > "$box/$id.part" && mv "$box/$id.part" "$box/$id.args"
+read -r code < "$box/$id.done"
+cat "$box/$id.out"
+cat "$box/$id.err" >&2
+rm -f "$box/$id.done" "$box/$id.out" "$box/$id.err"
+exit "$code"
+"""
+
+
+def run_script(command: list[str], *, cwd: Path | None = None, env: dict[str, str] | None = None,
+               timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run `command` (a bash script, a README block) with a `seqclf` first on its PATH that runs each of its
+    commands here, in this process, one at a time: the script is real, seqclf costs no interpreter start."""
+    import os
+    import shlex
+    import shutil
+    import tempfile
+    import time
+
+    box = Path(tempfile.mkdtemp(prefix="seqclf-script-"))
+    shim = box / "bin" / "seqclf"
+    shim.parent.mkdir()
+    shim.write_text(SHIM.format(box=shlex.quote(str(box))))
+    shim.chmod(0o755)
+    env = dict(os.environ if env is None else env)
+    env["PATH"] = os.pathsep.join([str(shim.parent), env.get("PATH", os.defpath)])
+    deadline = time.monotonic() + timeout
+    try:
+        with open(box / "stdout", "w+") as stdout, open(box / "stderr", "w+") as stderr:
+            proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=stdout, stderr=stderr, text=True)
+            try:
+                while proc.poll() is None:
+                    if time.monotonic() > deadline:
+                        raise subprocess.TimeoutExpired(command, timeout)
+                    for request in sorted(box.glob("*.args")):
+                        _serve(box, request)
+                    time.sleep(0.01)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+            stdout.seek(0)
+            stderr.seek(0)
+            return subprocess.CompletedProcess(command, proc.returncode, stdout.read(), stderr.read())
+    finally:
+        shutil.rmtree(box, ignore_errors=True)
+
+
+def _serve(box: Path, request: Path) -> None:
+    """Run one shim's `seqclf ARGS` in its folder, its stdout and stderr (file descriptors 1 and 2 too, for
+    the processes it starts) in files the shim prints, and answer its exit status."""
+    import os
+    import traceback
+
+    from seqclf.cli.app import app
+
+    cwd, *args = request.read_bytes().decode().split("\0")[:-1]
+    request.unlink()
+    ident = request.name[:-len(".args")]
+    folder = os.getcwd()
+    saved = sys.stdout, sys.stderr, os.dup(1), os.dup(2)
+    with open(box / f"{ident}.out", "w") as out, open(box / f"{ident}.err", "w") as err:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(out.fileno(), 1)
+        os.dup2(err.fileno(), 2)
+        sys.stdout, sys.stderr = out, err
+        try:
+            os.chdir(cwd)
+            app(args, prog_name="seqclf")
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        except BaseException:  # noqa: BLE001 - reported as a process would report it
+            traceback.print_exc(file=err)
+            code = 1
+        finally:
+            os.chdir(folder)
+            out.flush()
+            err.flush()
+            sys.stdout, sys.stderr = saved[0], saved[1]
+            os.dup2(saved[2], 1)
+            os.dup2(saved[3], 2)
+            os.close(saved[2])
+            os.close(saved[3])
+    with open(box / f"{ident}.done", "w") as done:
+        done.write(f"{code}\n")
