@@ -2,50 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
 
-import forkserver
 import pytest
 from helpers import FASHION, FILES, make_dataset, tiny_args, train_tiny
 
 # torch is imported where it is used: the process that starts the pytest-xdist workers imports this file
 # too, and the workers start about a second and a half sooner when it does not import torch
-
-FAST_PYTHON = "SEQCLF_TEST_FAST_PYTHON"
-SERVER = pytest.StashKey[tuple[subprocess.Popen, str]]()
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    """One fork server (forkserver.py) for the whole run, started by the process that starts the workers."""
-    if hasattr(config, "workerinput") or config.option.collectonly:  # a worker: its controller started it
-        return
-    if not forkserver.supported():  # not Linux: fast_python is the real interpreter
-        os.environ[FAST_PYTHON] = sys.executable
-        return
-    folder = tempfile.mkdtemp(prefix="seqclf-forkserver-")
-    server, client = forkserver.start(folder)
-    os.environ[FAST_PYTHON] = client  # the workers, started after this, inherit it
-    config.stash[SERVER] = (server, folder)
-
-
-def pytest_unconfigure(config: pytest.Config) -> None:
-    if SERVER in config.stash:
-        server, folder = config.stash[SERVER]
-        server.terminate()
-        server.wait(timeout=30)
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-@pytest.fixture(scope="session")
-def fast_python() -> str:
-    """A `python` whose commands start in milliseconds (forkserver.py): for subprocesses that run seqclf."""
-    client = os.environ[FAST_PYTHON]
-    return client if client == sys.executable else forkserver.wait_until_ready(client)
 
 
 @pytest.fixture(autouse=True)

@@ -109,11 +109,6 @@ def time_limit(seconds: float) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-def seqclf_process(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    """`python -m seqclf ARGS` in a real process; one that hangs is killed and fails the test."""
-    return subprocess.run([sys.executable, "-m", "seqclf", *args], capture_output=True, text=True, timeout=timeout)
-
-
 def changed_checkpoint(source: str | Path, target: Path, change: Callable[[dict], None]) -> str:
     """A copy of checkpoint `source` with `change(payload)` applied, saved at `target` as seqclf saves one."""
     import torch
@@ -251,7 +246,9 @@ exit "$code"
 def run_script(command: list[str], *, cwd: Path | None = None, env: dict[str, str] | None = None,
                timeout: float = 300) -> subprocess.CompletedProcess:
     """Run `command` (a bash script, a README block) with a `seqclf` first on its PATH that runs each of its
-    commands here, in this process, one at a time: the script is real, seqclf costs no interpreter start."""
+    commands here, in this process, one at a time: the script is real, seqclf costs no interpreter start.
+    `command` may be `["seqclf", ...]` itself: a command whose output must be a real file (tune's workers
+    write to it)."""
     import os
     import shlex
     import shutil
@@ -289,7 +286,7 @@ def run_script(command: list[str], *, cwd: Path | None = None, env: dict[str, st
 
 def _serve(box: Path, request: Path) -> None:
     """Run one shim's `seqclf ARGS` in its folder, its stdout and stderr (file descriptors 1 and 2 too, for
-    the processes it starts) in files the shim prints, and answer its exit status."""
+    the processes it starts, which import this checkout) in files the shim prints; answer its exit status."""
     import os
     import traceback
 
@@ -298,7 +295,7 @@ def _serve(box: Path, request: Path) -> None:
     cwd, *args = request.read_bytes().decode().split("\0")[:-1]
     request.unlink()
     ident = request.name[:-len(".args")]
-    folder = os.getcwd()
+    folder, path = os.getcwd(), os.environ.get("PYTHONPATH")
     saved = sys.stdout, sys.stderr, os.dup(1), os.dup(2)
     with open(box / f"{ident}.out", "w") as out, open(box / f"{ident}.err", "w") as err:
         sys.stdout.flush()
@@ -308,6 +305,7 @@ def _serve(box: Path, request: Path) -> None:
         sys.stdout, sys.stderr = out, err
         try:
             os.chdir(cwd)
+            os.environ["PYTHONPATH"] = seqclf_env()["PYTHONPATH"]
             app(args, prog_name="seqclf")
             code = 0
         except SystemExit as exc:
@@ -317,6 +315,10 @@ def _serve(box: Path, request: Path) -> None:
             code = 1
         finally:
             os.chdir(folder)
+            if path is None:
+                os.environ.pop("PYTHONPATH", None)
+            else:
+                os.environ["PYTHONPATH"] = path
             out.flush()
             err.flush()
             sys.stdout, sys.stderr = saved[0], saved[1]

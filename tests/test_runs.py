@@ -9,12 +9,13 @@ import io
 import json
 import statistics
 import subprocess
+import sys
 import threading
 from pathlib import Path
 
 import pytest
 import yaml
-from helpers import ROOT, epoch, fake_run, set_args
+from helpers import ROOT, epoch, fake_run, process, seqclf_env, set_args
 from typer.testing import CliRunner
 
 from seqclf.cli.app import app
@@ -210,11 +211,12 @@ def test_same_second_starts_in_threads_get_distinct_dirs(tmp_path: Path) -> None
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in made)
 
 
-def test_parallel_train_processes_get_distinct_run_dirs(tiny_overrides: list[str], tmp_path: Path,
-                                                       fast_python: str) -> None:
-    args = [fast_python, "-m", "seqclf", "train", "--config", str(ROOT / "configs/rnn.yaml"), "--quiet",
+@process
+def test_parallel_train_processes_get_distinct_run_dirs(tiny_overrides: list[str], tmp_path: Path) -> None:
+    args = [sys.executable, "-m", "seqclf", "train", "--config", str(ROOT / "configs/rnn.yaml"), "--quiet",
             *set_args([*tiny_overrides, "train.epochs=1", "model.hidden_size=8"])]
-    processes = [subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    processes = [subprocess.Popen(args, cwd=ROOT, env=seqclf_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True)
                  for _ in range(2)]  # the same config and second: both name their run the same way
     outputs = [process.communicate(timeout=120) for process in processes]
     assert [process.returncode for process in processes] == [0, 0], outputs
