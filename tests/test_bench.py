@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, set_args
+from helpers import ROOT, posix_only, run_script, set_args
 from typer.testing import CliRunner
 
 from seqclf.cli.app import app
@@ -136,20 +135,15 @@ def test_bench_bad_input_exits_2(tiny_overrides: list[str]) -> None:
     assert missing.exit_code == 2 and "/nonexistent/seqclf" in missing.stderr
 
 
-def test_bench_script_writes_a_markdown_table(tiny_data: Path, tmp_path: Path, fast_python: str) -> None:
+@posix_only
+def test_bench_script_writes_a_markdown_table(tiny_data: Path, tmp_path: Path) -> None:
     out = tmp_path / "bench.md"
-    entry = tmp_path / "entry.py"  # the entry point, with the small matmul
-    entry.write_text(f"import sys\nfrom seqclf.use import flops\n"
-                     f"flops.MATMUL_SIZES['cpu'] = {SMALL_MATMUL}\nfrom seqclf.cli.app import main\nsys.exit(main())\n")
-    seqclf = tmp_path / "seqclf"
-    seqclf.write_text(f'#!/bin/sh\nexec "{fast_python}" "{entry}" "$@"\n')
-    seqclf.chmod(0o755)
-    env = {**os.environ, "FASHION_MNIST_ROOT": str(tiny_data), "BENCH_STEPS": "2", "SEQCLF": str(seqclf),
+    # `seqclf` runs in this process (helpers.run_script), with small_matmul's small matmul
+    env = {**os.environ, "FASHION_MNIST_ROOT": str(tiny_data), "BENCH_STEPS": "2", "SEQCLF": "seqclf",
            "PYTHON": sys.executable}
     shrink = ["--set", "data.val_size=100", "--set", "model.hidden_size=4", "--set", "train.batch_size=16",
               "--set", "train.device=cpu", "--set", "train.num_threads=1"]  # later --set wins: every row tiny
-    done = subprocess.run(["bash", str(ROOT / "scripts/bench.sh"), "-o", str(out), *shrink], env=env,
-                          capture_output=True, text=True, timeout=300)
+    done = run_script(["bash", str(ROOT / "scripts/bench.sh"), "-o", str(out), *shrink], env=env, timeout=300)
     assert done.returncode == 0, done.stderr
     lines = out.read_text().splitlines()
     assert lines[0].startswith("| model | batch | train ex/s |") and "speedup" in lines[0]

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT
+from helpers import ROOT
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
@@ -36,10 +36,10 @@ PLAIN = (str, int, float, bool, type(None))
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One finished tiny run (2 layers with dropout, adamw, onecycle): its best.pt and last.pt."""
-    import conftest
+    import helpers
 
     tmp = tmp_path_factory.mktemp("ckpt")
-    data = conftest.make_dataset(tmp / "data")
+    data = helpers.make_dataset(tmp / "data")
     cfg = load_config(None, ["data.name=idx", f"data.root={data}", "data.val_size=100", "model.hidden_size=8",
                              "model.num_layers=2", "model.dropout=0.2", "train.epochs=1", "train.batch_size=100",
                              "train.optimizer=adamw", "train.scheduler=onecycle", "train.device=cpu",
@@ -293,17 +293,17 @@ V1_RUN = ROOT / "tests" / "data" / "v1run"  # written by seqclf 0.1.0 (checkpoin
 
 def test_a_version_1_run_still_evaluates_and_resumes(tmp_path: Path) -> None:
     """Its data: make_dataset(n_train=120, n_test=40, seed=5); the numbers are what 0.1.0 itself computed."""
-    import conftest
+    import helpers
 
-    data = conftest.make_dataset(tmp_path / "data", n_train=120, n_test=40, seed=5)
+    data = helpers.make_dataset(tmp_path / "data", n_train=120, n_test=40, seed=5)
     saved = checkpoint.read(V1_RUN / "best.pt")
     assert torch.load(V1_RUN / "best.pt", weights_only=True)["version"] == 1
     assert saved.data.class_names == tuple("0123456789") and (saved.data.height, saved.data.width) == (28, 28)
-    result = conftest.cli_json("eval", str(V1_RUN / "best.pt"), "--set", f"data.root={data}")
+    result = helpers.cli_json("eval", str(V1_RUN / "best.pt"), "--set", f"data.root={data}")
     assert result["accuracy"] == 0.2 and result["loss"] == 2.1703680038452147
     run = tmp_path / "v1run"
     shutil.copytree(V1_RUN, run)
-    conftest.cli_json("train", "--resume", str(run), "--set", "train.epochs=3", "--set", f"data.root={data}")
+    helpers.cli_json("train", "--resume", str(run), "--set", "train.epochs=3", "--set", f"data.root={data}")
     row = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
     assert (row["epoch"], row["train_loss"], row["val_loss"], row["grad_norm"]) == \
         (3, 2.175564317703247, 2.0379779815673826, 0.445541901247842)  # as 0.1.0's own resume computed

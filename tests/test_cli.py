@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, cli_json, set_args
+from helpers import ROOT, cli_json, process, set_args
 from typer.testing import CliRunner
 
 from seqclf.cli.app import app
@@ -95,6 +95,7 @@ def test_bad_input_exits_2_with_a_message(args: list[str], fragment: str) -> Non
     assert result.exception is None or isinstance(result.exception, SystemExit)
 
 
+@process
 def test_python_dash_m_matches_the_entry_point(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "seqclf", "train", "--config", "missing.yaml"],
                           capture_output=True, text=True, cwd=tmp_path)
@@ -141,7 +142,7 @@ def test_init_from_a_checkpoint_of_another_shape_names_the_parameters(one_epoch:
 
 
 def test_a_stray_idx_label_is_named_in_a_warning(tmp_path: Path) -> None:
-    from conftest import FILES, make_dataset, tiny_args, write_idx
+    from helpers import FILES, make_dataset, tiny_args, write_idx
 
     from seqclf.data.idx import read_idx
 

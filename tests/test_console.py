@@ -9,7 +9,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import torch
-from conftest import epoch, set_args
+from helpers import epoch, set_args
 from rich.console import Console
 from typer.testing import CliRunner
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import make_dataset, write_idx
+from helpers import make_dataset, write_idx
 
 from seqclf.config import DataConfig
 from seqclf.data.datasets import load_data

@@ -7,11 +7,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT
+from helpers import ROOT, posix_only, process
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
@@ -312,8 +313,10 @@ def test_out_of_memory_while_resuming_is_not_a_damaged_checkpoint(tiny_overrides
 # ---------------------------------------------------------------- the GPU check
 
 
-def test_gpu_check_refuses_cleanly_without_cuda(tmp_path: Path, fast_python: str) -> None:
-    env = {**os.environ, "PYTHON": fast_python, "CUDA_VISIBLE_DEVICES": "", "TMPDIR": str(tmp_path)}
+@process  # a python that imports torch, as the script's check does
+@posix_only
+def test_gpu_check_refuses_cleanly_without_cuda(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHON": sys.executable, "CUDA_VISIBLE_DEVICES": "", "TMPDIR": str(tmp_path)}
     done = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_check.sh")], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2, done.stdout + done.stderr

@@ -1,24 +1,24 @@
 """torchrun: 2 CPU processes (gloo) train exactly what one process trains; failures and signals.
 
 Each launch starts real processes (torchrun, or the same environment torchrun gives its ranks,
-set by hand where a test must reach one rank alone), through the suite's fast `python` (forkserver.py).
+set by hand where a test must reach one rank alone): the tests marked `process`.
 Every launch has a timeout: a hang fails the test instead of stalling CI.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import make_dataset, set_args
+from helpers import make_dataset, posix_only, process, seqclf_env, set_args
 
 from seqclf.config import load_config
 from seqclf.errors import SeqclfError
@@ -57,22 +57,22 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def torchrun(python: str, *args: str) -> subprocess.CompletedProcess:
+def torchrun(*args: str) -> subprocess.CompletedProcess:
     """`python -m torch.distributed.run`: the ranks it starts with sys.executable are `python` too."""
-    return subprocess.run([python, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                            "-m", "seqclf", "train", *args], capture_output=True, text=True,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=LAUNCH_TIMEOUT)
+                          env={**seqclf_env(), "OMP_NUM_THREADS": "1"}, timeout=LAUNCH_TIMEOUT)
 
 
-def start_ranks(python: str, args_by_rank: list[list[str]]) -> list[subprocess.Popen]:
+def start_ranks(args_by_rank: list[list[str]]) -> list[subprocess.Popen]:
     """The ranks torchrun would start (its environment, set by hand), so that a test can reach one alone."""
     port, world = free_port(), len(args_by_rank)
     procs = []
     for rank, args in enumerate(args_by_rank):
-        env = {**os.environ, "RANK": str(rank), "WORLD_SIZE": str(world), "LOCAL_RANK": str(rank),
+        env = {**seqclf_env(), "RANK": str(rank), "WORLD_SIZE": str(world), "LOCAL_RANK": str(rank),
                "LOCAL_WORLD_SIZE": str(world), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
                "OMP_NUM_THREADS": "1"}
-        procs.append(subprocess.Popen([python, "-m", "seqclf", "train", *args], env=env,
+        procs.append(subprocess.Popen([sys.executable, "-m", "seqclf", "train", *args], env=env,
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     return procs
 
@@ -96,9 +96,9 @@ def wait_for(path: Path, procs: list[subprocess.Popen]) -> None:
 # ---------------------------------------------------------------- the contract, through torchrun
 
 
-def test_torchrun_two_ranks_train_what_one_process_trains(overrides: list[str], tmp_path: Path,
-                                                          fast_python: str) -> None:
-    done = torchrun(fast_python, "--config", "/dev/null", *set_args(overrides),
+@process
+def test_torchrun_two_ranks_train_what_one_process_trains(overrides: list[str], tmp_path: Path) -> None:
+    done = torchrun("--config", "/dev/null", *set_args(overrides),
                     "--set", f"output.dir={tmp_path / 'ddp'}", "--json")
     assert done.returncode == 0, done.stderr
     [line] = done.stdout.splitlines()  # only rank 0 prints, its JSON alone on stdout
@@ -121,9 +121,9 @@ def test_torchrun_two_ranks_train_what_one_process_trains(overrides: list[str], 
         assert ours["grad_norm"] == pytest.approx(theirs["grad_norm"], rel=1e-4)
 
 
-def test_torchrun_refuses_a_batch_size_the_ranks_cannot_share(overrides: list[str], tmp_path: Path,
-                                                              fast_python: str) -> None:
-    done = torchrun(fast_python, "--config", "/dev/null", *set_args(overrides), "--set", "train.batch_size=21",
+@process
+def test_torchrun_refuses_a_batch_size_the_ranks_cannot_share(overrides: list[str], tmp_path: Path) -> None:
+    done = torchrun("--config", "/dev/null", *set_args(overrides), "--set", "train.batch_size=21",
                     "--set", f"output.dir={tmp_path / 'runs'}")
     assert done.returncode != 0
     assert done.stderr.count("train.batch_size=21 cannot be split between the 2 ranks") == 1, done.stderr
@@ -135,12 +135,14 @@ def test_torchrun_refuses_a_batch_size_the_ranks_cannot_share(overrides: list[st
 # ---------------------------------------------------------------- one rank alone: its signal, its failure
 
 
+@process
+@posix_only
 def test_a_signal_to_one_rank_stops_both_and_the_run_resumes_in_one_process(overrides: list[str],
-                                                                            tmp_path: Path, fast_python: str) -> None:
+                                                                            tmp_path: Path) -> None:
     run_dir = tmp_path / "ddp" / "long"
     args = ["--config", "/dev/null", *set_args(overrides), "--set", "train.epochs=100000",
             "--set", f"output.dir={run_dir.parent}", "--set", "output.name=long"]
-    procs = start_ranks(fast_python, [args, args])
+    procs = start_ranks([args, args])
     wait_for(run_dir / "metrics.jsonl", procs)  # an epoch is done: the loop's handlers are in place
     procs[1].send_signal(signal.SIGTERM)  # rank 1 alone
     (code0, out0, err0), (code1, out1, err1) = finish(procs)
@@ -162,11 +164,11 @@ def test_a_signal_to_one_rank_stops_both_and_the_run_resumes_in_one_process(over
                                                             abs=1e-5)
 
 
-def test_a_failure_on_one_rank_ends_both_reported_once_by_rank_0(overrides: list[str], tmp_path: Path,
-                                                                 fast_python: str) -> None:
+@process
+def test_a_failure_on_one_rank_ends_both_reported_once_by_rank_0(overrides: list[str], tmp_path: Path) -> None:
     args = ["--config", "/dev/null", *set_args(overrides), "--set", f"output.dir={tmp_path / 'runs'}"]
     missing = tmp_path / "missing"
-    procs = start_ranks(fast_python, [args, [*args, "--set", f"data.root={missing}"]])  # only rank 1 lacks its data
+    procs = start_ranks([args, [*args, "--set", f"data.root={missing}"]])  # only rank 1 lacks its data
     (code0, out0, err0), (code1, out1, err1) = finish(procs)
     assert (code0, code1) == (2, 2), (err0, err1)
     assert err0.startswith("error: rank 1: ") and str(missing) in err0 and "Traceback" not in err0
@@ -174,12 +176,13 @@ def test_a_failure_on_one_rank_ends_both_reported_once_by_rank_0(overrides: list
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())  # no run directory
 
 
-def test_a_rank_that_dies_ends_the_others_with_a_message(overrides: list[str], tmp_path: Path,
-                                                         fast_python: str) -> None:
+@process
+@posix_only
+def test_a_rank_that_dies_ends_the_others_with_a_message(overrides: list[str], tmp_path: Path) -> None:
     run_dir = tmp_path / "long"
     args = ["--config", "/dev/null", *set_args(overrides), "--set", "train.epochs=100000",
             "--set", f"output.dir={tmp_path}", "--set", "output.name=long"]
-    procs = start_ranks(fast_python, [args, args])
+    procs = start_ranks([args, args])
     wait_for(run_dir / "metrics.jsonl", procs)
     procs[1].kill()  # SIGKILL: no handler, no goodbye
     (code0, _, err0), _ = finish(procs)

@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, make_dataset, set_args
+from helpers import ROOT, make_dataset, set_args
 from typer.testing import CliRunner
 
 from seqclf.cli.app import app

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import FILES, changed_checkpoint, make_dataset, write_idx
+from helpers import FILES, changed_checkpoint, make_dataset, write_idx
 from typer.testing import CliRunner
 
 from seqclf.cli.app import app

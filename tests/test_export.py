@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import make_dataset, random_checkpoint
+from helpers import make_dataset, random_checkpoint
 from typer.testing import CliRunner
 
 from seqclf import Predictor

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import FILES, changed_checkpoint, time_limit, write_idx
+from helpers import FILES, changed_checkpoint, time_limit, write_idx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import FILES, make_dataset, set_args, time_limit, write_idx
+from helpers import FILES, make_dataset, set_args, time_limit, write_idx
 from typer.testing import CliRunner
 
 from seqclf.cli.app import app

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import set_args, time_limit
+from helpers import set_args, time_limit
 from typer.testing import CliRunner
 
 from seqclf.cli.app import app

@@ -11,7 +11,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, set_args
+from helpers import ROOT, process, set_args
 from typer.testing import CliRunner
 
 from seqclf.cli.app import app
@@ -52,8 +52,9 @@ def test_a_name_finds_a_shipped_config_only_when_no_such_file(tmp_path: Path, mo
     assert missing.exit_code == 2 and "seqclf config list" in missing.stderr
 
 
+@process
 def test_the_wheel_ships_the_configs_and_trains_from_a_name_outside_the_repo(tiny_overrides: list[str],
-                                                                            tmp_path: Path, fast_python: str) -> None:
+                                                                            tmp_path: Path) -> None:
     source = tmp_path / "source"  # build from a copy: the build must not write into the repository
     shutil.copytree(ROOT / "seqclf", source / "seqclf", ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("pyproject.toml", "README.md"):
@@ -72,8 +73,8 @@ def test_the_wheel_ships_the_configs_and_trains_from_a_name_outside_the_repo(tin
     found = subprocess.run([sys.executable, "-c", "import seqclf; print(seqclf.__file__)"], cwd=outside, env=env,
                            capture_output=True, text=True, timeout=60)
     assert Path(found.stdout.strip()).is_relative_to(target), found.stdout + found.stderr  # only TMP gives seqclf
-    # the same search path in the suite's fast python (forkserver.py): it imports seqclf from the wheel too
-    trained = subprocess.run([fast_python, "-m", "seqclf", "train", "--config", "gru", "--json",
+    # the same search path: it imports seqclf from the wheel too
+    trained = subprocess.run([sys.executable, "-m", "seqclf", "train", "--config", "gru", "--json",
                               *set_args([*tiny_overrides, "train.epochs=1", "model.hidden_size=8"])],
                              cwd=outside, env=env, capture_output=True, text=True, timeout=300)
     assert trained.returncode == 0, trained.stderr

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from helpers import ROOT
 from typer.testing import CliRunner
 
 from seqclf.cli.app import app
@@ -104,7 +104,7 @@ def test_mistakes_compute_as_set_asks(tmp_path: Path) -> None:
     import numpy as np
     import torch
 
-    from conftest import make_dataset, random_checkpoint
+    from helpers import make_dataset, random_checkpoint
     from seqclf.store import checkpoint
     from seqclf.data.datasets import split_images
     from seqclf.model.classifier import SequenceClassifier
@@ -145,7 +145,7 @@ def test_eval_shows_class_names(trained) -> None:
     assert class_names("fashion_mnist", 10)[0] == "T-shirt/top" and class_names("kmnist", 10)[-1] == "wo"
     assert class_names("idx", 3) == ["0", "1", "2"] and class_names("mnist", 10)[9] == "9"
 def test_rows_without_a_metric_and_unwritable_outputs(tmp_path: Path) -> None:
-    from conftest import epoch, fake_run
+    from helpers import epoch, fake_run
 
     partial = [epoch(1, 0.5), {k: v for k, v in epoch(2, 0.6).items() if k != "train_loss"},
                {**epoch(3, 0.7), "val_loss": "n/a"}]

@@ -1,8 +1,8 @@
 """The README's shell examples run (on tiny data), so they cannot rot; the docs it links exist.
 
-Each ```sh block runs in bash in one scratch folder, in order, with `seqclf` a function that calls this
-checkout (through the suite's fast `python`, forkserver.py) and, for `train`, `bench` and `tune` (2
-trials), appends `--set` flags for a tiny dataset (later flags win, so the README's own data flags are
+Each ```sh block runs in bash in one scratch folder, in order, with `seqclf` a function that runs the
+command in the test's own process (helpers.run_script) and, for `train`, `bench` and `tune` (2 trials),
+appends `--set` flags for a tiny dataset (later flags win, so the README's own data flags are
 overridden). A block preceded by `<!-- doctest: skip (why) -->` is not run:
 those need apt, a new venv or the network.
 """
@@ -12,11 +12,10 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, make_dataset
+from helpers import ROOT, make_dataset, posix_only, process, run_script
 
 README = ROOT / "README.md"
 BLOCK = re.compile(r"(<!-- doctest: skip \(([^)]*)\) -->\n)?```sh\n(.*?)```", re.DOTALL)
@@ -33,7 +32,9 @@ def test_the_skip_list_is_small_and_says_why() -> None:
     assert len(blocks()) - len(skipped) >= 2
 
 
-def test_readme_shell_blocks_run(tmp_path: Path, fast_python: str) -> None:
+@process  # the README's `seqclf tune --jobs 2` starts two worker processes
+@posix_only
+def test_readme_shell_blocks_run(tmp_path: Path) -> None:
     data = make_dataset(tmp_path / "tiny", n_train=400, n_test=100)
     work = tmp_path / "work"
     work.mkdir()
@@ -44,9 +45,9 @@ def test_readme_shell_blocks_run(tmp_path: Path, fast_python: str) -> None:
     prelude = f"""set -euo pipefail
 seqclf() {{
     case "$1" in
-        train|bench|tune) "{fast_python}" -m seqclf "$@" {tiny} $([[ $1 == bench ]] && echo --steps 5) \
+        train|bench|tune) command seqclf "$@" {tiny} $([[ $1 == bench ]] && echo --steps 5) \
             $([[ $1 == tune ]] && echo --trials 2) ;;
-        *) "{fast_python}" -m seqclf "$@" ;;
+        *) command seqclf "$@" ;;
     esac
 }}
 """
@@ -55,8 +56,7 @@ seqclf() {{
     for why, text in blocks():
         if why is not None or ("jq " in text and shutil.which("jq") is None):
             continue
-        done = subprocess.run(["bash", "-c", prelude + text], cwd=work, env=env, capture_output=True, text=True,
-                              timeout=600)
+        done = run_script(["bash", "-c", prelude + text], cwd=work, env=env, timeout=600)
         assert done.returncode == 0, f"README block failed:\n{text}\n{done.stdout}\n{done.stderr}"
         assert "Traceback" not in done.stderr
         ran += 1

@@ -1,7 +1,7 @@
 """Runs are never stranded or damaged (issue 15): stops at every moment, kills, locks, edits, other data.
 
-Signals reach real `seqclf` processes at a chosen write through the SEQCLF_TEST_SIGNAL_AT_FSYNC
-hook of seqclf.store.files ("N:SIGNAL:NAME": after the Nth fsync of NAME, before its rename).
+Signals arrive at a chosen write ("N:SIGNAL:NAME": after the Nth fsync of NAME, before its rename) through
+tests/faultwrap.py: a SIGINT in this process, a SIGKILL in a real `seqclf` process run under the wrapper.
 """
 
 from __future__ import annotations
@@ -10,18 +10,28 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
-from conftest import cli_json, make_dataset
+from faultwrap import at_write
+from helpers import (
+    SIGKILL,
+    cli_json,
+    make_dataset,
+    posix_only,
+    process,
+    seqclf_at_write,
+    seqclf_env,
+)
 from stops import StopAt
 from typer.testing import CliRunner
 
 from seqclf.cli.app import app
-from seqclf.store import checkpoint
+from seqclf.store import checkpoint, files
 from seqclf.store import rundir as runs
 
 runner = CliRunner()
@@ -40,11 +50,15 @@ def write_config(folder: Path, data_root: Path, name: str, epochs: int = 2) -> P
     return path
 
 
-def seqclf(python: str, *args: str, at_fsync: str | None = None) -> subprocess.CompletedProcess:
-    """`python -m seqclf ARGS` in its own process; `at_fsync` arms the signal hook."""
-    env = {**os.environ, "SEQCLF_TEST_SIGNAL_AT_FSYNC": at_fsync or ""}
-    return subprocess.run([python, "-m", "seqclf", *args], env=env, capture_output=True, text=True,
-                          timeout=300)
+def seqclf(*args: str, at_fsync: str) -> SimpleNamespace | subprocess.CompletedProcess:
+    """`seqclf ARGS` with a signal at the write `at_fsync` names (faultwrap.py): a SIGKILL in a real process
+    (it ends the process), any other signal in this one; returncode and stderr as from a process."""
+    if "SIGKILL" in at_fsync:
+        return seqclf_at_write(at_fsync, *args)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(files, "os", at_write(at_fsync))
+        result = runner.invoke(app, list(args))
+    return SimpleNamespace(returncode=result.exit_code, stderr=result.stderr)
 
 
 def invoke(*args: str) -> tuple[int, str]:
@@ -65,15 +79,16 @@ def files_of(run_dir: Path) -> dict[str, bytes]:
 # ---------------------------------------------------------------- 1: stopped during set-up or epoch 1
 
 
+@posix_only  # signals at a write, to this process or a real one
 @pytest.mark.parametrize("at_fsync, code", [
     pytest.param("1:SIGINT:summary.json", 130, id="SIGINT-after-config.yaml"),
-    pytest.param("1:SIGKILL:best.pt", -signal.SIGKILL, id="SIGKILL-in-epoch-1"),
+    pytest.param("1:SIGKILL:best.pt", -SIGKILL, id="SIGKILL-in-epoch-1", marks=process),
 ])
 def test_a_run_stopped_before_its_first_epoch_is_restartable_under_its_name(
-        tmp_path: Path, data_root: Path, at_fsync: str, code: int, fast_python: str) -> None:
+        tmp_path: Path, data_root: Path, at_fsync: str, code: int) -> None:
     cfg = write_config(tmp_path, data_root, "orph")
     run_dir = tmp_path / "runs" / "orph"
-    first = seqclf(fast_python, "train", "--config", str(cfg), at_fsync=at_fsync)
+    first = seqclf("train", "--config", str(cfg), at_fsync=at_fsync)
     assert first.returncode == code, first.stderr
     assert (run_dir / "config.yaml").exists() and not (run_dir / "last.pt").exists()
     assert "Traceback" not in first.stderr
@@ -99,12 +114,14 @@ def test_a_named_run_with_trained_epochs_is_never_restarted(finished: Path, tmp_
 # ---------------------------------------------------------------- 3, 4: killed or stopped at the end
 
 
+@process
+@posix_only
 def test_a_kill_between_the_last_checkpoint_and_its_metrics_line_is_repaired_on_resume(
-        tmp_path: Path, data_root: Path, fast_python: str) -> None:
+        tmp_path: Path, data_root: Path) -> None:
     cfg = write_config(tmp_path, data_root, "k")
     run_dir = tmp_path / "runs" / "k"
-    killed = seqclf(fast_python, "train", "--config", str(cfg), at_fsync="2:SIGKILL:metrics.jsonl")
-    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    killed = seqclf("train", "--config", str(cfg), at_fsync="2:SIGKILL:metrics.jsonl")
+    assert killed.returncode == -SIGKILL, killed.stderr
     assert checkpoint.read(run_dir / "last.pt").epoch == 2 and len(runs.RunDir(run_dir).read_metrics()) == 1
     assert runs.RunDir(run_dir).read_summary()["status"] == "running" and listed_status(run_dir) == "interrupted"
     code, output = invoke("train", "--resume", str(run_dir))
@@ -115,12 +132,13 @@ def test_a_kill_between_the_last_checkpoint_and_its_metrics_line_is_repaired_on_
     assert summary["status"] == "finished" and summary["epochs"] == 2 and summary["test_accuracy"] is not None
 
 
-def test_sigint_during_the_final_scoring_ends_interrupted_then_resume_finishes(tmp_path: Path, data_root: Path,
-                                                                               fast_python: str) -> None:
+@posix_only  # signals at a write, to this process or a real one
+def test_sigint_during_the_final_scoring_ends_interrupted_then_resume_finishes(tmp_path: Path,
+                                                                               data_root: Path) -> None:
     cfg = write_config(tmp_path, data_root, "s", epochs=1)
     run_dir = tmp_path / "runs" / "s"
     # summary.json: 1 "running" at the start, 2 after epoch 1, 3 the final one (signal handlers already restored)
-    stopped = seqclf(fast_python, "train", "--config", str(cfg), at_fsync="3:SIGINT:summary.json")
+    stopped = seqclf("train", "--config", str(cfg), at_fsync="3:SIGINT:summary.json")
     assert stopped.returncode == 130 and "Traceback" not in stopped.stderr, stopped.stderr
     assert runs.RunDir(run_dir).read_summary()["status"] == "interrupted"
     code, output = invoke("train", "--resume", str(run_dir))
@@ -180,11 +198,12 @@ def test_a_full_disk_that_blocks_even_the_summary_is_not_listed_as_running(
 # ---------------------------------------------------------------- 5: one process per run directory
 
 
-def test_a_run_directory_is_locked_while_a_process_trains_in_it(tmp_path: Path, data_root: Path,
-                                                               fast_python: str) -> None:
+@process
+@posix_only
+def test_a_run_directory_is_locked_while_a_process_trains_in_it(tmp_path: Path, data_root: Path) -> None:
     cfg = write_config(tmp_path, data_root, "long", epochs=100000)
     run_dir = tmp_path / "runs" / "long"
-    proc = subprocess.Popen([fast_python, "-m", "seqclf", "train", "--config", str(cfg)],
+    proc = subprocess.Popen([sys.executable, "-m", "seqclf", "train", "--config", str(cfg)], env=seqclf_env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120
@@ -200,8 +219,8 @@ def test_a_run_directory_is_locked_while_a_process_trains_in_it(tmp_path: Path, 
             holders.add(int(named.group(1)))
         assert listed_status(run_dir) == "running"
         [holder] = holders
-        os.kill(holder, signal.SIGKILL)  # the process the message names: SIGKILL ends the run (no handler runs)
-        assert proc.wait(timeout=60) == -signal.SIGKILL
+        os.kill(holder, SIGKILL)  # the process the message names: SIGKILL ends the run (no handler runs)
+        assert proc.wait(timeout=60) == -SIGKILL
     finally:
         proc.kill()
         proc.wait()

@@ -7,13 +7,14 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-from conftest import ROOT, make_dataset, write_idx
+from helpers import ROOT, make_dataset, posix_only, process, seqclf_env, write_idx
 from stops import StopAt
 from test_files import fail_writes
 from typer.testing import CliRunner
@@ -174,21 +175,23 @@ def test_resume_refuses_changes_to_what_the_run_computes(reference: Path, data_r
 # ---------------------------------------------------------------- signals
 
 
-def start_long_run(python: str, tmp_path: Path, data_root: Path, name: str) -> subprocess.Popen:
+def start_long_run(tmp_path: Path, data_root: Path, name: str) -> subprocess.Popen:
     """A long CLI run in its own process: many epochs of tiny data."""
     cfg = tmp_path / f"{name}.yaml"
     cfg.write_text(f"data:\n  name: idx\n  root: {data_root}\n  val_size: 100\n  max_train: 300\n"
                    f"model:\n  hidden_size: 8\ntrain:\n  epochs: 100000\n  batch_size: 50\n  device: cpu\n"
                    f"  num_threads: 1\noutput:\n  dir: {tmp_path}\n  name: {name}\n")
-    return subprocess.Popen([python, "-m", "seqclf", "train", "--config", str(cfg)],
+    return subprocess.Popen([sys.executable, "-m", "seqclf", "train", "--config", str(cfg)], env=seqclf_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+@process
+@posix_only
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_a_real_signal_saves_last_pt_and_exits_with_its_code(tmp_path: Path, data_root: Path, signum: int,
-                                                             code: int, fast_python: str) -> None:
+                                                             code: int) -> None:
     run_dir = tmp_path / "long"
-    proc = start_long_run(fast_python, tmp_path, data_root, run_dir.name)
+    proc = start_long_run(tmp_path, data_root, run_dir.name)
     deadline = time.monotonic() + 60
     while not (run_dir / "metrics.jsonl").exists():  # an epoch is saved: the loop has its handlers
         assert proc.poll() is None, proc.communicate()
@@ -209,6 +212,7 @@ def test_a_real_signal_saves_last_pt_and_exits_with_its_code(tmp_path: Path, dat
     assert [row["epoch"] for row in runs.RunDir(run_dir).read_metrics()] == list(range(1, target + 1))
 
 
+@posix_only  # a signal to this process (on Windows os.kill ends it)
 def test_a_second_ctrl_c_aborts_at_once_leaving_files_intact(data_root: Path, tmp_path: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """Real SIGINTs to this process: the first asks to stop, the second lands while last.pt is being written."""
@@ -326,7 +330,8 @@ def test_an_unwritable_output_dir_is_reported_before_training(data_root: Path, t
         assert "epoch" not in result.output and "run " not in result.output
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root can write to read-only folders")
+@pytest.mark.skipif(sys.platform == "win32" or os.geteuid() == 0,
+                    reason="root can write to read-only folders; Windows has no POSIX modes")
 def test_a_read_only_output_dir_is_reported_before_training(data_root: Path, tmp_path: Path) -> None:
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o500)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from browser import Browser, find_chromium
-from conftest import ROOT, cli_json, fake_run, make_dataset, train_tiny
+from helpers import ROOT, cli_json, fake_run, make_dataset, train_tiny
 from typer.testing import CliRunner
 
 from seqclf.cli.app import app

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, epoch
+from helpers import ROOT, epoch
 
 from seqclf.config import load_config
 from seqclf.errors import SeqclfError

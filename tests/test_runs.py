@@ -9,12 +9,14 @@ import io
 import json
 import statistics
 import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, epoch, fake_run, set_args
+from helpers import ROOT, epoch, fake_run, process, seqclf_env, set_args
 from typer.testing import CliRunner
 
 from seqclf.cli.app import app
@@ -210,14 +212,23 @@ def test_same_second_starts_in_threads_get_distinct_dirs(tmp_path: Path) -> None
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in made)
 
 
+@process
 def test_parallel_train_processes_get_distinct_run_dirs(tiny_overrides: list[str], tmp_path: Path,
-                                                       fast_python: str) -> None:
-    args = [fast_python, "-m", "seqclf", "train", "--config", str(ROOT / "configs/rnn.yaml"), "--quiet",
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real process and this one train the same config at once, both naming their run the same way."""
+    args = ["train", "--config", str(ROOT / "configs/rnn.yaml"), "--quiet",
             *set_args([*tiny_overrides, "train.epochs=1", "model.hidden_size=8"])]
-    processes = [subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                 for _ in range(2)]  # the same config and second: both name their run the same way
-    outputs = [process.communicate(timeout=120) for process in processes]
-    assert [process.returncode for process in processes] == [0, 0], outputs
+    other = subprocess.Popen([sys.executable, "-m", "seqclf", *args], cwd=ROOT, env=seqclf_env(),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "runs").is_dir() or not any((tmp_path / "runs").iterdir()):
+        assert other.poll() is None and time.monotonic() < deadline, other.communicate()
+        time.sleep(0.01)
+    [taken] = [path.name for path in (tmp_path / "runs").iterdir()]
+    monkeypatch.setattr(runs, "run_name", lambda cfg, now=None: taken)  # the same second, the same name
+    ours = CliRunner().invoke(app, args)
+    outputs = [other.communicate(timeout=120), (ours.stdout, ours.stderr)]
+    assert [other.returncode, ours.exit_code] == [0, 0], outputs
     assert all(stdout == "" for stdout, _ in outputs)  # --quiet: nothing but errors
     made = runs_table.list_runs(tmp_path / "runs")
     assert len(made) == 2 and len({record.path for record in made}) == 2

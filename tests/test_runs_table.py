@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, epoch, fake_run
+from helpers import ROOT, epoch, fake_run
 from typer.testing import CliRunner
 
 from seqclf.cli.app import app

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from conftest import ROOT, cli_json, set_args
+from helpers import ROOT, cli_json, set_args
 from torch import nn
 from typer.testing import CliRunner
 

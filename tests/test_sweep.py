@@ -1,4 +1,8 @@
-"""scripts/sweep.sh end to end: a small grid through the real CLI, in parallel, then `seqclf runs` on it."""
+"""scripts/sweep.sh end to end: a small grid through the CLI, in parallel, then `seqclf runs` on it.
+
+The script runs in bash as users run it; its `seqclf` commands run in this process (helpers.run_script),
+one at a time, while the script's two parallel jobs wait their turn.
+"""
 
 from __future__ import annotations
 
@@ -7,34 +11,30 @@ import io
 import json
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, cli_json
+from helpers import ROOT, cli_json, posix_only, run_script
 from typer.testing import CliRunner
 
 from seqclf.cli.app import app
 
 SWEEP = ROOT / "scripts" / "sweep.sh"
 
-pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+pytestmark = [pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash"), posix_only]
 
 
-def test_a_small_sweep_from_any_folder_then_runs_json_and_csv(tiny_data: Path, tmp_path: Path,
-                                                              fast_python: str) -> None:
+def test_a_small_sweep_from_any_folder_then_runs_json_and_csv(tiny_data: Path, tmp_path: Path) -> None:
     """From a folder outside the repository, with the shipped config found by name (no CONFIG)."""
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     out = elsewhere / "out"
     env = {key: value for key, value in os.environ.items() if key not in ("CONFIG", "OUT")}
-    env.update({"SEQCLF": f"{fast_python} -m seqclf", "CELLS": "rnn gru", "LAYERS": "1", "DIRECTIONS": "uni",
-                "SEEDS": "0 1", "EXTRA": "--set data.name=idx --set data.val_size=100 --set train.device=cpu",
-                "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))})
-    done = subprocess.run(["bash", str(SWEEP), "-j", "2", "-e", "1", "-o", "out", "--",
-                           "--set", f"data.root={tiny_data}", "--set", "model.hidden_size=8",
-                           "--set", "train.batch_size=64"],
-                          cwd=elsewhere, env=env, capture_output=True, text=True, timeout=300)
+    env.update({"SEQCLF": "seqclf", "CELLS": "rnn gru", "LAYERS": "1", "DIRECTIONS": "uni",
+                "SEEDS": "0 1", "EXTRA": "--set data.name=idx --set data.val_size=100 --set train.device=cpu"})
+    done = run_script(["bash", str(SWEEP), "-j", "2", "-e", "1", "-o", "out", "--",
+                       "--set", f"data.root={tiny_data}", "--set", "model.hidden_size=8",
+                       "--set", "train.batch_size=64"], cwd=elsewhere, env=env, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "4 runs in" in done.stdout and "0 failed" in done.stdout
     assert "finished gru layers=1 uni seed=0: best val accuracy" in done.stdout
@@ -42,7 +42,7 @@ def test_a_small_sweep_from_any_folder_then_runs_json_and_csv(tiny_data: Path, t
     table = done.stdout.split("runs in", 1)[1]  # the grouped comparison ends the output
     assert "± " in table and table.count("\n") >= 3 and "\x1b" not in done.stdout
 
-    rows = cli_json("runs", str(out))  # in this process: the sweep's own processes are the subject here
+    rows = cli_json("runs", str(out))
     assert len(rows) == 4
     fields = {"name", "dataset", "sequence", "cell", "num_layers", "hidden_size", "bidirectional", "lr", "seed",
               "parameters", "epochs", "val_accuracy", "test_accuracy", "seconds", "status"}
@@ -71,13 +71,12 @@ def test_a_small_sweep_from_any_folder_then_runs_json_and_csv(tiny_data: Path, t
         assert group["test_accuracy"] == pytest.approx(sum(members) / 2)
 
 
-def test_bad_usage_exits_2_before_training(tmp_path: Path, fast_python: str) -> None:
-    env = {**os.environ, "SEQCLF": f"{fast_python} -m seqclf", "DIRECTIONS": "sideways"}
-    bad = subprocess.run(["bash", str(SWEEP), "-o", str(tmp_path / "out")], cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=60)
+def test_bad_usage_exits_2_before_training(tmp_path: Path) -> None:
+    env = {**os.environ, "SEQCLF": "seqclf", "DIRECTIONS": "sideways"}
+    bad = run_script(["bash", str(SWEEP), "-o", str(tmp_path / "out")], cwd=ROOT, env=env, timeout=60)
     assert bad.returncode == 2 and "not uni or bi" in bad.stderr
     env["DIRECTIONS"] = "uni"
-    bad = subprocess.run(["bash", str(SWEEP), "-o", str(tmp_path / "out"), "--", "--set", "model.cel=gru"],
-                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    bad = run_script(["bash", str(SWEEP), "-o", str(tmp_path / "out"), "--", "--set", "model.cel=gru"],
+                     cwd=ROOT, env=env, timeout=60)
     assert bad.returncode == 2 and "model.cell" in bad.stderr  # did you mean
     assert not (tmp_path / "out").exists()

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import cli_json, make_dataset, random_checkpoint
+from helpers import cli_json, make_dataset, random_checkpoint
 from PIL import Image
 from typer.testing import CliRunner
 

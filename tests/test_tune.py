@@ -23,7 +23,15 @@ from seqclf.search.space import load_space, parse_space
 
 optuna = pytest.importorskip("optuna", reason="seqclf tune needs the optional extra seqclf[tune]")
 
-from conftest import ROOT, cli_json, make_dataset, set_args  # noqa: E402
+from helpers import (  # noqa: E402
+    ROOT,
+    cli_json,
+    make_dataset,
+    posix_only,
+    process,
+    run_script,
+    set_args,
+)
 
 from seqclf.console import Output  # noqa: E402
 from seqclf.search.study import Settings, open_study, study_info  # noqa: E402
@@ -170,9 +178,11 @@ def test_a_killed_workers_trial_is_failed_by_the_next_worker(study_files: dict[s
     assert [(t["number"], t["state"]) for t in info["trials"]] == [(0, "fail"), (1, "complete")]
 
 
-def test_ctrl_c_leaves_a_study_that_continues(study_files: dict[str, Path], fast_python: str) -> None:
+@process
+@posix_only
+def test_ctrl_c_leaves_a_study_that_continues(study_files: dict[str, Path]) -> None:
     runs = study_files["runs"]
-    command = [fast_python, "-m", "seqclf", "tune", "--config", str(study_files["config"]), "--space",
+    command = [sys.executable, "-m", "seqclf", "tune", "--config", str(study_files["config"]), "--space",
                str(study_files["space"]), "--study", "stop", "--trials", "2", "--pruner", "none",
                *set_args(["train.epochs=40"]), "--json"]
     proc = subprocess.Popen(command, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -187,9 +197,8 @@ def test_ctrl_c_leaves_a_study_that_continues(study_files: dict[str, Path], fast
     info = study_info("stop", None, load_config(study_files["config"]))
     assert [t["state"] for t in info["trials"]] == ["fail"]
     assert json.loads((runs / "stop/trial-0000/summary.json").read_text())["status"] == "interrupted"
-    done = subprocess.run(command[:-1] + ["--set", "train.epochs=2", "--json"], env=_env(), capture_output=True,
-                          text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
+    done = CliRunner().invoke(app, command[3:-1] + ["--set", "train.epochs=2", "--json"])  # in this process
+    assert done.exit_code == 0, done.stderr
     info = json.loads(done.stdout)
     assert [(t["number"], t["state"]) for t in info["trials"]] == [(0, "fail"), (1, "complete"), (2, "complete")]
 
@@ -230,11 +239,13 @@ def postgres() -> str:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def test_two_workers_share_a_postgresql_study(study_files: dict[str, Path], postgres: str, fast_python: str) -> None:
-    command = [fast_python, "-m", "seqclf", "tune", "--config", str(study_files["config"]), "--space",
+@process  # the two workers; the command that starts them runs in this process (run_script: a real stdout)
+@posix_only
+def test_two_workers_share_a_postgresql_study(study_files: dict[str, Path], postgres: str) -> None:
+    command = ["seqclf", "tune", "--config", str(study_files["config"]), "--space",
                str(study_files["space"]), "--study", "pg", "--storage", postgres, "--trials", "4", "--jobs", "2",
                "--pruner", "none", "--json", "--set", "train.epochs=8"]  # trials outlast a worker's start-up
-    done = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=300)
+    done = run_script(command, timeout=300)
     assert done.returncode == 0, done.stderr
     info = json.loads(done.stdout)
     assert info["storage"] == postgres and info["complete"] == 4

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import FILES, ROOT, cli_json, set_args, write_idx
+from helpers import FILES, ROOT, cli_json, set_args, write_idx
 
 from seqclf.config import DataConfig, load_config
 from seqclf.data.datasets import load_data

@@ -8,10 +8,6 @@ A temporary name carries its writer's PID (`.NAME.PID.XXXXXXXX.tmp`): a process 
 (SIGKILL, power loss) leaves one behind, and the next write into that folder removes the ones
 whose process is gone and that are over a minute old (the age guards against PIDs of another
 machine or container sharing the folder).
-
-Test hook (inert when unset): SEQCLF_TEST_SIGNAL_AT_FSYNC="N:SIGNAL" or "N:SIGNAL:NAME" makes
-the process send itself SIGNAL (e.g. SIGKILL, SIGINT) right after the Nth fsync (of a file named
-NAME, if given) and before its rename: how tests stop real processes at a chosen write.
 """
 
 from __future__ import annotations
@@ -20,7 +16,6 @@ import json
 import math
 import os
 import re
-import signal
 import tempfile
 import time
 from collections.abc import Callable
@@ -46,7 +41,6 @@ def atomic_write(path: str | Path, write: Callable[[Any], None], binary: bool = 
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
-        _test_signal(path.name)
         os.replace(tmp, path)
     except BaseException as exc:  # also KeyboardInterrupt: never leave a half-written file behind
         if tmp is not None:
@@ -97,22 +91,6 @@ def pid_alive(pid: int) -> bool:
     except (PermissionError, OverflowError, OSError):
         return True
     return True
-
-
-_fsyncs: dict[str, int] = {}
-
-
-def _test_signal(name: str) -> None:
-    """The SEQCLF_TEST_SIGNAL_AT_FSYNC hook (see the module's docstring); does nothing when unset."""
-    spec = os.environ.get("SEQCLF_TEST_SIGNAL_AT_FSYNC")
-    if not spec:
-        return
-    count, signame, *only = spec.split(":")
-    if only and only[0] != name:
-        return
-    _fsyncs[spec] = _fsyncs.get(spec, 0) + 1
-    if _fsyncs[spec] == int(count):
-        os.kill(os.getpid(), getattr(signal, signame))
 
 
 def _umask() -> int:
