@@ -175,31 +175,10 @@ def test_resume_refuses_changes_to_what_the_run_computes(reference: Path, data_r
 # ---------------------------------------------------------------- signals
 
 
-def start_long_run(tmp_path: Path, data_root: Path, name: str) -> subprocess.Popen:
-    """A long CLI run in its own process: many epochs of tiny data."""
-    cfg = tmp_path / f"{name}.yaml"
-    cfg.write_text(f"data:\n  name: idx\n  root: {data_root}\n  val_size: 100\n  max_train: 300\n"
-                   f"model:\n  hidden_size: 8\ntrain:\n  epochs: 100000\n  batch_size: 50\n  device: cpu\n"
-                   f"  num_threads: 1\noutput:\n  dir: {tmp_path}\n  name: {name}\n")
-    return subprocess.Popen([sys.executable, "-m", "seqclf", "train", "--config", str(cfg)], env=seqclf_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-@process
-@posix_only
-@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_a_real_signal_saves_last_pt_and_exits_with_its_code(tmp_path: Path, data_root: Path, signum: int,
-                                                             code: int) -> None:
-    run_dir = tmp_path / "long"
-    proc = start_long_run(tmp_path, data_root, run_dir.name)
-    deadline = time.monotonic() + 60
-    while not (run_dir / "metrics.jsonl").exists():  # an epoch is saved: the loop has its handlers
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "the run never finished an epoch"
-        time.sleep(0.02)
-    proc.send_signal(signum)
-    stdout, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == code, (stdout, stderr)
+def assert_stopped_by_a_signal_and_resumable(run_dir: Path, code: int, expected: int, stderr: str) -> None:
+    """What a signal leaves: its exit status, the resume command, last.pt with its state, no temp files;
+    and the resume that finishes the interrupted epoch."""
+    assert code == expected, stderr
     assert f"Continue with: seqclf train --resume {run_dir}" in stderr
     assert "Traceback" not in stderr
     payload = checkpoint.load(run_dir / "last.pt")
@@ -210,6 +189,47 @@ def test_a_real_signal_saves_last_pt_and_exits_with_its_code(tmp_path: Path, dat
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["status"] == "finished"
     assert [row["epoch"] for row in runs.RunDir(run_dir).read_metrics()] == list(range(1, target + 1))
+
+
+def long_run_config(tmp_path: Path, data_root: Path, name: str) -> Path:
+    """A long CLI run: many epochs of tiny data (6 steps an epoch)."""
+    cfg = tmp_path / f"{name}.yaml"
+    cfg.write_text(f"data:\n  name: idx\n  root: {data_root}\n  val_size: 100\n  max_train: 300\n"
+                   f"model:\n  hidden_size: 8\ntrain:\n  epochs: 100000\n  batch_size: 50\n  device: cpu\n"
+                   f"  num_threads: 1\noutput:\n  dir: {tmp_path}\n  name: {name}\n")
+    return cfg
+
+
+@process
+@posix_only
+def test_a_real_sigterm_to_a_real_process_saves_last_pt_and_exits_143(tmp_path: Path, data_root: Path) -> None:
+    run_dir = tmp_path / "long"
+    proc = subprocess.Popen([sys.executable, "-m", "seqclf", "train", "--config",
+                             str(long_run_config(tmp_path, data_root, run_dir.name))], env=seqclf_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (run_dir / "metrics.jsonl").exists():  # an epoch is saved: the loop has its handlers
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the run never finished an epoch"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert_stopped_by_a_signal_and_resumable(run_dir, proc.returncode, 143, stderr)
+
+
+@posix_only  # a signal to this process (on Windows os.kill ends it)
+def test_a_real_sigint_saves_last_pt_and_exits_130(tmp_path: Path, data_root: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real SIGINT to this process, which trains through the CLI with GracefulStop's own handlers: sent
+    in epoch 2, step 3 (poll 6 + 1 + 3 of should_stop); the handler, not the test, asks the loop to stop."""
+    run_dir = tmp_path / "long"
+    ctrl_c = lambda: os.kill(os.getpid(), signal.SIGINT)  # noqa: E731
+    monkeypatch.setattr(training, "GracefulStop", lambda: StopAt(on_call={6 + 1 + 3: ctrl_c}))
+    handler = signal.getsignal(signal.SIGINT)
+    result = runner.invoke(app, ["train", "--config", str(long_run_config(tmp_path, data_root, run_dir.name))])
+    assert signal.getsignal(signal.SIGINT) is handler  # handlers restored
+    assert "SIGINT" in result.stderr and checkpoint.load(run_dir / "last.pt")["epoch"] == 1
+    assert_stopped_by_a_signal_and_resumable(run_dir, result.exit_code, 130, result.stderr)
 
 
 @posix_only  # a signal to this process (on Windows os.kill ends it)
@@ -358,8 +378,9 @@ def test_bad_idx_files_are_named_with_exit_2(tmp_path: Path, damage: str, fragme
         write_idx(target, torch.zeros(200, 28 * 28, dtype=torch.uint8).view(200, 28, 28, 1).numpy())
     else:
         target.write_bytes(raw[:len(raw) // 2])
-    result = runner.invoke(app, ["train", "--config", "/dev/null", "--set", "data.name=idx", "--set", f"data.root={root}",
-                                 "--set", "data.val_size=50", "--set", f"output.dir={tmp_path / 'runs'}"])
+    result = runner.invoke(app, ["train", "--config", "/dev/null", "--set", "data.name=idx",
+                                 "--set", f"data.root={root}", "--set", "data.val_size=50",
+                                 "--set", f"output.dir={tmp_path / 'runs'}"])
     assert result.exit_code == 2, result.output
     assert str(target) in result.output and fragment in result.output
     assert "Traceback" not in result.output
