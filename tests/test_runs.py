@@ -8,20 +8,19 @@ import dataclasses
 import io
 import json
 import statistics
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
 import yaml
-from helpers import ROOT, epoch, fake_run, process, seqclf_env, set_args
+from helpers import ROOT, epoch, fake_run, set_args
 from typer.testing import CliRunner
 
 from seqclf.cli.app import app
 from seqclf.config import ModelConfig, config_diff, load_config
 from seqclf.config import shipped as shipped_configs
+from seqclf.console import Output
 from seqclf.errors import SeqclfError
 from seqclf.model.classifier import parameter_count, resolve_hidden_size
 from seqclf.store import rundir as runs
@@ -61,9 +60,10 @@ def test_listing_reads_every_run_one_level_down(sweep: Path) -> None:
     assert set(rows) == {"sweep/gru-s0", "sweep/gru-s1", "sweep/gru-s2", "sweep/rnn-s0", "sweep/rnn-s1",
                          "lstm-2x64-bi", "lstm-killed"}
     assert all(list(row) == list(runs_table.FIELDS) for row in rows.values())
-    assert rows["lstm-2x64-bi"] == {"name": "lstm-2x64-bi", "dataset": "mnist", "sequence": "rows", "cell": "lstm", "num_layers": 2, "hidden_size": 64,
-                                    "bidirectional": True, "lr": 0.001, "seed": 0, "parameters": 1000, "epochs": 8, "val_accuracy": 0.5,
-                                    "test_accuracy": 0.95, "seconds": 10.0, "status": "finished"}
+    assert rows["lstm-2x64-bi"] == {"name": "lstm-2x64-bi", "dataset": "mnist", "sequence": "rows", "cell": "lstm",
+                                    "num_layers": 2, "hidden_size": 64, "bidirectional": True, "lr": 0.001, "seed": 0,
+                                    "parameters": 1000, "epochs": 8, "val_accuracy": 0.5, "test_accuracy": 0.95,
+                                    "seconds": 10.0, "status": "finished"}
     assert rows["sweep/gru-s1"]["test_accuracy"] == 0.90 and rows["sweep/gru-s1"]["cell"] == "gru"
 
 
@@ -90,7 +90,8 @@ def test_group_by_gives_count_mean_and_sample_std(sweep: Path) -> None:
     single = runs_table.group_runs(runs_table.list_runs(sweep / "lstm-2x64-bi"), ["model.cell"])[0]
     assert single["count"] == 1 and single["test_accuracy_std"] is None
     # Grouping only by cell merges the 2x64 lstm with the 1x128 one: the row says what else varies.
-    lstm = [row for row in runs_table.group_runs(runs_table.list_runs(sweep), ["model.cell"]) if row["model.cell"] == "lstm"][0]
+    lstm = [row for row in runs_table.group_runs(runs_table.list_runs(sweep), ["model.cell"])
+            if row["model.cell"] == "lstm"][0]
     assert lstm["differs"] == ["model.bidirectional", "model.hidden_size", "model.num_layers"]
 
 
@@ -212,26 +213,37 @@ def test_same_second_starts_in_threads_get_distinct_dirs(tmp_path: Path) -> None
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in made)
 
 
-@process
-def test_parallel_train_processes_get_distinct_run_dirs(tiny_overrides: list[str], tmp_path: Path,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    """A real process and this one train the same config at once, both naming their run the same way."""
-    args = ["train", "--config", str(ROOT / "configs/rnn.yaml"), "--quiet",
-            *set_args([*tiny_overrides, "train.epochs=1", "model.hidden_size=8"])]
-    other = subprocess.Popen([sys.executable, "-m", "seqclf", *args], cwd=ROOT, env=seqclf_env(),
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def test_parallel_trainings_get_distinct_run_dirs(tiny_overrides: list[str], tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A training in a thread and the CLI in this one train the same config at once, both naming their run
+    the same way (the other's name, taken: a collision every time). A thread trains as another process would
+    (GracefulStop installs no handlers outside the main thread); the run directory is made by os.mkdir,
+    which is atomic across threads and processes alike."""
+    overrides = [*tiny_overrides, "train.epochs=1", "model.hidden_size=8"]
+    other: dict[str, object] = {}
+
+    def train_beside() -> None:
+        try:
+            other["summary"] = train(load_config(ROOT / "configs/rnn.yaml", overrides), out=Output(quiet=True))
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread
+            other["error"] = exc
+
+    thread = threading.Thread(target=train_beside)
+    thread.start()
     deadline = time.monotonic() + 120
     while not (tmp_path / "runs").is_dir() or not any((tmp_path / "runs").iterdir()):
-        assert other.poll() is None and time.monotonic() < deadline, other.communicate()
-        time.sleep(0.01)
+        assert thread.is_alive() and time.monotonic() < deadline, other
+        time.sleep(0.005)
     [taken] = [path.name for path in (tmp_path / "runs").iterdir()]
     monkeypatch.setattr(runs, "run_name", lambda cfg, now=None: taken)  # the same second, the same name
-    ours = CliRunner().invoke(app, args)
-    outputs = [other.communicate(timeout=120), (ours.stdout, ours.stderr)]
-    assert [other.returncode, ours.exit_code] == [0, 0], outputs
-    assert all(stdout == "" for stdout, _ in outputs)  # --quiet: nothing but errors
+    ours = CliRunner().invoke(app, ["train", "--config", str(ROOT / "configs/rnn.yaml"), "--quiet",
+                                    *set_args(overrides)])
+    thread.join(timeout=120)
+    assert "error" not in other and not thread.is_alive(), other
+    assert ours.exit_code == 0, ours.output
+    assert ours.stdout == ""  # --quiet: nothing but errors
     made = runs_table.list_runs(tmp_path / "runs")
-    assert len(made) == 2 and len({record.path for record in made}) == 2
+    assert sorted(record.path.name for record in made) == [taken, f"{taken}-2"]  # the collision, resolved
     assert all(record.row["status"] == "finished" for record in made)
 
 
