@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers import FASHION, FILES, make_dataset, tiny_args, train_tiny
+import yaml
+from helpers import FASHION, FILES, SPACE, make_dataset, tiny_args, train_tiny
 
 # torch is imported where it is used: the process that starts the pytest-xdist workers imports this file
 # too, and the workers start about a second and a half sooner when it does not import torch
@@ -58,3 +59,16 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return train_tiny(root, base / "runs", "train.lr=0.01"), root
 
 
+@pytest.fixture(scope="module")
+def study_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Tiny data, a base config and a space file (trials of ~0.1 s)."""
+    folder = tmp_path_factory.mktemp("tune")
+    data = make_dataset(folder / "data", n_train=300, n_test=100)
+    config = folder / "base.yaml"
+    config.write_text(yaml.safe_dump({
+        "data": {"name": "idx", "root": str(data), "download": False, "val_size": 100},
+        "model": {"hidden_size": 8}, "train": {"epochs": 2, "batch_size": 50, "device": "cpu", "num_threads": 1},
+        "output": {"dir": str(folder / "runs")}}))
+    space = folder / "space.yaml"
+    space.write_text(yaml.safe_dump(SPACE))
+    return {"folder": folder, "config": config, "space": space, "runs": folder / "runs"}

@@ -11,8 +11,9 @@ import gzip
 import signal
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -156,6 +157,10 @@ def make_dataset(root: Path, n_train: int = 600, n_test: int = 200, layout: str 
         write_idx(folder / (filename + (".gz" if gz else "")), arrays[key])
     return root
 
+
+# a search space for tune's tests: trials of ~0.1 s on tiny data (conftest.py's study_files writes it)
+SPACE = {"train.lr": {"log_uniform": [1.0e-3, 1.0e-2]}, "model.cell": {"choice": ["lstm", "gru"]},
+         "model.hidden_size": {"int": [8, 16], "step": 8}}
 
 def tiny_args(data_root: Path, out_dir: Path) -> list[str]:
     """`--set` items for a run on make_dataset's data that takes a second or two on CPU."""

@@ -1,97 +1,42 @@
-"""seqclf tune: the space file and its errors, studies that prune and continue, Ctrl-C, PostgreSQL workers."""
+"""seqclf tune: the space file's errors at the CLI, studies that prune and continue, PostgreSQL workers."""
 
 from __future__ import annotations
 
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
-import yaml
 from typer.testing import CliRunner
 
 from seqclf.cli.app import app
-from seqclf.config import ConfigError, load_config
-from seqclf.search.space import load_space, parse_space
+from seqclf.config import load_config
+from seqclf.search.space import load_space
 
 optuna = pytest.importorskip("optuna", reason="seqclf tune needs the optional extra seqclf[tune]")
 
 from helpers import (  # noqa: E402
-    ROOT,
+    SPACE,
     cli_json,
-    make_dataset,
     posix_only,
     process,
     run_script,
-    set_args,
 )
 
 from seqclf.console import Output  # noqa: E402
-from seqclf.search.study import Settings, open_study, study_info  # noqa: E402
+from seqclf.search.study import Settings, study_info  # noqa: E402
 from seqclf.search.trials import work  # noqa: E402
 from seqclf.training.signals import GracefulStop  # noqa: E402
 
-SPACE = {"train.lr": {"log_uniform": [1.0e-3, 1.0e-2]}, "model.cell": {"choice": ["lstm", "gru"]},
-         "model.hidden_size": {"int": [8, 16], "step": 8}}
-
-
-@pytest.fixture(scope="module")
-def study_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Tiny data, a base config and a space file (trials of ~0.1 s)."""
-    folder = tmp_path_factory.mktemp("tune")
-    data = make_dataset(folder / "data", n_train=300, n_test=100)
-    config = folder / "base.yaml"
-    config.write_text(yaml.safe_dump({
-        "data": {"name": "idx", "root": str(data), "download": False, "val_size": 100},
-        "model": {"hidden_size": 8}, "train": {"epochs": 2, "batch_size": 50, "device": "cpu", "num_threads": 1},
-        "output": {"dir": str(folder / "runs")}}))
-    space = folder / "space.yaml"
-    space.write_text(yaml.safe_dump(SPACE))
-    return {"folder": folder, "config": config, "space": space, "runs": folder / "runs"}
-
-
-def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(ROOT), "CI": "1"}
+# the space file's own checks are tests/test_space.py; the worker loop's (a killed worker, Ctrl-C) test_trials.py
 
 
 # ---------------------------------------------------------------- the space file
-
-
-def test_shipped_space_is_valid() -> None:
-    space = load_space(ROOT / "configs/space.yaml", load_config(ROOT / "configs/lstm.yaml"))
-    assert {"train.lr", "model.hidden_size", "model.cell", "model.num_layers", "model.bidirectional",
-            "model.dropout", "train.batch_size", "train.grad_clip"} <= set(space)
-    assert space["train.lr"].log and space["model.hidden_size"].grid() == [64, 96, 128]
-
-
-def test_space_reports_every_problem_at_once() -> None:
-    raw = {"model.hiden_size": {"int": [8, 64]},  # a typo
-           "model.dropout": {"uniform": [0.0, 1.5]},  # past what the key accepts
-           "train.lr": {"log_uniform": [0.0, 0.1]},  # log needs a positive low end
-           "train.batch_size": {"uniform": [16.0, 64.0]},  # an integer key
-           "model.cell": {"choice": ["lstm", "transformer"]},  # not one of the key's choices
-           "model.num_layers": {"int": [3, 2]},  # low above high
-           "output.dir": {"choice": ["a", "b"]},  # tune sets it
-           "train.epochs": {"int": [0, 3]},  # epochs must be positive
-           "seed": [1, 2]}  # not a distribution
-    with pytest.raises(ConfigError) as caught:
-        parse_space(raw, load_config(None), "space.yaml")
-    message = str(caught.value)
-    assert "space.yaml" in message
-    for expected in ("model.hiden_size: unknown key; did you mean `model.hidden_size`?",
-                     "model.dropout: 1.5 is outside", "must be in [0, 1)", "train.lr: log_uniform needs a positive",
-                     "train.batch_size: an integer key takes int or log_int", "'transformer' is outside",
-                     "model.num_layers: low (3) must be below high (2)", "output.dir: cannot be searched",
-                     "train.epochs: 0 is outside", "seed: expected a mapping"):
-        assert expected in message, expected
-    assert len(caught.value.problems) == 9  # one per entry
 
 
 def test_space_errors_exit_2_before_any_trial(study_files: dict[str, Path], tmp_path: Path) -> None:
@@ -165,44 +110,6 @@ def test_sqlite_storage_show_plot_and_unknown_study(study_files: dict[str, Path]
     assert result.exit_code == 2 and "no such study" in result.output and "it holds pic" in result.output
 
 
-def test_a_killed_workers_trial_is_failed_by_the_next_worker(study_files: dict[str, Path]) -> None:
-    base = load_config(study_files["config"])
-    settings = Settings(base, load_space(study_files["space"], base), study="orphan", trials=1, pruner="none")
-    study = open_study(settings)
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()  # a pid that no longer runs: what SIGKILL leaves behind
-    orphan = study.ask()
-    orphan.set_user_attr("worker", f"{socket.gethostname()}:{dead.pid}")
-    work(settings, Output(quiet=True), GracefulStop())
-    info = study_info("orphan", None, base)
-    assert [(t["number"], t["state"]) for t in info["trials"]] == [(0, "fail"), (1, "complete")]
-
-
-@process
-@posix_only
-def test_ctrl_c_leaves_a_study_that_continues(study_files: dict[str, Path]) -> None:
-    runs = study_files["runs"]
-    command = [sys.executable, "-m", "seqclf", "tune", "--config", str(study_files["config"]), "--space",
-               str(study_files["space"]), "--study", "stop", "--trials", "2", "--pruner", "none",
-               *set_args(["train.epochs=40"]), "--json"]
-    proc = subprocess.Popen(command, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    metrics = runs / "stop/trial-0000/metrics.jsonl"
-    deadline = time.monotonic() + 60
-    while not metrics.exists() and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)  # in the middle of trial 0 (40 epochs)
-    _, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 130, stderr
-    assert "run the same command again" in stderr and "Traceback" not in stderr
-    info = study_info("stop", None, load_config(study_files["config"]))
-    assert [t["state"] for t in info["trials"]] == ["fail"]
-    assert json.loads((runs / "stop/trial-0000/summary.json").read_text())["status"] == "interrupted"
-    done = CliRunner().invoke(app, command[3:-1] + ["--set", "train.epochs=2", "--json"])  # in this process
-    assert done.exit_code == 0, done.stderr
-    info = json.loads(done.stdout)
-    assert [(t["number"], t["state"]) for t in info["trials"]] == [(0, "fail"), (1, "complete"), (2, "complete")]
-
-
 # ---------------------------------------------------------------- several workers, one PostgreSQL study
 
 # Debian's server binaries, newest version first (15 on bookworm); .ci/run installs the package
@@ -217,7 +124,8 @@ def postgres() -> str:
         pytest.skip("no PostgreSQL server binaries in /usr/lib/postgresql/*/bin (Debian's postgresql package; "
                     ".ci/run installs it)")
     bin_dir = PG_BINS[0].parent
-    pytest.importorskip("psycopg", reason='the PostgreSQL driver SQLAlchemy uses for postgresql://: pip install "psycopg[binary]"')
+    pytest.importorskip("psycopg", reason='the PostgreSQL driver SQLAlchemy uses for postgresql://: '
+                                         'pip install "psycopg[binary]"')
     folder = Path(tempfile.mkdtemp(prefix="seqclf-pg-"))  # under /tmp: the postgres user can reach it
     as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []  # initdb refuses root
     if as_postgres:
@@ -227,7 +135,8 @@ def postgres() -> str:
         port = probe.getsockname()[1]
     quiet = {"check": True, "capture_output": True, "timeout": 120}
     try:
-        subprocess.run([*as_postgres, bin_dir / "initdb", "-D", folder / "data", "-U", "postgres", "--auth=trust"], **quiet)
+        subprocess.run([*as_postgres, bin_dir / "initdb", "-D", folder / "data", "-U", "postgres", "--auth=trust"],
+                       **quiet)
         subprocess.run([*as_postgres, bin_dir / "pg_ctl", "-D", folder / "data", "-l", folder / "log", "-w", "-o",
                         f"-p {port} -k {folder} -c listen_addresses=127.0.0.1", "start"], **quiet)
         subprocess.run([*as_postgres, bin_dir / "createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres",
