@@ -13,7 +13,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
@@ -120,6 +120,52 @@ def changed_checkpoint(source: str | Path, target: Path, change: Callable[[dict]
     return str(target)
 
 
+class FullDisk:
+    """A file handle that writes `room` bytes (or chars), then fails like a full disk (or a second Ctrl-C)."""
+
+    def __init__(self, handle: Any, room: int, error: BaseException, folder: Path) -> None:
+        self.handle, self.room, self.error, self.folder = handle, room, error, folder
+        self.partial: dict[str, int] = {}  # temp files on disk when the write failed, with their sizes
+
+    def write(self, data: Any) -> int:
+        if len(data) <= self.room:
+            self.room -= len(data)
+            return self.handle.write(data)
+        self.handle.write(data[:self.room])
+        self.handle.flush()
+        self.partial = {p.name: p.stat().st_size for p in self.folder.iterdir() if p.name.endswith(".tmp")}
+        raise self.error
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.handle, name)
+
+    def __enter__(self) -> FullDisk:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.handle.close()
+
+
+def fail_writes(monkeypatch: pytest.MonkeyPatch, folder: Path, room: int,
+                error: BaseException | None = None) -> list[FullDisk]:
+    """Make every file seqclf opens for writing fail after `room` bytes; returns the handles made."""
+    import errno
+    import os
+
+    from seqclf.store import files
+
+    made: list[FullDisk] = []
+    real = os.fdopen
+
+    def fdopen(fd: int, *args: Any, **kwargs: Any) -> FullDisk:
+        made.append(FullDisk(real(fd, *args, **kwargs), room,
+                             error or OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), folder))
+        return made[-1]
+
+    monkeypatch.setattr(files.os, "fdopen", fdopen)
+    return made
+
+
 def _images(labels: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
     """(N, size, size) uint8: class k has a bright bar over row band k and a bright stripe down column band k.
 
@@ -176,6 +222,28 @@ def train_tiny(root: Path, out: Path, *extra: str) -> Path:
 
     overrides = [*tiny_args(root, out), *extra]
     return Path(train(load_config(None, overrides))["checkpoint"])
+
+
+def write_config(folder: Path, data_root: Path, name: str, epochs: int = 2) -> Path:
+    """FOLDER/NAME.yaml: a run of hidden size 8 on data_root, batches of 50, into FOLDER/runs/NAME."""
+    path = folder / f"{name}.yaml"
+    path.write_text(f"data:\n  name: idx\n  root: {data_root}\n  val_size: 100\nmodel:\n  hidden_size: 8\n"
+                    f"train:\n  epochs: {epochs}\n  batch_size: 50\n  device: cpu\n  num_threads: 1\n"
+                    f"output:\n  dir: {folder / 'runs'}\n  name: {name}\n")
+    return path
+
+
+def listed_status(run_dir: Path) -> str:
+    """The status `seqclf runs` lists for one run directory."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from seqclf.cli.app import app
+
+    result = CliRunner().invoke(app, ["runs", str(run_dir), "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)[0]["status"]
 
 
 def random_checkpoint(path: Path, *overrides: str, seed: int = 0, size: int = 28) -> Path:

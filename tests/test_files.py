@@ -2,59 +2,17 @@
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import stat
 from pathlib import Path
-from typing import Any
 
 import pytest
 import torch
+from helpers import fail_writes
 
 from seqclf.errors import TrainingError
 from seqclf.store import checkpoint, files
-
-
-class FullDisk:
-    """A file handle that writes `room` bytes (or chars), then fails like a full disk (or a second Ctrl-C)."""
-
-    def __init__(self, handle: Any, room: int, error: BaseException, folder: Path) -> None:
-        self.handle, self.room, self.error, self.folder = handle, room, error, folder
-        self.partial: dict[str, int] = {}  # temp files on disk when the write failed, with their sizes
-
-    def write(self, data: Any) -> int:
-        if len(data) <= self.room:
-            self.room -= len(data)
-            return self.handle.write(data)
-        self.handle.write(data[:self.room])
-        self.handle.flush()
-        self.partial = {p.name: p.stat().st_size for p in self.folder.iterdir() if p.name.endswith(".tmp")}
-        raise self.error
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.handle, name)
-
-    def __enter__(self) -> "FullDisk":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.handle.close()
-
-
-def fail_writes(monkeypatch: pytest.MonkeyPatch, folder: Path, room: int,
-                error: BaseException | None = None) -> list[FullDisk]:
-    """Make every file seqclf opens for writing fail after `room` bytes; returns the handles made."""
-    made: list[FullDisk] = []
-    real = os.fdopen
-
-    def fdopen(fd: int, *args: Any, **kwargs: Any) -> FullDisk:
-        made.append(FullDisk(real(fd, *args, **kwargs), room,
-                             error or OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), folder))
-        return made[-1]
-
-    monkeypatch.setattr(files.os, "fdopen", fdopen)
-    return made
 
 
 @pytest.mark.parametrize("kind", ["checkpoint", "text", "json"])

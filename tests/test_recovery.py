@@ -6,12 +6,9 @@ tests/faultwrap.py: a SIGINT in this process, a SIGKILL in a real `seqclf` proce
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -21,11 +18,12 @@ from faultwrap import at_write
 from helpers import (
     SIGKILL,
     cli_json,
+    listed_status,
     make_dataset,
     posix_only,
     process,
     seqclf_at_write,
-    seqclf_env,
+    write_config,
 )
 from stops import StopAt
 from typer.testing import CliRunner
@@ -42,14 +40,6 @@ def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_dataset(tmp_path_factory.mktemp("recovery") / "data", n_train=300, n_test=100)
 
 
-def write_config(folder: Path, data_root: Path, name: str, epochs: int = 2) -> Path:
-    path = folder / f"{name}.yaml"
-    path.write_text(f"data:\n  name: idx\n  root: {data_root}\n  val_size: 100\nmodel:\n  hidden_size: 8\n"
-                    f"train:\n  epochs: {epochs}\n  batch_size: 50\n  device: cpu\n  num_threads: 1\n"
-                    f"output:\n  dir: {folder / 'runs'}\n  name: {name}\n")
-    return path
-
-
 def seqclf(*args: str, at_fsync: str) -> SimpleNamespace | subprocess.CompletedProcess:
     """`seqclf ARGS` with a signal at the write `at_fsync` names (faultwrap.py): a SIGKILL in a real process
     (it ends the process), any other signal in this one; returncode and stderr as from a process."""
@@ -64,12 +54,6 @@ def seqclf(*args: str, at_fsync: str) -> SimpleNamespace | subprocess.CompletedP
 def invoke(*args: str) -> tuple[int, str]:
     result = runner.invoke(app, list(args))
     return result.exit_code, result.output
-
-
-def listed_status(run_dir: Path) -> str:
-    code, output = invoke("runs", str(run_dir), "--json")
-    assert code == 0, output
-    return json.loads(output)[0]["status"]
 
 
 def files_of(run_dir: Path) -> dict[str, bytes]:
@@ -181,7 +165,7 @@ def test_a_lost_best_pt_that_cannot_be_rebuilt_is_refused_touching_nothing(tmp_p
 
 def test_a_full_disk_that_blocks_even_the_summary_is_not_listed_as_running(
         tmp_path: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from test_files import fail_writes
+    from helpers import fail_writes
 
     from seqclf.config import load_config
     from seqclf.errors import TrainingError
@@ -196,72 +180,6 @@ def test_a_full_disk_that_blocks_even_the_summary_is_not_listed_as_running(
 
 
 # ---------------------------------------------------------------- 5: one process per run directory
-
-
-@process
-@posix_only
-def test_a_run_directory_is_locked_while_a_process_trains_in_it(tmp_path: Path, data_root: Path) -> None:
-    cfg = write_config(tmp_path, data_root, "long", epochs=100000)
-    run_dir = tmp_path / "runs" / "long"
-    proc = subprocess.Popen([sys.executable, "-m", "seqclf", "train", "--config", str(cfg)], env=seqclf_env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 120
-        while not (run_dir / "metrics.jsonl").exists():
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "the run never finished an epoch"
-            time.sleep(0.05)
-        holders = set()
-        for args in (["train", "--resume", str(run_dir)], ["train", "--config", str(cfg)]):
-            code, output = invoke(*args)
-            named = re.search(r"in use by process (\d+)", " ".join(output.split()))
-            assert code == 2 and named, output
-            holders.add(int(named.group(1)))
-        assert listed_status(run_dir) == "running"
-        [holder] = holders
-        os.kill(holder, SIGKILL)  # the process the message names: SIGKILL ends the run (no handler runs)
-        assert proc.wait(timeout=60) == -SIGKILL
-    finally:
-        proc.kill()
-        proc.wait()
-    assert listed_status(run_dir) == "interrupted"  # the lock died with the process
-    epochs = checkpoint.read(run_dir / "last.pt").epoch
-    code, output = invoke("train", "--resume", str(run_dir), "--set", f"train.epochs={epochs + 1}")
-    assert code == 0, output
-    assert runs.RunDir(run_dir).read_summary()["status"] == "finished"
-
-
-def test_a_resume_starting_while_runs_probes_the_lock_is_not_refused(tmp_path: Path) -> None:
-    """`seqclf runs` asks runlock.holder() about a run by taking a shared lock for an instant: a resume's
-    exclusive lock attempt at that instant waits the probe out; a process that trains in the run is still refused."""
-    import fcntl
-    import threading
-
-    from seqclf.store import lock as runlock
-
-    run_dir = tmp_path / "run"
-    run_dir.mkdir()
-    (run_dir / runlock.LOCK).write_text("")
-    probe = os.open(run_dir / runlock.LOCK, os.O_RDONLY)
-    fcntl.flock(probe, fcntl.LOCK_SH | fcntl.LOCK_NB)  # holder() between its flock and its close
-    ends = threading.Timer(0.2, os.close, [probe])  # ... drawn out to 0.2 s
-    ends.start()
-    try:
-        runlock.acquire(run_dir)
-        assert runlock.holder(run_dir) == os.getpid()
-        assert (run_dir / runlock.LOCK).read_text() == f"{os.getpid()}\n"
-    finally:
-        ends.join()
-        runlock.release(run_dir)
-    trainer = os.open(run_dir / runlock.LOCK, os.O_RDWR)  # an exclusive holder, as train takes it
-    try:
-        fcntl.flock(trainer, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        started = time.monotonic()
-        with pytest.raises(runlock.RunLocked, match="in use by process"):
-            runlock.acquire(run_dir)
-        assert time.monotonic() - started < 0.5  # refused at once, not after waiting
-    finally:
-        os.close(trainer)
 
 
 # ---------------------------------------------------------------- 2, 6: what a resume continues with
