@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pytest
 
-from seqclf.config import load_config, to_yaml
+from seqclf.config import Config, load_config, to_yaml
 from seqclf.store import rundir as runs
 from seqclf.store.files import write_json, write_text
 
@@ -244,6 +244,18 @@ def listed_status(run_dir: Path) -> str:
     result = CliRunner().invoke(app, ["runs", str(run_dir), "--json"])
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)[0]["status"]
+
+
+# exact resume: 2 layers with dropout (torch RNG), onecycle (stepped per batch), clipping, a shuffled order per epoch
+STEPS = 10  # 500 training examples / batch 50
+EXACT = ["data.name=idx", "data.val_size=100", "model.hidden_size=12", "model.num_layers=2", "model.dropout=0.25",
+         "train.epochs=2", "train.batch_size=50", "train.scheduler=onecycle", "train.lr=0.01", "train.grad_clip=0.5",
+         "train.device=cpu", "train.num_threads=1", "seed=5"]
+
+
+def exact_config(data_root: Path, out: Path, name: str, *extra: str) -> Config:
+    """EXACT on make_dataset's data (600 train), into OUT/NAME, with EXTRA overrides last."""
+    return load_config(None, [*EXACT, f"data.root={data_root}", f"output.dir={out}", f"output.name={name}", *extra])
 
 
 def random_checkpoint(path: Path, *overrides: str, seed: int = 0, size: int = 28) -> Path:
