@@ -89,18 +89,6 @@ def test_bench_synchronizes_mps(monkeypatch: pytest.MonkeyPatch) -> None:
     assert calls == ["mps"]
 
 
-def test_skipped_fp16_steps_are_counted_apart_and_keep_the_sums_finite(tiny_overrides: list[str]) -> None:
-    cfg = load_config(None, tiny_overrides)
-    model = SequenceClassifier(cfg.model, 28, 10)
-    state = TrainingState(model, torch.optim.SGD(model.parameters(), lr=0.1), None, torch.Generator(),
-                          torch.device("cpu"))
-    state.begin_epoch(64)
-    for norm in (2.0, float("inf"), float("nan"), 0.5):  # GradScaler skipped the two non-finite steps
-        state.add_step(torch.tensor(1.0, dtype=torch.float64), torch.tensor(3), torch.tensor(norm), 1.0)
-    sums = {name: float(value) for name, value in state.cursor.sums.items()}
-    assert sums == {"loss": 4.0, "correct": 12.0, "grad_norm": 2.5, "clipped": 1.0, "skipped": 2.0, "steps": 4.0}
-
-
 def test_a_run_whose_steps_all_overflow_writes_finite_strict_metrics(tiny_overrides: list[str],
                                                                      tmp_path: Path) -> None:
     # fp16 runs on CUDA only; a CPU GradScaler with an infinite scale overflows every step the same way
@@ -141,26 +129,6 @@ def test_cuda_rng_states_are_restored_where_they_fit() -> None:
     assert rng.cuda_states({2: states[2]}, 1, target=0)[0] is states[2]  # the run's one device -> the one now
     assert "cuda" not in rng.rng_state(torch.device("cpu"))
     rng.set_rng_state({**rng.rng_state(), "cuda": states}, device_count=1)  # no error
-
-
-def test_the_fp16_loss_scale_is_part_of_last_pt(tmp_path: Path, tiny_overrides: list[str]) -> None:
-    cfg = load_config(None, tiny_overrides)
-    ready = prepare(cfg)
-
-    def state() -> TrainingState:
-        model = SequenceClassifier(ready.cfg.model, ready.data.input_size, ready.data.num_classes)
-        return TrainingState(model, torch.optim.Adam(model.parameters()), None, torch.Generator(), ready.device,
-                             torch.amp.GradScaler("cpu", enabled=True))
-
-    saved = state()
-    saved.scaler.scale(torch.ones(()))
-    saved.scaler.update(new_scale=1024.0)  # as after overflows lowered it from 65536
-    payload = checkpoint.pack(ready.cfg, checkpoint.DataMeta.of(ready.data), saved.state_dict(), with_state=True)
-    checkpoint.save(tmp_path / "last.pt", payload)
-    restored = state()
-    restored.load_state_dict(checkpoint.read(tmp_path / "last.pt").training_state())
-    assert restored.scaler.get_scale() == 1024.0
-    assert restored.scaler.state_dict() == saved.scaler.state_dict()
 
 
 # ---------------------------------------------------------------- precision
