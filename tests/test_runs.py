@@ -245,17 +245,3 @@ def test_parallel_trainings_get_distinct_run_dirs(tiny_overrides: list[str], tmp
     made = runs_table.list_runs(tmp_path / "runs")
     assert sorted(record.path.name for record in made) == [taken, f"{taken}-2"]  # the collision, resolved
     assert all(record.row["status"] == "finished" for record in made)
-
-
-def test_tensorboard_is_an_optional_extra(tiny_overrides: list[str]) -> None:
-    cfg = load_config(ROOT / "configs/rnn.yaml", [*tiny_overrides, "train.epochs=1",
-                                                  "model.hidden_size=8", "output.tensorboard=true"])
-    try:
-        import torch.utils.tensorboard  # noqa: F401
-    except ImportError:
-        with pytest.raises(SeqclfError, match=r'pip install "seqclf\[tensorboard\]"'):
-            train(cfg)
-        assert not list(Path(cfg.output.dir).glob("*/config.yaml"))  # refused before any run dir exists
-        return
-    run_dir = Path(train(cfg)["run_dir"])
-    assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))

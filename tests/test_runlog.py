@@ -1,0 +1,66 @@
+"""A run's record on disk (seqclf/store/runlog.py): what each call writes, on rank 0 only; TensorBoard, optional."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from helpers import ROOT, epoch
+
+from seqclf.config import load_config
+from seqclf.errors import SeqclfError
+from seqclf.store import rundir as runs
+from seqclf.store.runlog import RunLog
+from seqclf.training.start import train
+
+
+def progress(epochs: int, best_epoch: int, best_accuracy: float) -> SimpleNamespace:
+    """What summary() reads of a TrainingState."""
+    return SimpleNamespace(epoch=epochs, best_epoch=best_epoch, best_accuracy=best_accuracy, total_seconds=3.0)
+
+
+def test_the_summary_keeps_the_test_scores_until_new_ones_and_adds_the_extras(tmp_path: Path) -> None:
+    log = RunLog(tmp_path, load_config(None), summary_extra={"study": "s", "trial": 3})
+    started = log.summary("running", progress(0, 0, -1.0), 1000)
+    assert started["val_accuracy"] is None and started["test_accuracy"] is None  # no epoch yet
+    assert (started["study"], started["trial"], log.status) == ("s", 3, "running")
+    log.summary("finished", progress(2, 1, 0.75), 1000, test={"accuracy": 0.7, "loss": 0.9})
+    again = log.summary("interrupted", progress(3, 1, 0.75), 1000)  # e.g. extended, then stopped
+    assert (again["test_accuracy"], again["test_loss"], again["val_accuracy"]) == (0.7, 0.9, 0.75)
+    assert runs.RunDir(tmp_path).read_summary() == again and again["checkpoint"] == str(tmp_path / runs.BEST)
+    with pytest.raises(AssertionError):
+        log.summary("exploded", progress(3, 1, 0.75), 1000)  # not one of rundir.STATUSES
+
+
+def test_only_rank_0_writes(tmp_path: Path) -> None:
+    cfg = load_config(None)
+    quiet = RunLog(tmp_path / "other", cfg, is_main=False)
+    (tmp_path / "other").mkdir()
+    quiet.write_config()
+    quiet.epoch([epoch(1, 0.5)])
+    quiet.save_best({"x": 1})
+    quiet.save_last({"x": 1})
+    assert quiet.summary("finished", progress(1, 1, 0.5), 10)["status"] == "finished"  # what rank 0 would write
+    assert list((tmp_path / "other").iterdir()) == []
+    main = RunLog(tmp_path / "main", cfg)
+    (tmp_path / "main").mkdir()
+    main.write_config()
+    main.epoch([epoch(1, 0.5)])
+    main.epoch([epoch(1, 0.5), epoch(2, 0.6)])  # rewritten whole
+    assert load_config(tmp_path / "main" / runs.CONFIG) == cfg
+    assert runs.RunDir(tmp_path / "main").read_metrics() == [epoch(1, 0.5), epoch(2, 0.6)]
+
+
+def test_tensorboard_is_an_optional_extra(tiny_overrides: list[str]) -> None:
+    cfg = load_config(ROOT / "configs/rnn.yaml", [*tiny_overrides, "train.epochs=1",
+                                                  "model.hidden_size=8", "output.tensorboard=true"])
+    try:
+        import torch.utils.tensorboard  # noqa: F401
+    except ImportError:
+        with pytest.raises(SeqclfError, match=r'pip install "seqclf\[tensorboard\]"'):
+            train(cfg)
+        assert not list(Path(cfg.output.dir).glob("*/config.yaml"))  # refused before any run dir exists
+        return
+    run_dir = Path(train(cfg)["run_dir"])
+    assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
