@@ -258,6 +258,30 @@ def exact_config(data_root: Path, out: Path, name: str, *extra: str) -> Config:
     return load_config(None, [*EXACT, f"data.root={data_root}", f"output.dir={out}", f"output.name={name}", *extra])
 
 
+def assert_stopped_by_a_signal_and_resumable(run_dir: Path, code: int, expected: int, stderr: str) -> None:
+    """What a signal leaves: its exit status, the resume command, last.pt with its state, no temp files;
+    and the resume that finishes the interrupted epoch."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from seqclf.cli.app import app
+    from seqclf.store import checkpoint
+
+
+    assert code == expected, stderr
+    assert f"Continue with: seqclf train --resume {run_dir}" in stderr
+    assert "Traceback" not in stderr
+    payload = checkpoint.load(run_dir / "last.pt")
+    assert "state" in payload and runs.RunDir(run_dir).read_summary()["status"] == "interrupted"
+    assert not [p for p in run_dir.iterdir() if p.name.endswith(".tmp")]
+    target = payload["epoch"] + 1  # finish the interrupted epoch, then stop
+    result = CliRunner().invoke(app, ["train", "--resume", str(run_dir), "--set", f"train.epochs={target}", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["status"] == "finished"
+    assert [row["epoch"] for row in runs.RunDir(run_dir).read_metrics()] == list(range(1, target + 1))
+
+
 def random_checkpoint(path: Path, *overrides: str, seed: int = 0, size: int = 28) -> Path:
     """A best.pt of a randomly initialised model for data of size x size images and 10 classes, saved through
     the public checkpoint API: for tests of what reads checkpoints (export, predict), which need no training."""

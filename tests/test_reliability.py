@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -16,12 +14,11 @@ from helpers import (
     EXACT,
     ROOT,
     STEPS,
+    assert_stopped_by_a_signal_and_resumable,
     exact_config,
     fail_writes,
     make_dataset,
     posix_only,
-    process,
-    seqclf_env,
     write_idx,
 )
 from stops import StopAt
@@ -45,22 +42,6 @@ def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # ---------------------------------------------------------------- signals
 
 
-def assert_stopped_by_a_signal_and_resumable(run_dir: Path, code: int, expected: int, stderr: str) -> None:
-    """What a signal leaves: its exit status, the resume command, last.pt with its state, no temp files;
-    and the resume that finishes the interrupted epoch."""
-    assert code == expected, stderr
-    assert f"Continue with: seqclf train --resume {run_dir}" in stderr
-    assert "Traceback" not in stderr
-    payload = checkpoint.load(run_dir / "last.pt")
-    assert "state" in payload and runs.RunDir(run_dir).read_summary()["status"] == "interrupted"
-    assert not [p for p in run_dir.iterdir() if p.name.endswith(".tmp")]
-    target = payload["epoch"] + 1  # finish the interrupted epoch, then stop
-    result = runner.invoke(app, ["train", "--resume", str(run_dir), "--set", f"train.epochs={target}", "--json"])
-    assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["status"] == "finished"
-    assert [row["epoch"] for row in runs.RunDir(run_dir).read_metrics()] == list(range(1, target + 1))
-
-
 def long_run_config(tmp_path: Path, data_root: Path, name: str) -> Path:
     """A long CLI run: many epochs of tiny data (6 steps an epoch)."""
     cfg = tmp_path / f"{name}.yaml"
@@ -70,28 +51,12 @@ def long_run_config(tmp_path: Path, data_root: Path, name: str) -> Path:
     return cfg
 
 
-@process
-@posix_only
-def test_a_real_sigterm_to_a_real_process_saves_last_pt_and_exits_143(tmp_path: Path, data_root: Path) -> None:
-    run_dir = tmp_path / "long"
-    proc = subprocess.Popen([sys.executable, "-m", "seqclf", "train", "--config",
-                             str(long_run_config(tmp_path, data_root, run_dir.name))], env=seqclf_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    while not (run_dir / "metrics.jsonl").exists():  # an epoch is saved: the loop has its handlers
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "the run never finished an epoch"
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGTERM)
-    stdout, stderr = proc.communicate(timeout=60)
-    assert_stopped_by_a_signal_and_resumable(run_dir, proc.returncode, 143, stderr)
-
-
 @posix_only  # a signal to this process (on Windows os.kill ends it)
 def test_a_real_sigint_saves_last_pt_and_exits_130(tmp_path: Path, data_root: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """A real SIGINT to this process, which trains through the CLI with GracefulStop's own handlers: sent
-    in epoch 2, step 3 (poll 6 + 1 + 3 of should_stop); the handler, not the test, asks the loop to stop."""
+    in epoch 2, step 3 (poll 6 + 1 + 3 of should_stop); the handler, not the test, asks the loop to stop.
+    A real SIGTERM to a real process, and its exit status, is test_lock.py's locked run."""
     run_dir = tmp_path / "long"
     ctrl_c = lambda: os.kill(os.getpid(), signal.SIGINT)  # noqa: E731
     monkeypatch.setattr(training, "GracefulStop", lambda: StopAt(on_call={6 + 1 + 3: ctrl_c}))
