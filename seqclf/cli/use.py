@@ -50,8 +50,9 @@ def plot(
                                              help="With a CHECKPOINT: as for eval, e.g. data.root=DIR."),
     split: str = typer.Option("test", "--split", metavar="SPLIT", help="With a CHECKPOINT: test or val."),
     study: Optional[str] = typer.Option(None, "--study", metavar="NAME",
-                                        help="Draw a `seqclf tune` study: history and importances (see tune --show; "
-                                             "--set output.dir=DIR finds its default storage)."),
+                                        help="Draw a `seqclf tune` study: history (one objective) or Pareto front "
+                                             "(several), and importances (see tune --show; --set output.dir=DIR "
+                                             "finds its default storage)."),
     storage: Optional[str] = typer.Option(None, "--storage", metavar="URL", help="With --study: its storage."),
     quiet: bool = QuietOption,
 ) -> None:
@@ -100,7 +101,8 @@ def predict(
                                        help="Plainly resize image files instead of MNIST-style preprocessing."),
     batch_size: int = typer.Option(1024, "--batch-size", min=1, metavar="N", help="Images per forward pass."),
     json_: bool = JsonOption,
-    csv_: bool = typer.Option(False, "--csv", metavar=FLAG, help="Print CSV (input,label,class,probability) on stdout."),
+    csv_: bool = typer.Option(False, "--csv", metavar=FLAG,
+                              help="Print CSV (input,label,class,probability) on stdout."),
     quiet: bool = QuietOption,
 ) -> None:
     """Classify images with a trained model: exit 2 if any input failed (the others are still printed)."""

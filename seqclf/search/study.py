@@ -73,7 +73,7 @@ def label(objective: str) -> str:
 
 
 def formatted(objective: str, value: float | None) -> str:
-    """A value as a person reads it: accuracy and loss to 4 places, seconds to 0.1, parameters whole."""
+    """A value as a person reads it: accuracy and loss to 4 places, seconds to 0.01, parameters whole."""
     if value is None:
         return ""
     if objective == "parameters":
