@@ -31,6 +31,13 @@ StorageOption = typer.Option(None, "--storage", metavar="URL",
                              help="Optuna storage URL (sqlite:///tune.db, postgresql://user:pw@host/db) "
                                   "[default: a journal file in output.dir/NAME/].")
 
+ObjectiveOption = typer.Option("accuracy", "--objective", metavar="NAME[,NAME...]",
+                               help="What to optimize: accuracy (max), loss, seconds, parameters (min); several "
+                                    "make a multi-objective study with a Pareto front.")
+PrunerOption = typer.Option(None, "--pruner", metavar="NAME", show_default=False,
+                            help="median, hyperband or none, on the objective per epoch [default: median; none "
+                                 "for several objectives, which cannot be pruned].")
+
 
 @tune_app.command(epilog=examples(
     "seqclf tune --config lstm --space configs/space.yaml --trials 30",
@@ -54,13 +61,9 @@ def tune(
                              help="Worker processes on this machine, each with its share of the cores."),
     study: str = StudyOption,
     storage: Optional[str] = StorageOption,
-    objective: str = typer.Option("accuracy", "--objective", metavar="NAME[,NAME...]",
-                                  help="What to optimize: accuracy (max), loss, seconds, parameters (min); several "
-                                       "make a multi-objective study with a Pareto front."),
+    objective: str = ObjectiveOption,
     sampler: str = typer.Option("tpe", "--sampler", metavar="NAME", help="tpe, nsga2, random or grid."),
-    pruner: Optional[str] = typer.Option(None, "--pruner", metavar="NAME", show_default=False,
-                                         help="median, hyperband or none, on the objective per epoch [default: "
-                                              "median; none for several objectives, which cannot be pruned]."),
+    pruner: Optional[str] = PrunerOption,
     show: bool = typer.Option(False, "--show", metavar=FLAG,
                               help="Show an existing study: trials, best or front, importances."),
     json_: bool = JsonOption,
