@@ -35,7 +35,7 @@ class FullDisk:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.handle, name)
 
-    def __enter__(self) -> "FullDisk":
+    def __enter__(self) -> FullDisk:
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -103,11 +103,11 @@ def test_mistakes_compute_as_set_asks(tmp_path: Path) -> None:
 
     import numpy as np
     import torch
-
     from helpers import make_dataset, random_checkpoint
-    from seqclf.store import checkpoint
+
     from seqclf.data.datasets import split_images
     from seqclf.model.classifier import SequenceClassifier
+    from seqclf.store import checkpoint
     from seqclf.use.plot import find_mistakes
     from seqclf.use.predict import Predictor
 

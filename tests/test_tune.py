@@ -69,6 +69,8 @@ def test_shipped_space_is_valid() -> None:
     assert {"train.lr", "model.hidden_size", "model.cell", "model.num_layers", "model.bidirectional",
             "model.dropout", "train.batch_size", "train.grad_clip"} <= set(space)
     assert space["train.lr"].log and space["model.hidden_size"].grid() == [64, 96, 128]
+    fast = load_space(ROOT / "configs/space_fast.yaml", load_config(ROOT / "configs/fashion_fast.yaml"))
+    assert {"train.precision", "train.epochs", "train.scheduler"} <= set(fast)
 
 
 def test_space_reports_every_problem_at_once() -> None:
@@ -217,7 +219,8 @@ def postgres() -> str:
         pytest.skip("no PostgreSQL server binaries in /usr/lib/postgresql/*/bin (Debian's postgresql package; "
                     ".ci/run installs it)")
     bin_dir = PG_BINS[0].parent
-    pytest.importorskip("psycopg", reason='the PostgreSQL driver SQLAlchemy uses for postgresql://: pip install "psycopg[binary]"')
+    pytest.importorskip("psycopg", reason='the PostgreSQL driver SQLAlchemy uses for postgresql://: '
+                                          'pip install "psycopg[binary]"')
     folder = Path(tempfile.mkdtemp(prefix="seqclf-pg-"))  # under /tmp: the postgres user can reach it
     as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []  # initdb refuses root
     if as_postgres:
@@ -227,7 +230,8 @@ def postgres() -> str:
         port = probe.getsockname()[1]
     quiet = {"check": True, "capture_output": True, "timeout": 120}
     try:
-        subprocess.run([*as_postgres, bin_dir / "initdb", "-D", folder / "data", "-U", "postgres", "--auth=trust"], **quiet)
+        subprocess.run([*as_postgres, bin_dir / "initdb", "-D", folder / "data", "-U", "postgres", "--auth=trust"],
+                       **quiet)
         subprocess.run([*as_postgres, bin_dir / "pg_ctl", "-D", folder / "data", "-l", folder / "log", "-w", "-o",
                         f"-p {port} -k {folder} -c listen_addresses=127.0.0.1", "start"], **quiet)
         subprocess.run([*as_postgres, bin_dir / "createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres",
@@ -261,3 +265,52 @@ def test_two_workers_share_a_postgresql_study(study_files: dict[str, Path], post
     for run_dir, number in claimed.items():
         summary = json.loads((Path(run_dir) / "summary.json").read_text())
         assert (summary["study"], summary["trial"], summary["status"]) == ("pg", number, "finished")
+
+
+# ---------------------------------------------------------------- several objectives: a Pareto front
+
+
+def test_accuracy_and_seconds_make_a_front_shown_and_drawn(study_files: dict[str, Path], tmp_path: Path) -> None:
+    args = ["tune", "--config", str(study_files["config"]), "--space", str(study_files["space"]), "--study", "front",
+            "--objective", "accuracy,seconds", "--sampler", "random"]
+    info = cli_json(*args, "--trials", "3")  # no --pruner: none, as several objectives cannot be pruned
+    assert info["objectives"] == ["accuracy", "seconds"] and info["best"] is None
+    assert (info["complete"], info["pruned"], info["failed"]) == (3, 0, 0)
+    assert info["front"] and {t["trial"] for t in info["front"]} <= {t["number"] for t in info["trials"]}
+    for entry in info["front"]:
+        summary = json.loads((Path(entry["run_dir"]) / "summary.json").read_text())
+        assert entry["values"] == {"accuracy": summary["val_accuracy"], "seconds": summary["seconds"]}
+        assert set(entry["params"]) == set(SPACE)
+    for row in info["trials"]:  # no front trial is beaten on both objectives by another trial
+        assert row["value"] is None and set(row["values"]) == {"accuracy", "seconds"}
+    for entry in info["front"]:
+        assert not any(row["values"]["accuracy"] > entry["values"]["accuracy"]
+                       and row["values"]["seconds"] < entry["values"]["seconds"] for row in info["trials"])
+    assert set(info["importances"]) == {"accuracy", "seconds"}
+    where = f"output.dir={study_files['runs']}"
+    shown = CliRunner().invoke(app, ["tune", "--show", "--study", "front", "--set", where])
+    assert shown.exit_code == 0, shown.output
+    assert "val accuracy" in shown.output and "seconds" in shown.output and "Pareto front" in shown.output
+    picture = tmp_path / "front.png"
+    drawn = CliRunner().invoke(app, ["plot", "--study", "front", "--set", where, "-o", str(picture)])
+    assert drawn.exit_code == 0, drawn.output
+    assert picture.read_bytes().startswith(b"\x89PNG")
+    # the study keeps its objectives: another set is refused, naming the study's own
+    changed = CliRunner().invoke(app, [*args[:-4], "--objective", "accuracy", "--trials", "4"])
+    assert changed.exit_code == 2 and "optimizes accuracy,seconds" in changed.output
+    assert cli_json(*args, "--trials", "4")["complete"] == 4  # the same objectives continue it
+
+
+def test_pruning_several_objectives_is_refused_and_loss_is_minimized(study_files: dict[str, Path]) -> None:
+    args = ["tune", "--config", str(study_files["config"]), "--space", str(study_files["space"])]
+    for objective, pruner, expected in (("accuracy,parameters", "median", "cannot prune a multi-objective study"),
+                                        ("seconds", "hyperband", "seconds has no value after each epoch"),
+                                        ("accuracy,speed", "none", "unknown speed")):
+        refused = CliRunner().invoke(app, [*args, "--study", "never", "--objective", objective, "--pruner", pruner])
+        assert refused.exit_code == 2 and expected in refused.output, refused.output
+        assert "Traceback" not in refused.output
+    assert not (study_files["runs"] / "never").exists()
+    info = cli_json(*args, "--study", "lowloss", "--objective", "loss", "--trials", "2", "--pruner", "none")
+    assert info["objectives"] == ["loss"] and info["best"]["value"] == min(t["value"] for t in info["trials"])
+    history = [json.loads(line) for line in (Path(info["best"]["run_dir"]) / "metrics.jsonl").read_text().splitlines()]
+    assert info["best"]["value"] == min(row["val_loss"] for row in history)

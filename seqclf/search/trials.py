@@ -3,7 +3,7 @@
 A worker asks the study for trials until it has `--trials` finished (complete + pruned) ones,
 counting running trials too so that workers on many machines stop together; each trial is
 `seqclf.training.start.train` under `output.dir/<study>/trial-NNNN` with a callback that reports the
-validation accuracy to the pruner after every epoch.
+objective (validation accuracy or loss) to the pruner after every epoch, where the study can prune.
 """
 
 from __future__ import annotations
@@ -21,7 +21,16 @@ from seqclf.config import ConfigError, apply_overrides, config_from_dict, to_dic
 from seqclf.console import Output
 from seqclf.errors import Interrupted, Pruned, SeqclfError, TrainingError
 from seqclf.search.space import Distribution
-from seqclf.search.study import Settings, open_study, require_optuna, study_dir
+from seqclf.search.study import (
+    PER_EPOCH,
+    Settings,
+    formatted,
+    label,
+    open_study,
+    require_optuna,
+    study_dir,
+    trial_values,
+)
 from seqclf.store.files import pid_alive
 
 FAILURES_IN_A_ROW = 5  # a worker gives up after this many failed trials in a row (a broken space or data)
@@ -113,10 +122,14 @@ def run_trial(study: Any, trial: Any, settings: Settings, out: Output, stop: Any
     trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")  # which machine and process ran it
     out.info(f"[bold]trial {trial.number}[/]: " + ", ".join(f"{k}={short(v)}" for k, v in params.items()))
 
-    def report(row: dict[str, Any]) -> None:  # after every epoch: the pruner sees validation accuracy
-        trial.report(row["val_accuracy"], row["epoch"])
-        if trial.should_prune():
-            raise Pruned(f"trial {trial.number} pruned after epoch {row['epoch']}")
+    history: list[dict[str, Any]] = []
+
+    def report(row: dict[str, Any]) -> None:  # after every epoch: the pruner sees the objective's value
+        history.append(row)
+        if settings.prunable:  # Optuna cannot prune several objectives
+            trial.report(row[PER_EPOCH[settings.objectives[0]]], row["epoch"])
+            if trial.should_prune():
+                raise Pruned(f"trial {trial.number} pruned after epoch {row['epoch']}")
 
     try:
         raw = apply_overrides(to_dict(settings.base), [*params.items(), ("output.dir", str(folder)),
@@ -139,8 +152,10 @@ def run_trial(study: Any, trial: Any, settings: Settings, out: Output, stop: Any
     except BaseException:  # bad data, a full disk, a second Ctrl-C: recorded, then reported
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
         raise
-    study.tell(trial, summary["val_accuracy"])
-    out.info(f"trial {trial.number}: best val accuracy {summary['val_accuracy']:.4f}")
+    values = trial_values(settings.objectives, summary, history)
+    study.tell(trial, values)
+    out.info(f"trial {trial.number}: " + ", ".join(f"{label(name)} {formatted(name, value)}"
+                                                   for name, value in zip(settings.objectives, values)))
     return True
 
 
