@@ -105,3 +105,15 @@ def test_export_of_a_model_failing_without_a_message(format: str, checkpoints: d
     assert result.exit_code == 2, result.output
     assert "NotImplementedError" in result.stderr and "nothing was written" in result.stderr.lower()
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_a_checkpoint_with_nan_weights_is_refused_naming_the_checkpoint(checkpoints: dict, tmp_path: Path) -> None:
+    from conftest import changed_checkpoint
+
+    def poison(payload: dict) -> None:
+        next(iter(payload["model"].values())).view(-1)[0] = float("nan")
+
+    broken = changed_checkpoint(checkpoints[("gru", False)], tmp_path / "nan.pt", poison)
+    result = runner.invoke(app, ["export", broken, "-o", str(tmp_path / "model.pt2"), "--format", "pt2"])
+    assert result.exit_code == 2 and "nan.pt: its weights hold NaN" in result.output
+    assert "differs" not in result.output and not (tmp_path / "model.pt2").exists()
