@@ -158,6 +158,8 @@ def test_non_mapping_yaml_and_missing_file(tmp_path: Path) -> None:
     (["model.nonlinearity=relu"], "only cell=rnn has a choice"),
     (["train.device=gpu"], "train.device: 'gpu' is not one of"),
     (["output.name=a/b"], "output.name"),
+    (['output.name="a\\nb"'], "output.name: 'a\\nb' holds a control character"),
+    (['output.name="tab\\there"'], "holds a control character"),
     (['output.dir="runs\\0x"'], "output.dir: must not contain a NUL character"),
 ])
 def test_impossible_combinations_are_named(overrides: list[str], fragment: str) -> None:

@@ -250,3 +250,16 @@ def test_two_workers_share_a_postgresql_study(study_files: dict[str, Path], post
     for run_dir, number in claimed.items():
         summary = json.loads((Path(run_dir) / "summary.json").read_text())
         assert (summary["study"], summary["trial"], summary["status"]) == ("pg", number, "finished")
+
+
+@pytest.mark.parametrize("name", ["../escape", "a/b", "", ".", "x\ny"])
+def test_a_study_name_that_is_not_one_folder_name_is_refused(study_files: dict[str, Path], tmp_path: Path,
+                                                             name: str) -> None:
+    runs = tmp_path / "out" / "runs"
+    args = ["tune", "--config", str(study_files["config"]), "--space", str(study_files["space"]), "--trials", "1",
+            "--study", name, "--set", f"output.dir={runs}"]
+    for extra in ([], ["--jobs", "2"], ["--show"]):
+        result = CliRunner().invoke(app, [*args, *extra])
+        assert result.exit_code == 2, (extra, result.output)
+        assert "--study" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "out").exists()  # nothing written, outside output.dir or in it

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from seqclf.config import Config
+from seqclf.config.limits import folder_name_problem
 from seqclf.errors import SeqclfError, first_line
 from seqclf.search.space import Distribution
 
@@ -47,6 +48,10 @@ def require_optuna() -> Any:
 
 
 def study_dir(base: Config, study: str) -> Path:
+    """output.dir/STUDY; a name that is not one plain folder name ('../x', 'a/b', '') is refused."""
+    problem = folder_name_problem("--study", study)
+    if problem:
+        raise SeqclfError(problem)
     return Path(base.output.dir) / study
 
 
@@ -118,6 +123,7 @@ def check_choices(settings: Settings) -> None:
     for flag, value, valid in (("--sampler", settings.sampler, SAMPLERS), ("--pruner", settings.pruner, PRUNERS)):
         if value not in valid:
             raise SeqclfError(f"{flag} {value!r}: choose one of {', '.join(valid)}")
+    study_dir(settings.base, settings.study)  # the name is checked before any worker starts
 
 
 # ---------------------------------------------------------------- what a study holds (--show, --json, plot)
