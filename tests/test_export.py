@@ -117,3 +117,26 @@ def test_a_checkpoint_with_nan_weights_is_refused_naming_the_checkpoint(checkpoi
     result = runner.invoke(app, ["export", broken, "-o", str(tmp_path / "model.pt2"), "--format", "pt2"])
     assert result.exit_code == 2 and "nan.pt: its weights hold NaN" in result.output
     assert "differs" not in result.output and not (tmp_path / "model.pt2").exists()
+
+
+def test_export_writes_through_a_link_and_refuses_what_is_not_a_regular_file(checkpoints: dict,
+                                                                             tmp_path: Path) -> None:
+    import os
+    import stat
+
+    checkpoint = str(checkpoints[CASES[0]])
+    (tmp_path / "models").mkdir()
+    (tmp_path / "latest.pt2").symlink_to(tmp_path / "models" / "v1.pt2")
+    result = runner.invoke(app, ["export", checkpoint, "-o", str(tmp_path / "latest.pt2"), "--format", "pt2"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "latest.pt2").is_symlink() and (tmp_path / "models" / "v1.pt2").stat().st_size > 0
+    os.mkfifo(tmp_path / "pipe")
+    result = runner.invoke(app, ["export", checkpoint, "-o", str(tmp_path / "pipe"), "--format", "pt2"])
+    assert result.exit_code == 2 and f"-o {tmp_path / 'pipe'}: not a regular file (a FIFO)" in result.stderr
+    assert stat.S_ISFIFO(os.lstat(tmp_path / "pipe").st_mode)
+
+
+def test_export_to_a_folder_it_cannot_write_says_to_choose_another_path(checkpoints: dict) -> None:
+    result = runner.invoke(app, ["export", str(checkpoints[CASES[0]]), "-o", "/sys/model.pt2", "--format", "pt2"])
+    assert result.exit_code != 0 and "/sys/model.pt2: could not be written" in result.stderr
+    assert "Choose another path with -o" in result.stderr and "output.dir" not in result.stderr

@@ -79,7 +79,7 @@ def check_images(predictor: Predictor) -> np.ndarray:
 
 def export(checkpoint: str | Path, output: str | Path, format: str = "onnx") -> dict[str, Any]:
     """Write the checkpoint as `format` to `output` after checking it; returns what was checked."""
-    from seqclf.store.files import atomic_write
+    from seqclf.store.files import atomic_write, output_file
 
     if format not in FORMATS:
         raise SeqclfError(f"--format {format!r}: choose one of {', '.join(FORMATS)}")
@@ -88,6 +88,7 @@ def export(checkpoint: str | Path, output: str | Path, format: str = "onnx") -> 
     output = Path(output)
     if output.is_dir():
         raise SeqclfError(f"-o {output} is a folder; give a file name such as {output / ('model.' + format)}")
+    output_file(output, "-o")  # /dev/full, a FIFO: refused before any work
     predictor = Predictor.from_checkpoint(checkpoint, "cpu", precision="fp32")
     images = check_images(predictor)
     expected = predictor.probabilities(images)  # (34, C)
@@ -99,7 +100,7 @@ def export(checkpoint: str | Path, output: str | Path, format: str = "onnx") -> 
                           f"{difference:.2g} in a probability (more than {TOLERANCE}); nothing was written")
     if not output.parent.is_dir():
         raise SeqclfError(f"-o {output}: the folder {output.parent} does not exist")
-    atomic_write(output, lambda handle: handle.write(data))
+    atomic_write(output, lambda handle: handle.write(data), fix="Choose another path with -o.")
     return {"checkpoint": str(checkpoint), "output": str(output), "format": format, "bytes": len(data),
             "input": ["N", predictor.height, predictor.width], "class_names": predictor.class_names,
             "max_difference": difference}
