@@ -45,7 +45,8 @@ def problems(path: Path | None = None, overrides: list[str] = ()) -> str:
 def test_defaults_are_the_dataclass_defaults() -> None:
     cfg = load_config()
     assert cfg == Config()
-    assert (cfg.seed, cfg.model.cell, cfg.model.hidden_size, cfg.train.epochs, cfg.train.lr) == (0, "lstm", 128, 8, 1e-3)
+    assert (cfg.seed, cfg.model.cell, cfg.model.hidden_size, cfg.train.epochs, cfg.train.lr) == \
+        (0, "lstm", 128, 8, 1e-3)
     assert cfg.data.max_train is None and cfg.output.name is None
 
 

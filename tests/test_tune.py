@@ -208,7 +208,8 @@ def postgres() -> str:
         pytest.skip("no PostgreSQL server binaries in /usr/lib/postgresql/*/bin (Debian's postgresql package; "
                     ".ci/run installs it)")
     bin_dir = PG_BINS[0].parent
-    pytest.importorskip("psycopg", reason='the PostgreSQL driver SQLAlchemy uses for postgresql://: pip install "psycopg[binary]"')
+    pytest.importorskip("psycopg",
+                        reason='the PostgreSQL driver SQLAlchemy uses for postgresql://: pip install "psycopg[binary]"')
     folder = Path(tempfile.mkdtemp(prefix="seqclf-pg-"))  # under /tmp: the postgres user can reach it
     as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []  # initdb refuses root
     if as_postgres:
@@ -218,7 +219,8 @@ def postgres() -> str:
         port = probe.getsockname()[1]
     quiet = {"check": True, "capture_output": True, "timeout": 120}
     try:
-        subprocess.run([*as_postgres, bin_dir / "initdb", "-D", folder / "data", "-U", "postgres", "--auth=trust"], **quiet)
+        subprocess.run([*as_postgres, bin_dir / "initdb", "-D", folder / "data", "-U", "postgres", "--auth=trust"],
+                       **quiet)
         subprocess.run([*as_postgres, bin_dir / "pg_ctl", "-D", folder / "data", "-l", folder / "log", "-w", "-o",
                         f"-p {port} -k {folder} -c listen_addresses=127.0.0.1", "start"], **quiet)
         subprocess.run([*as_postgres, bin_dir / "createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres",
