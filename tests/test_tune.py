@@ -265,3 +265,17 @@ def test_a_study_name_that_is_not_one_folder_name_is_refused(study_files: dict[s
         assert result.exit_code == 2, (extra, result.output)
         assert "--study" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "out").exists()  # nothing written, outside output.dir or in it
+
+
+def test_a_grid_smaller_than_trials_ends_when_the_grid_is_done(study_files: dict[str, Path], tmp_path: Path) -> None:
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("model.cell: {choice: [lstm, gru]}\n")
+    args = ["tune", "--config", str(study_files["config"]), "--space", str(grid), "--sampler", "grid",
+            "--trials", "5", "--study", "grid", "--pruner", "none", "--set", "train.epochs=1"]
+    result = CliRunner().invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.stdout)
+    assert (info["complete"], info["pruned"], info["failed"]) == (2, 0, 0)
+    assert sorted(t["params"]["model.cell"] for t in info["trials"]) == ["gru", "lstm"]
+    again = CliRunner().invoke(app, [*args, "--json"])  # continuing a finished grid runs nothing more
+    assert again.exit_code == 0 and json.loads(again.stdout)["complete"] == 2, again.output

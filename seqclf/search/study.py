@@ -105,7 +105,13 @@ def _sampler(settings: Settings) -> Any:
         if continuous:
             raise SeqclfError(f"--sampler grid: {', '.join(continuous)} have no finite set of values; give them "
                               f"choice, int, or uniform with a step")
-        return optuna.samplers.GridSampler(grid)
+
+        class Grid(optuna.samplers.GridSampler):
+            def after_trial(self, *args: Any) -> None:
+                """GridSampler calls Study.stop here, which works only inside study.optimize(); the
+                worker loop asks and tells, and ends itself when the grid is exhausted."""
+
+        return Grid(grid)
     return optuna.samplers.TPESampler()
 
 
