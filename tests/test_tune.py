@@ -279,3 +279,18 @@ def test_a_grid_smaller_than_trials_ends_when_the_grid_is_done(study_files: dict
     assert sorted(t["params"]["model.cell"] for t in info["trials"]) == ["gru", "lstm"]
     again = CliRunner().invoke(app, [*args, "--json"])  # continuing a finished grid runs nothing more
     assert again.exit_code == 0 and json.loads(again.stdout)["complete"] == 2, again.output
+
+
+def test_continuing_a_study_with_a_key_of_another_kind_is_one_message(study_files: dict[str, Path],
+                                                                      tmp_path: Path) -> None:
+    space = tmp_path / "space.yaml"
+    args = ["tune", "--config", str(study_files["config"]), "--space", str(space), "--study", "changed",
+            "--pruner", "none", "--set", "train.epochs=1"]
+    space.write_text("train.lr: {log_uniform: [1.0e-3, 1.0e-2]}\n")
+    assert CliRunner().invoke(app, [*args, "--trials", "1"]).exit_code == 0
+    space.write_text("train.lr: {choice: [0.001, 0.01]}\n")  # the same key, now categorical
+    result = CliRunner().invoke(app, [*args, "--trials", "2"])
+    assert result.exit_code == 2, result.output
+    assert "--study changed: train.lr is now choice [0.001, 0.01], but the study's earlier trials drew it" \
+        in " ".join(result.output.split())
+    assert "Traceback" not in result.output

@@ -91,6 +91,23 @@ def _exhausted(study: Any) -> bool:
     return bool(is_exhausted and is_exhausted(study))
 
 
+def _params(study: Any, trial: Any, settings: Settings) -> dict[str, Any]:
+    """The trial's values; a key whose distribution differs from the one the study's earlier trials
+    drew it from (another kind, log scale or choices) ends the search with a SeqclfError."""
+    params = {}
+    for key, dist in settings.space.items():
+        try:
+            params[key] = _suggested(trial, dist)
+        except ValueError as exc:  # Optuna's check_distribution_compatibility
+            study.tell(trial, state=require_optuna().trial.TrialState.FAIL)
+            before = next((t.distributions[key] for t in study.get_trials(deepcopy=False) if key in t.distributions),
+                          None)
+            raise SeqclfError(f"--study {settings.study}: {key} is now {dist.describe()}, but the study's earlier "
+                              f"trials drew it from {before} ({exc}); to continue this study give {key} its "
+                              f"earlier distribution, or start a new study with --study NAME") from None
+    return params
+
+
 def _suggested(trial: Any, dist: Distribution) -> Any:
     if dist.kind == "choice":
         return trial.suggest_categorical(dist.key, list(dist.choices))
@@ -108,7 +125,7 @@ def run_trial(study: Any, trial: Any, settings: Settings, out: Output, stop: Any
     name = f"trial-{trial.number:04d}"
     if (folder / name).exists():  # a study of this name in another storage already used the number
         name += f"-{uuid.uuid4().hex[:6]}"
-    params = {key: _suggested(trial, dist) for key, dist in settings.space.items()}
+    params = _params(study, trial, settings)
     trial.set_user_attr("run_dir", str(folder / name))
     trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")  # which machine and process ran it
     out.info(f"[bold]trial {trial.number}[/]: " + ", ".join(f"{k}={short(v)}" for k, v in params.items()))
