@@ -294,3 +294,21 @@ def test_continuing_a_study_with_a_key_of_another_kind_is_one_message(study_file
     assert "--study changed: train.lr is now choice [0.001, 0.01], but the study's earlier trials drew it" \
         in " ".join(result.output.split())
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("damage", ["nul", "overwritten", "all-nul"])
+def test_a_damaged_journal_is_one_message(study_files: dict[str, Path], tmp_path: Path, damage: str) -> None:
+    runs = tmp_path / "runs"
+    args = ["tune", "--config", str(study_files["config"]), "--space", str(study_files["space"]), "--study", "j",
+            "--pruner", "none", "--set", "train.epochs=1", "--set", f"output.dir={runs}"]
+    assert CliRunner().invoke(app, [*args, "--trials", "1"]).exit_code == 0
+    journal = runs / "j" / "journal.log"
+    data = journal.read_bytes()
+    journal.write_bytes({"nul": data[:100] + bytes(50) + data[150:],
+                         "overwritten": data[:200] + b"X" * 10 + data[210:],
+                         "all-nul": bytes(len(data))}[damage])
+    for extra in (["--trials", "2"], ["--show"]):
+        result = CliRunner().invoke(app, [*args, *extra])
+        assert result.exit_code == 2, result.output
+        assert f"{journal}: the study's journal is damaged" in " ".join(result.output.split())
+        assert "Traceback" not in result.output

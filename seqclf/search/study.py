@@ -69,9 +69,7 @@ def open_storage(url: str | None, folder: Path, create: bool) -> tuple[Any, str]
             raise SeqclfError(f"no study at {path}: start one with seqclf tune --space SPACE.yaml, or give "
                               f"--storage URL (and --study NAME, --set output.dir=DIR) where it lives")
         folder.mkdir(parents=True, exist_ok=True)
-        from optuna.storages.journal import JournalFileBackend, JournalStorage
-
-        return JournalStorage(JournalFileBackend(str(path))), str(path)
+        return _journal(path, folder), str(path)
     # sqlite: wait up to 60 s for another worker's write lock instead of failing "database is locked"
     kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
     try:
@@ -84,6 +82,24 @@ def open_storage(url: str | None, folder: Path, create: bool) -> tuple[Any, str]
         first = first_line(exc)
         raise SeqclfError(f"--storage {without_password(url)}: cannot be opened ({first}); give an Optuna storage "
                           f"URL such as sqlite:///tune.db or postgresql://user:password@host/database") from None
+
+
+def _journal(path: Path, folder: Path) -> Any:
+    """The journal storage at `path`, replayed once; a damaged file (bytes overwritten, NUL bytes) is a SeqclfError."""
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    try:
+        with open(path, "ab+") as handle:  # Optuna skips a last line without its newline, NUL bytes too
+            handle.seek(0)
+            if any(b"\0" in chunk for chunk in iter(lambda: handle.read(1 << 20), b"")):
+                raise ValueError("NUL bytes in the file")
+        storage = JournalStorage(JournalFileBackend(str(path)))  # replays the whole journal
+        storage.get_all_studies()
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:  # JSONDecodeError: a ValueError
+        raise SeqclfError(f"{path}: the study's journal is damaged ({type(exc).__name__}: {first_line(exc)[:120]}), "
+                          f"so its trials cannot be read; move it aside to start the study afresh (the trials' runs "
+                          f"stay in {folder}), or use another --study NAME") from None
+    return storage
 
 
 def open_study(settings: Settings, pruner: Any = None) -> Any:
