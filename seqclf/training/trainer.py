@@ -269,7 +269,7 @@ class Trainer:
             if run.log.status == "running":
                 ended = "interrupted" if isinstance(exc, (KeyboardInterrupt, Interrupted)) else "failed"
                 try:
-                    run.log.summary(ended, run.state, count_parameters(run.state.model))
+                    run.log.ended(ended, run.state, count_parameters(run.state.model))
                 except (Exception, KeyboardInterrupt):  # e.g. the disk is still full: `seqclf runs` reads the lock
                     pass
             raise
