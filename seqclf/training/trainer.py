@@ -266,7 +266,7 @@ class Trainer:
                                       str(run.run_dir.config_path)) from None
                 raise LostContact(run.dist.rank, exc) from None
         except BaseException as exc:
-            if run.log.status == "running":
+            if run.log.status in (None, "running"):  # None: stopped while writing the first summary
                 ended = "interrupted" if isinstance(exc, (KeyboardInterrupt, Interrupted)) else "failed"
                 try:
                     run.log.ended(ended, run.state, count_parameters(run.state.model))
