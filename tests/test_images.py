@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import time_limit
+from conftest import ROOT, time_limit
 from PIL import Image, ImageDraw
 
 from seqclf.data.images import ImageError, prepare, read_image, read_inputs
@@ -210,3 +210,42 @@ def test_an_empty_npy_a_looping_link_and_a_nan_tiff_are_each_reported(tmp_path: 
     assert "Too many levels of symbolic links" in errors["loop.png"]
     assert errors["dangling.png"] == f"a broken symbolic link (to {tmp_path / 'gone.png'})"
     assert "NaN or infinite" in errors["nan.tif"]
+
+
+def png16(path: Path, side: int) -> Path:
+    """A side x side 16-bit grey PNG, white with a dark bar across its middle third, written row by row: a
+    file of about 1 MB for side 11000 (242 MB of pixels) without holding the image in memory."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    third = side // 3
+    paper = b"\0" + b"\xff\xff" * side  # a row: filter byte 0, then big-endian 16-bit pixels
+    inked = b"\0" + b"\xff\xff" * third + b"\0\0" * third + b"\xff\xff" * (side - 2 * third)
+    packer = zlib.compressobj(1)
+    data = b"".join(packer.compress(inked if third <= y < 2 * third else paper) for y in range(side))
+    header = struct.pack(">IIBBBBB", side, side, 16, 0, 0, 0, 0)  # 16-bit greyscale
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data + packer.flush())
+                     + chunk(b"IEND", b""))
+    return path
+
+
+def test_a_huge_16_bit_png_is_read_in_bounded_memory_without_pillows_warning(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    big = png16(tmp_path / "big.png", 11000)  # 121 megapixels: past Pillow's warning, under its error
+    probe = ("import resource, sys\nfrom pathlib import Path\nfrom seqclf.data.images import read_inputs\n"
+             "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+             "inputs = read_inputs([Path(sys.argv[1])], 28, 28)\n"
+             "print(inputs.errors, int(inputs.stacked(28, 28).sum() > 0),"
+             " (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)\n")
+    done = subprocess.run([sys.executable, "-c", probe, str(big)], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr
+    errors, inked, grown_mb = done.stdout.split()
+    assert (errors, inked) == ("[]", "1")  # the bar was found
+    assert "Warning" not in done.stderr, done.stderr
+    assert int(grown_mb) < 2 * 242, grown_mb  # the decoded 16-bit pixels (242 MB) and a little more

@@ -11,6 +11,7 @@ One bad input never stops the others: each failure is kept as (input, why) besid
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from seqclf.config.limits import check_memory
 from seqclf.data.inputfiles import first_bytes, image_files, read_npy, unusable
 from seqclf.errors import SeqclfError
 
@@ -150,16 +152,48 @@ def read_image(path: Path, height: int, width: int, preprocess: bool = True) -> 
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as image:
+        with warnings.catch_warnings():
+            # past Pillow's warning size the memory check below decides; its error size still refuses
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(path)
+        with image:
             if image.format == "JPEG":  # decode a large photo at a reduced scale directly (1/2, 1/4 or 1/8)
                 image.draft(image.mode, (MAX_SIDE, MAX_SIDE))
+            decoded = image.width * image.height * len(image.getbands()) * (2 if "16" in image.mode else 4
+                                                                          if image.mode in ("I", "F") else 1)
+            check_memory(f"a {image.width}x{image.height} {image.mode} image", 2 * decoded,
+                         "scale it down first", ImageError)
             image.load()
-            return prepare(image, height, width, preprocess)
-    except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
+            return prepare(shrink(image), height, width, preprocess)
+    except Image.DecompressionBombError as exc:
+        raise ImageError(f"too large to read safely ({exc}); scale it down first") from None
+    except UnidentifiedImageError as exc:
         raise ImageError(f"not an image Pillow can read ({type(exc).__name__}); valid: PNG, JPEG, BMP, GIF, "
                          "TIFF, WebP, ..., an IDX file or a .npy array") from None
     except (OSError, ValueError, SyntaxError) as exc:  # truncated or corrupt image data
         raise ImageError(f"a damaged or unreadable image ({exc})") from None
+
+
+def shrink(image: Any) -> Any:
+    """A decoded image over twice MAX_SIDE -> reduced by a whole factor (box average) in its own mode,
+    before any conversion copies it at full size; 16-bit greys, which Image.reduce refuses, become
+    mode F band by band."""
+    from PIL import Image
+
+    factor = max(image.size) // MAX_SIDE
+    if factor < 2:
+        return image
+    if image.mode in ("P", "1"):
+        image = image.convert("RGBA" if "transparency" in image.info else "L")
+    if not image.mode.startswith("I;16"):
+        return image.reduce(factor)
+    w, h = image.width // factor, image.height // factor
+    band = 64 * factor  # rows of the original per step: a few MB at a time
+    rows = [np.asarray(image.crop((0, top, w * factor, min(top + band, h * factor))), dtype=np.float32)
+            .reshape(-1, factor, w, factor).mean(axis=(1, 3)) for top in range(0, h * factor, band)]  # (b, w) each
+    reduced = Image.fromarray(np.concatenate(rows), "F")
+    reduced.info = dict(image.info)  # EXIF orientation, for greyscale
+    return reduced
 
 
 def prepare(image: Any, height: int, width: int, preprocess: bool = True) -> np.ndarray:
