@@ -312,3 +312,63 @@ def test_a_damaged_journal_is_one_message(study_files: dict[str, Path], tmp_path
         assert result.exit_code == 2, result.output
         assert f"{journal}: the study's journal is damaged" in " ".join(result.output.split())
         assert "Traceback" not in result.output
+
+
+def test_jobs_are_capped_by_cores_and_memory_in_one_line(capsys: pytest.CaptureFixture) -> None:
+    from seqclf.config.limits import available_memory
+    from seqclf.search.workers import WORKER_MEMORY, capped_jobs
+
+    cores = len(os.sched_getaffinity(0))
+    fit = min(cores, max(1, available_memory() // WORKER_MEMORY))
+    assert capped_jobs(100, Output()) == fit
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and f"--jobs 100: running {fit} workers" in lines[0] and f"{cores} cores" in lines[0]
+    assert capped_jobs(1, Output()) == 1 and capsys.readouterr().err == ""
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid and fields[0] != "Z":
+                found.append(int(entry.name))
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_workers_die_with_a_parent_killed_by_sigkill(study_files: dict[str, Path], tmp_path: Path) -> None:
+    parent = subprocess.Popen(
+        [sys.executable, "-m", "seqclf", "tune", "--config", str(study_files["config"]), "--space",
+         str(study_files["space"]), "--study", "orphans", "--trials", "50", "--jobs", "2", "--pruner", "none",
+         "--set", "train.epochs=1000", "--set", f"output.dir={tmp_path / 'runs'}", "--quiet"],
+        env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while len(workers := _children(parent.pid)) < 2:
+            assert parent.poll() is None and time.monotonic() < deadline, "the workers never started"
+            time.sleep(0.1)
+        time.sleep(2)  # into their trials
+        parent.kill()
+        parent.wait()
+        deadline = time.monotonic() + 60
+        while any(_running(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not [pid for pid in workers if _running(pid)], "workers ran on after the parent was killed"
+    finally:
+        parent.kill()
+        for pid in _children(parent.pid) + (workers if "workers" in locals() else []):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass

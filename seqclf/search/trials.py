@@ -22,6 +22,7 @@ from seqclf.console import Output
 from seqclf.errors import Interrupted, Pruned, SeqclfError, TrainingError
 from seqclf.search.space import Distribution
 from seqclf.search.study import Settings, open_study, require_optuna, study_dir
+from seqclf.search.workers import capped_jobs, dies_with
 from seqclf.store.files import pid_alive
 
 FAILURES_IN_A_ROW = 5  # a worker gives up after this many failed trials in a row (a broken space or data)
@@ -175,6 +176,7 @@ def spawn(settings: Settings, jobs: int, worker_args: list[str], out: Output) ->
     forwards each SIGINT/SIGTERM to them once, waits for them, then raises Interrupted.
     """
     open_study(settings)
+    jobs = capped_jobs(jobs, out)
     threads = settings.base.train.num_threads or max(1, (os.cpu_count() or 1) // jobs)
     command = [sys.executable, "-m", "seqclf", "tune", *worker_args, "--set", f"train.num_threads={threads}"]
     received: list[int] = []
@@ -189,7 +191,8 @@ def spawn(settings: Settings, jobs: int, worker_args: list[str], out: Output) ->
     saved = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         for _ in range(jobs):
-            procs.append(subprocess.Popen(command, stdout=out.console.file, start_new_session=True))
+            procs.append(subprocess.Popen(command, stdout=out.console.file, start_new_session=True,
+                                          preexec_fn=dies_with(os.getpid())))
         codes = [proc.wait() for proc in procs]
     finally:
         for sig, handler in saved.items():
