@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -201,8 +202,14 @@ PG_BINS = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p:
                  reverse=True)
 
 
+class Cluster(str):
+    """A PostgreSQL storage URL whose server `restart()` restarts (every connection to it is cut)."""
+
+    restart: Callable[[], None]
+
+
 @pytest.fixture(scope="module")
-def postgres() -> str:
+def postgres() -> Iterator[Cluster]:
     """A throwaway PostgreSQL 15 cluster on a free loopback port, stopped and deleted after the module."""
     if not PG_BINS:
         pytest.skip("no PostgreSQL server binaries in /usr/lib/postgresql/*/bin (Debian's postgresql package; "
@@ -225,7 +232,10 @@ def postgres() -> str:
                         f"-p {port} -k {folder} -c listen_addresses=127.0.0.1", "start"], **quiet)
         subprocess.run([*as_postgres, bin_dir / "createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres",
                         "optuna"], **quiet)
-        yield f"postgresql://postgres@127.0.0.1:{port}/optuna"
+        cluster = Cluster(f"postgresql://postgres@127.0.0.1:{port}/optuna")
+        cluster.restart = lambda: subprocess.run([*as_postgres, bin_dir / "pg_ctl", "-D", folder / "data", "-l",
+                                                  folder / "log", "-w", "-m", "fast", "restart"], **quiet)
+        yield cluster
     finally:
         subprocess.run([*as_postgres, bin_dir / "pg_ctl", "-D", folder / "data", "-m", "immediate", "stop"],
                        capture_output=True, timeout=60)
@@ -372,3 +382,39 @@ def test_workers_die_with_a_parent_killed_by_sigkill(study_files: dict[str, Path
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+def _reporting(study: str, storage: str) -> int:
+    """Running trials that have reported an epoch (0 before the study exists)."""
+    try:
+        trials = optuna.load_study(study_name=study, storage=storage).trials
+    except KeyError:
+        return 0
+    return len([t for t in trials if t.state.name == "RUNNING" and t.intermediate_values])
+
+
+def test_a_postgresql_restart_mid_study_is_one_line_per_worker_and_a_rerun_continues(
+        study_files: dict[str, Path], postgres: Cluster, tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "seqclf", "tune", "--config", str(study_files["config"]), "--space",
+               str(study_files["space"]), "--study", "restarted", "--storage", postgres, "--jobs", "2",
+               "--pruner", "none", "--set", f"output.dir={tmp_path / 'runs'}"]
+    first = subprocess.Popen([*command, "--trials", "50", "--set", "train.epochs=100000"], env=_env(),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while _reporting("restarted", postgres) < 2:  # both workers in a trial, reporting epochs
+            assert first.poll() is None and time.monotonic() < deadline, first.communicate()
+            time.sleep(0.2)
+        postgres.restart()
+        stderr = first.communicate(timeout=120)[1]
+    finally:
+        first.kill()
+    assert first.returncode == 1, stderr
+    assert "Traceback" not in stderr and len(stderr.strip().splitlines()) <= 8, stderr
+    lines = [line for line in stderr.splitlines() if "storage" in line and "failed" in line]
+    assert len(lines) == 2 and all("Run the same command again" in " ".join(stderr.split()) for _ in lines), stderr
+    again = subprocess.run([*command, "--trials", "1", "--set", "train.epochs=1", "--json"], env=_env(),
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    study = optuna.load_study(study_name="restarted", storage=postgres)
+    assert not [t for t in study.trials if t.state.name == "RUNNING"]  # the rerun failed the dead workers' trials

@@ -8,6 +8,7 @@ validation accuracy to the pruner after every epoch.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -22,7 +23,7 @@ from seqclf.console import Output
 from seqclf.errors import Interrupted, Pruned, SeqclfError, TrainingError
 from seqclf.search.space import Distribution
 from seqclf.search.study import Settings, open_study, require_optuna, study_dir
-from seqclf.search.workers import capped_jobs, dies_with
+from seqclf.search.workers import capped_jobs, dies_with, storage_failure
 from seqclf.store.files import pid_alive
 
 FAILURES_IN_A_ROW = 5  # a worker gives up after this many failed trials in a row (a broken space or data)
@@ -55,6 +56,11 @@ def work(settings: Settings, out: Output, stop: Any, pruner: Any = None) -> None
                     study.tell(trial, state=states.FAIL)
                     break
                 failures = 0 if run_trial(study, trial, settings, out, stop) else failures + 1
+    except Exception as exc:  # a database restarted or unreachable: one line, not its traceback
+        lost = storage_failure(settings, exc)
+        if lost is None:
+            raise
+        raise lost from None
     finally:
         for sig, handler in saved.items():  # train() re-enters `stop`; put back what was here before
             signal.signal(sig, handler)
@@ -154,8 +160,9 @@ def run_trial(study: Any, trial: Any, settings: Settings, out: Output, stop: Any
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
         out.warn(f"trial {trial.number} failed: {exc}")
         return False
-    except BaseException:  # bad data, a full disk, a second Ctrl-C: recorded, then reported
-        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    except BaseException:  # bad data, a full disk, a second Ctrl-C, a lost storage: recorded, then reported
+        with contextlib.suppress(Exception):  # the storage may be down: the next run tells it (_fail_orphans)
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
         raise
     study.tell(trial, summary["val_accuracy"])
     out.info(f"trial {trial.number}: best val accuracy {summary['val_accuracy']:.4f}")

@@ -1,5 +1,6 @@
-"""Worker processes of `seqclf tune --jobs J` on one machine: how many fit, and that none outlives the
-parent (workers run in their own session, so a signal to the terminal's group does not reach them)."""
+"""Worker processes of `seqclf tune`: how many of `--jobs J` fit on one machine, that none outlives the
+parent (workers run in their own session, so a signal to the terminal's group does not reach them),
+and what a worker says when the study's storage fails under it (a PostgreSQL restart)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import sys
 from typing import Any
 
 from seqclf.console import Output
+from seqclf.errors import TrainingError, first_line
+from seqclf.search.study import Settings, require_optuna, without_password
 
 WORKER_MEMORY = 1 << 30  # a worker's share: torch, the data on the device and a trial's model, for MNIST-sized data
 
@@ -38,3 +41,21 @@ def dies_with(parent: int) -> Any:
                 os._exit(143)
 
     return arm
+
+
+def storage_failure(settings: Settings, exc: BaseException) -> TrainingError | None:
+    """The message for an error of the study's storage (a PostgreSQL restart, a lost connection), or None
+    for any other error. The running trial is told FAIL now or, the storage still down, by the next run."""
+    kinds: list[type] = [require_optuna().exceptions.StorageInternalError]
+    try:
+        import sqlalchemy.exc
+
+        kinds.append(sqlalchemy.exc.SQLAlchemyError)
+    except ImportError:
+        pass
+    if not isinstance(exc, tuple(kinds)):
+        return None
+    where = without_password(settings.storage) if settings.storage else "the journal file"
+    return TrainingError(f"the study's storage {where} failed ({type(exc).__name__}: {first_line(exc)[:160]}); "
+                         f"this worker stopped and its running trial is recorded as failed. Run the same command "
+                         f"again to continue the study once the storage is reachable")
