@@ -31,7 +31,7 @@ def read_npy(path: Path) -> np.ndarray:
                 np.lib.format.read_array_header_2_0
             shape, _, dtype = read_header(handle)
             offset, length = handle.tell(), os.fstat(handle.fileno()).st_size
-    except (OSError, ValueError, SyntaxError) as exc:  # a damaged header is a ValueError
+    except Exception as exc:  # numpy's header parser raises ValueError, SyntaxError, TypeError, TokenError, ...
         raise DataError(f"{path}: not a readable .npy array ({' '.join(str(exc).split())[:200]})") from None
     if dtype.hasobject or dtype.kind not in "biuf":
         raise DataError(f"{path}: a .npy array of {dtype}; give pixel values 0..255 (uint8) or plain numbers")
