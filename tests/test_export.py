@@ -140,3 +140,26 @@ def test_export_to_a_folder_it_cannot_write_says_to_choose_another_path(checkpoi
     result = runner.invoke(app, ["export", str(checkpoints[CASES[0]]), "-o", "/sys/model.pt2", "--format", "pt2"])
     assert result.exit_code != 0 and "/sys/model.pt2: could not be written" in result.stderr
     assert "Choose another path with -o" in result.stderr and "output.dir" not in result.stderr
+
+
+@pytest.mark.parametrize("case", [CASES[2], "proj"])
+def test_exported_models_take_a_batch_of_zero_images(case, checkpoints: dict, tmp_path: Path) -> None:
+    import subprocess
+
+    from conftest import ROOT
+
+    for format in ("onnx", "pt2"):
+        output = tmp_path / f"m.{format}"
+        result = runner.invoke(app, ["export", str(checkpoints[case]), "-o", str(output), "--format", format])
+        assert result.exit_code == 0, result.output
+    # onnxruntime aborted the process on an empty batch: run it in one of its own
+    probe = ("import sys, numpy as np, onnxruntime as ort\n"
+             "s = ort.InferenceSession(sys.argv[1], providers=['CPUExecutionProvider'])\n"
+             f"print([o.shape for o in s.run(None, {{'pixels': np.zeros((0, {SIZE}, {SIZE}), np.float32)}})])\n")
+    done = subprocess.run([sys.executable, "-c", probe, str(tmp_path / "m.onnx")], capture_output=True,
+                          text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 0 and done.stdout.strip() == "[(0, 10), (0, 10)]", done.stderr[-500:]
+    reloaded = torch.export.load(str(tmp_path / "m.pt2")).module()
+    with torch.no_grad():
+        logits, probabilities = reloaded(torch.zeros(0, SIZE, SIZE))
+    assert logits.shape == probabilities.shape == (0, 10)
