@@ -175,9 +175,8 @@ def read_image(path: Path, height: int, width: int, preprocess: bool = True) -> 
 
 
 def shrink(image: Any) -> Any:
-    """A decoded image over twice MAX_SIDE -> reduced by a whole factor (box average) in its own mode,
-    before any conversion copies it at full size; 16-bit greys, which Image.reduce refuses, become
-    mode F band by band."""
+    """A decoded image over twice MAX_SIDE -> reduced by a whole factor (box average) before any full-size
+    conversion; 16-bit greys, which Image.reduce refuses, become mode F band by band."""
     from PIL import Image
 
     factor = max(image.size) // MAX_SIDE
