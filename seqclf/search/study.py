@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from seqclf.config import Config
+from seqclf.config.limits import folder_name_problem
 from seqclf.errors import SeqclfError, first_line
 from seqclf.search.space import Distribution
 
@@ -99,6 +100,10 @@ def require_optuna() -> Any:
 
 
 def study_dir(base: Config, study: str) -> Path:
+    """output.dir/STUDY; a name that is not one plain folder name ('../x', 'a/b', '') is refused."""
+    problem = folder_name_problem("--study", study)
+    if problem:
+        raise SeqclfError(problem)
     return Path(base.output.dir) / study
 
 
@@ -116,9 +121,7 @@ def open_storage(url: str | None, folder: Path, create: bool) -> tuple[Any, str]
             raise SeqclfError(f"no study at {path}: start one with seqclf tune --space SPACE.yaml, or give "
                               f"--storage URL (and --study NAME, --set output.dir=DIR) where it lives")
         folder.mkdir(parents=True, exist_ok=True)
-        from optuna.storages.journal import JournalFileBackend, JournalStorage
-
-        return JournalStorage(JournalFileBackend(str(path))), str(path)
+        return _journal(path, folder), str(path)
     # sqlite: wait up to 60 s for another worker's write lock instead of failing "database is locked"
     kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
     try:
@@ -131,6 +134,24 @@ def open_storage(url: str | None, folder: Path, create: bool) -> tuple[Any, str]
         first = first_line(exc)
         raise SeqclfError(f"--storage {without_password(url)}: cannot be opened ({first}); give an Optuna storage "
                           f"URL such as sqlite:///tune.db or postgresql://user:password@host/database") from None
+
+
+def _journal(path: Path, folder: Path) -> Any:
+    """The journal storage at `path`, replayed once; a damaged file (bytes overwritten, NUL bytes) is a SeqclfError."""
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    try:
+        with open(path, "ab+") as handle:  # Optuna skips a last line without its newline, NUL bytes too
+            handle.seek(0)
+            if any(b"\0" in chunk for chunk in iter(lambda: handle.read(1 << 20), b"")):
+                raise ValueError("NUL bytes in the file")
+        storage = JournalStorage(JournalFileBackend(str(path)))  # replays the whole journal
+        storage.get_all_studies()
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:  # JSONDecodeError: a ValueError
+        raise SeqclfError(f"{path}: the study's journal is damaged ({type(exc).__name__}: {first_line(exc)[:120]}), "
+                          f"so its trials cannot be read; move it aside to start the study afresh (the trials' runs "
+                          f"stay in {folder}), or use another --study NAME") from None
+    return storage
 
 
 def open_study(settings: Settings, pruner: Any = None) -> Any:
@@ -172,7 +193,13 @@ def _sampler(settings: Settings) -> Any:
         if continuous:
             raise SeqclfError(f"--sampler grid: {', '.join(continuous)} have no finite set of values; give them "
                               f"choice, int, or uniform with a step")
-        return optuna.samplers.GridSampler(grid)
+
+        class Grid(optuna.samplers.GridSampler):
+            def after_trial(self, *args: Any) -> None:
+                """GridSampler calls Study.stop here, which works only inside study.optimize(); the
+                worker loop asks and tells, and ends itself when the grid is exhausted."""
+
+        return Grid(grid)
     return optuna.samplers.TPESampler()
 
 
@@ -195,6 +222,7 @@ def check_choices(settings: Settings) -> None:
                else f"{settings.objectives[0]} has no value after each epoch to judge")
         raise SeqclfError(f"--pruner {settings.pruner_name}: {why} (--objective {','.join(settings.objectives)}); "
                           f"leave --pruner out or give --pruner none")
+    study_dir(settings.base, settings.study)  # the name is checked before any worker starts
 
 
 # ---------------------------------------------------------------- what a study holds (--show, --json, plot)

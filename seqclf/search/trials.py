@@ -8,6 +8,7 @@ objective (validation accuracy or loss) to the pruner after every epoch, where t
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -31,6 +32,7 @@ from seqclf.search.study import (
     study_dir,
     trial_values,
 )
+from seqclf.search.workers import capped_jobs, dies_with, storage_failure
 from seqclf.store.files import pid_alive
 
 FAILURES_IN_A_ROW = 5  # a worker gives up after this many failed trials in a row (a broken space or data)
@@ -63,6 +65,11 @@ def work(settings: Settings, out: Output, stop: Any, pruner: Any = None) -> None
                     study.tell(trial, state=states.FAIL)
                     break
                 failures = 0 if run_trial(study, trial, settings, out, stop) else failures + 1
+    except Exception as exc:  # a database restarted or unreachable: one line, not its traceback
+        lost = storage_failure(settings, exc)
+        if lost is None:
+            raise
+        raise lost from None
     finally:
         for sig, handler in saved.items():  # train() re-enters `stop`; put back what was here before
             signal.signal(sig, handler)
@@ -100,6 +107,23 @@ def _exhausted(study: Any) -> bool:
     return bool(is_exhausted and is_exhausted(study))
 
 
+def _params(study: Any, trial: Any, settings: Settings) -> dict[str, Any]:
+    """The trial's values; a key whose distribution differs from the one the study's earlier trials
+    drew it from (another kind, log scale or choices) ends the search with a SeqclfError."""
+    params = {}
+    for key, dist in settings.space.items():
+        try:
+            params[key] = _suggested(trial, dist)
+        except ValueError as exc:  # Optuna's check_distribution_compatibility
+            study.tell(trial, state=require_optuna().trial.TrialState.FAIL)
+            before = next((t.distributions[key] for t in study.get_trials(deepcopy=False) if key in t.distributions),
+                          None)
+            raise SeqclfError(f"--study {settings.study}: {key} is now {dist.describe()}, but the study's earlier "
+                              f"trials drew it from {before} ({exc}); to continue this study give {key} its "
+                              f"earlier distribution, or start a new study with --study NAME") from None
+    return params
+
+
 def _suggested(trial: Any, dist: Distribution) -> Any:
     if dist.kind == "choice":
         return trial.suggest_categorical(dist.key, list(dist.choices))
@@ -117,7 +141,7 @@ def run_trial(study: Any, trial: Any, settings: Settings, out: Output, stop: Any
     name = f"trial-{trial.number:04d}"
     if (folder / name).exists():  # a study of this name in another storage already used the number
         name += f"-{uuid.uuid4().hex[:6]}"
-    params = {key: _suggested(trial, dist) for key, dist in settings.space.items()}
+    params = _params(study, trial, settings)
     trial.set_user_attr("run_dir", str(folder / name))
     trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")  # which machine and process ran it
     out.info(f"[bold]trial {trial.number}[/]: " + ", ".join(f"{k}={short(v)}" for k, v in params.items()))
@@ -149,8 +173,9 @@ def run_trial(study: Any, trial: Any, settings: Settings, out: Output, stop: Any
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
         out.warn(f"trial {trial.number} failed: {exc}")
         return False
-    except BaseException:  # bad data, a full disk, a second Ctrl-C: recorded, then reported
-        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    except BaseException:  # bad data, a full disk, a second Ctrl-C, a lost storage: recorded, then reported
+        with contextlib.suppress(Exception):  # the storage may be down: the next run tells it (_fail_orphans)
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
         raise
     values = trial_values(settings.objectives, summary, history)
     study.tell(trial, values)
@@ -173,6 +198,7 @@ def spawn(settings: Settings, jobs: int, worker_args: list[str], out: Output) ->
     forwards each SIGINT/SIGTERM to them once, waits for them, then raises Interrupted.
     """
     open_study(settings)
+    jobs = capped_jobs(jobs, out)
     threads = settings.base.train.num_threads or max(1, (os.cpu_count() or 1) // jobs)
     command = [sys.executable, "-m", "seqclf", "tune", *worker_args, "--set", f"train.num_threads={threads}"]
     received: list[int] = []
@@ -187,7 +213,8 @@ def spawn(settings: Settings, jobs: int, worker_args: list[str], out: Output) ->
     saved = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         for _ in range(jobs):
-            procs.append(subprocess.Popen(command, stdout=out.console.file, start_new_session=True))
+            procs.append(subprocess.Popen(command, stdout=out.console.file, start_new_session=True,
+                                          preexec_fn=dies_with(os.getpid())))
         codes = [proc.wait() for proc in procs]
     finally:
         for sig, handler in saved.items():

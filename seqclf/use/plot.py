@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from seqclf.errors import SeqclfError
+from seqclf.store.files import output_file
 from seqclf.store.naming import STAMP
 from seqclf.store.rundir import RunDir
 
@@ -35,6 +36,7 @@ def check_output(path: Path) -> None:
         raise SeqclfError(f"-o {path}: is a folder; give a file name, e.g. -o {path / 'curves.png'}")
     if path.suffix.lower() not in FORMATS:
         raise SeqclfError(f"-o {path}: the file name must end in {', '.join(FORMATS)}")
+    output_file(path, "-o")  # /dev/full, a FIFO: refused; a symbolic link is written through
     folder = next((p for p in path.absolute().parents if p.exists()), Path("/"))
     if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
         raise SeqclfError(f"-o {path}: {folder} cannot be written; choose another path with -o")
