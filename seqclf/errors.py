@@ -23,6 +23,11 @@ class Interrupted(SeqclfError):
         self.exit_code = 128 + signum
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM where no step can be finished first (set-up, the final scoring): the run stops at once, as
+    on Ctrl-C, its files intact; exit 143 (seqclf.training.signals.sigterm_stops)."""
+
+
 class Pruned(SeqclfError):
     """A hyperparameter search stopped this trial after an epoch (seqclf.search.study); summary.json says `pruned`."""
 

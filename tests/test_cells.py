@@ -90,10 +90,11 @@ def assert_same(cell: str, fused: torch.nn.Module, other: torch.nn.Module, x: to
             assert got is None
             continue
         assert got.shape == want.shape, name
-        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5, msg=lambda m: f"{name}: {m}")
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5, msg=lambda m, name=name: f"{name}: {m}")
     assert expected_grads.keys() == actual_grads.keys()
     for name, want in expected_grads.items():
-        torch.testing.assert_close(actual_grads[name], want, atol=1e-4, rtol=1e-4, msg=lambda m: f"grad {name}: {m}")
+        torch.testing.assert_close(actual_grads[name], want, atol=1e-4, rtol=1e-4,
+                                   msg=lambda m, name=name: f"grad {name}: {m}")
 
 
 @pytest.mark.parametrize("with_state", [False, True], ids=["zeros", "hx"])

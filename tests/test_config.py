@@ -45,7 +45,8 @@ def problems(path: Path | None = None, overrides: list[str] = ()) -> str:
 def test_defaults_are_the_dataclass_defaults() -> None:
     cfg = load_config()
     assert cfg == Config()
-    assert (cfg.seed, cfg.model.cell, cfg.model.hidden_size, cfg.train.epochs, cfg.train.lr) == (0, "lstm", 128, 8, 1e-3)
+    assert (cfg.seed, cfg.model.cell, cfg.model.hidden_size, cfg.train.epochs, cfg.train.lr) == \
+        (0, "lstm", 128, 8, 1e-3)
     assert cfg.data.max_train is None and cfg.output.name is None
 
 
@@ -158,6 +159,8 @@ def test_non_mapping_yaml_and_missing_file(tmp_path: Path) -> None:
     (["model.nonlinearity=relu"], "only cell=rnn has a choice"),
     (["train.device=gpu"], "train.device: 'gpu' is not one of"),
     (["output.name=a/b"], "output.name"),
+    (['output.name="a\\nb"'], "output.name: 'a\\nb' holds a control character"),
+    (['output.name="tab\\there"'], "holds a control character"),
     (['output.dir="runs\\0x"'], "output.dir: must not contain a NUL character"),
 ])
 def test_impossible_combinations_are_named(overrides: list[str], fragment: str) -> None:

@@ -65,7 +65,8 @@ def test_a_finished_training_says_what_to_run_next(tiny_overrides: list[str]) ->
     result = CliRunner().invoke(app, ["train", "--config", "rnn", *set_args([*tiny_overrides, "train.epochs=1",
                                                                              "model.hidden_size=8"])])
     assert result.exit_code == 0, result.output
-    run_dir = json.loads((next(Path(tiny_overrides[-1].split("=", 1)[1]).glob("*/summary.json"))).read_text())["run_dir"]
+    summary = next(Path(tiny_overrides[-1].split("=", 1)[1]).glob("*/summary.json"))
+    run_dir = json.loads(summary.read_text())["run_dir"]
     lines = result.stdout.splitlines()
     assert "marks a new best validation accuracy" in result.stdout
     assert lines[-3:] == [f"  seqclf eval {run_dir}/best.pt", f"  seqclf plot {run_dir} -o curves.png",

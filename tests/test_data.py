@@ -197,7 +197,8 @@ def test_normalization_uses_train_stats_or_the_given_ones(small):
     data = load_data(cfg, seed=0)
     train_pixels = data.train.x * data.std + data.mean  # back to pixel / 255
     assert data.mean == pytest.approx(train_pixels.double().mean().item(), abs=1e-6)
-    assert abs(data.train.x.double().mean().item()) < 1e-5 and data.train.x.double().std().item() == pytest.approx(1, 1e-3)
+    assert abs(data.train.x.double().mean().item()) < 1e-5
+    assert data.train.x.double().std().item() == pytest.approx(1, 1e-3)
     only_test = load_data(cfg, seed=0, splits=("test",), stats=(0.5, 0.25))
     assert (only_test.mean, only_test.std) == (0.5, 0.25) and only_test.train is None and only_test.val is None
     raw = load_arrays(cfg).test_images.float().div(255)
@@ -227,7 +228,8 @@ def test_max_train_max_test_and_views(small):
 
 
 def test_val_size_too_big_is_named(small):
-    with pytest.raises(DataError, match=r"data\.val_size \(300\) must be smaller than the training file, which has 300"):
+    with pytest.raises(DataError,
+                       match=r"data\.val_size \(300\) must be smaller than the training file, which has 300"):
         load_data(idx_cfg(small, val_size=300), seed=0)
 
 

@@ -62,8 +62,8 @@ def damaged(trained: tuple[Path, Path], tmp_path: Path, change) -> str:
     ("input_size", True, "data.input_size should be a positive integer, got bool True"),
     ("permutation", torch.zeros(3), "data.permutation should be null or a tensor of 784 indices, got Tensor"),
 ])
-def test_checkpoint_data_fields_of_the_wrong_type_or_range_are_named(trained: tuple[Path, Path], tmp_path: Path, field: str,
-                                                                      value: object, fragment: str) -> None:
+def test_checkpoint_data_fields_of_the_wrong_type_or_range_are_named(trained: tuple[Path, Path], tmp_path: Path,
+                                                                      field: str, value: object, fragment: str) -> None:
     path = damaged(trained, tmp_path, lambda payload: payload["data"].__setitem__(field, value))
     result = evaluate(path)
     assert result.exit_code == 2, result.output
@@ -106,7 +106,8 @@ def test_every_data_hint_of_eval_names_only_what_eval_accepts(trained: tuple[Pat
         assert "data.name" not in result.stderr and "lower data.val_size" not in result.stderr
 
 
-def test_a_checkpoint_config_with_an_unresolved_hidden_size_ends_in_a_message(trained: tuple[Path, Path], tmp_path: Path) -> None:
+def test_a_checkpoint_config_with_an_unresolved_hidden_size_ends_in_a_message(trained: tuple[Path, Path],
+                                                                              tmp_path: Path) -> None:
     def change(payload: dict) -> None:
         payload["config"]["model"].update(hidden_size="auto", param_budget=10_000)
 

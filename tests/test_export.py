@@ -105,3 +105,61 @@ def test_export_of_a_model_failing_without_a_message(format: str, checkpoints: d
     assert result.exit_code == 2, result.output
     assert "NotImplementedError" in result.stderr and "nothing was written" in result.stderr.lower()
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_a_checkpoint_with_nan_weights_is_refused_naming_the_checkpoint(checkpoints: dict, tmp_path: Path) -> None:
+    from helpers import changed_checkpoint
+
+    def poison(payload: dict) -> None:
+        next(iter(payload["model"].values())).view(-1)[0] = float("nan")
+
+    broken = changed_checkpoint(checkpoints[("gru", False)], tmp_path / "nan.pt", poison)
+    result = runner.invoke(app, ["export", broken, "-o", str(tmp_path / "model.pt2"), "--format", "pt2"])
+    assert result.exit_code == 2 and "nan.pt: its weights hold NaN" in result.output
+    assert "differs" not in result.output and not (tmp_path / "model.pt2").exists()
+
+
+def test_export_writes_through_a_link_and_refuses_what_is_not_a_regular_file(checkpoints: dict,
+                                                                             tmp_path: Path) -> None:
+    import os
+    import stat
+
+    checkpoint = str(checkpoints[CASES[0]])
+    (tmp_path / "models").mkdir()
+    (tmp_path / "latest.pt2").symlink_to(tmp_path / "models" / "v1.pt2")
+    result = runner.invoke(app, ["export", checkpoint, "-o", str(tmp_path / "latest.pt2"), "--format", "pt2"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "latest.pt2").is_symlink() and (tmp_path / "models" / "v1.pt2").stat().st_size > 0
+    os.mkfifo(tmp_path / "pipe")
+    result = runner.invoke(app, ["export", checkpoint, "-o", str(tmp_path / "pipe"), "--format", "pt2"])
+    assert result.exit_code == 2 and f"-o {tmp_path / 'pipe'}: not a regular file (a FIFO)" in result.stderr
+    assert stat.S_ISFIFO(os.lstat(tmp_path / "pipe").st_mode)
+
+
+def test_export_to_a_folder_it_cannot_write_says_to_choose_another_path(checkpoints: dict) -> None:
+    result = runner.invoke(app, ["export", str(checkpoints[CASES[0]]), "-o", "/sys/model.pt2", "--format", "pt2"])
+    assert result.exit_code != 0 and "/sys/model.pt2: could not be written" in result.stderr
+    assert "Choose another path with -o" in result.stderr and "output.dir" not in result.stderr
+
+
+@pytest.mark.parametrize("case", [CASES[2], "proj"])
+def test_exported_models_take_a_batch_of_zero_images(case, checkpoints: dict, tmp_path: Path) -> None:
+    import subprocess
+
+    from helpers import ROOT
+
+    for format in ("onnx", "pt2"):
+        output = tmp_path / f"m.{format}"
+        result = runner.invoke(app, ["export", str(checkpoints[case]), "-o", str(output), "--format", format])
+        assert result.exit_code == 0, result.output
+    # onnxruntime aborted the process on an empty batch: run it in one of its own
+    probe = ("import sys, numpy as np, onnxruntime as ort\n"
+             "s = ort.InferenceSession(sys.argv[1], providers=['CPUExecutionProvider'])\n"
+             f"print([o.shape for o in s.run(None, {{'pixels': np.zeros((0, {SIZE}, {SIZE}), np.float32)}})])\n")
+    done = subprocess.run([sys.executable, "-c", probe, str(tmp_path / "m.onnx")], capture_output=True,
+                          text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 0 and done.stdout.strip() == "[(0, 10), (0, 10)]", done.stderr[-500:]
+    reloaded = torch.export.load(str(tmp_path / "m.pt2")).module()
+    with torch.no_grad():
+        logits, probabilities = reloaded(torch.zeros(0, SIZE, SIZE))
+    assert logits.shape == probabilities.shape == (0, 10)

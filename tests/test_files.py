@@ -11,7 +11,7 @@ import pytest
 import torch
 from helpers import fail_writes
 
-from seqclf.errors import TrainingError
+from seqclf.errors import SeqclfError, TrainingError
 from seqclf.store import checkpoint, files
 
 
@@ -87,3 +87,29 @@ def test_temp_files_of_dead_writers_are_removed_by_the_next_write(tmp_path: Path
             os.utime(tmp_path / name, (an_hour_ago, an_hour_ago))
     files.write_json(tmp_path / "summary.json", {})
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*made.values(), "summary.json"][1:])
+
+
+def test_a_symbolic_link_is_written_through_and_stays_a_link(tmp_path: Path) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "target.json").write_text("old")
+    (tmp_path / "link.json").symlink_to(tmp_path / "real" / "target.json")
+    files.write_json(tmp_path / "link.json", {"a": 1})
+    assert (tmp_path / "link.json").is_symlink()
+    assert json.loads((tmp_path / "real" / "target.json").read_text()) == {"a": 1}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.json", "real"]  # no temp file beside the link
+
+
+def test_a_path_that_is_not_a_regular_file_is_refused_and_left_as_it_was(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "pipe")
+    nodes = [tmp_path / "pipe"]
+    if os.geteuid() == 0:  # a device node like /dev/full (1, 7), made here rather than touching /dev
+        os.mknod(tmp_path / "full", stat.S_IFCHR | 0o666, os.makedev(1, 7))
+        nodes.append(tmp_path / "full")
+    (tmp_path / "to-pipe").symlink_to(tmp_path / "pipe")
+    for path, kind in [*((node, "FIFO" if node.name == "pipe" else "device") for node in nodes),
+                       (tmp_path / "to-pipe", "FIFO")]:
+        with pytest.raises(SeqclfError, match=f"{path}: not a regular file \\(a {kind}\\)"):
+            files.write_text(path, "x")
+    assert stat.S_ISFIFO(os.lstat(tmp_path / "pipe").st_mode) and (tmp_path / "to-pipe").is_symlink()
+    if len(nodes) == 2:
+        assert stat.S_ISCHR(os.lstat(tmp_path / "full").st_mode)

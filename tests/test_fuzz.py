@@ -43,7 +43,8 @@ FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthChe
 runner = CliRunner()
 
 scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(), st.integers(-2**70, 2**70), st.sampled_from([-1, 0, 2**31, 2**64, 10**400]), st.floats(allow_nan=True, allow_infinity=True),
+    st.none(), st.booleans(), st.integers(), st.integers(-2**70, 2**70),
+    st.sampled_from([-1, 0, 2**31, 2**64, 10**400]), st.floats(allow_nan=True, allow_infinity=True),
     st.text(max_size=12), st.sampled_from(["auto", "lstm", "gru", "1e-3", "nan", "-inf", "0x10", "1_000", "~", "yes",
                                            "2020-01-01", "mnist", "cpu", "cuda:9", "", "a/b", "\x00"]),
 )
@@ -71,8 +72,8 @@ def mutated_yaml(draw: st.DrawFn) -> str:
     for _ in range(draw(st.integers(1, 5))):
         where = draw(st.integers(0, len(text)))
         kind = draw(st.sampled_from(["delete", "insert", "replace", "swap"]))
-        piece = draw(st.sampled_from([":", " ", "\n", "-", "[", "{", "'", '"', "\t", "#", "&a", "*a", "!!python/object:os.system",
-                                      "%", "@", "\\", "|", ">", "? ", "0", "1e", "x"]))
+        piece = draw(st.sampled_from([":", " ", "\n", "-", "[", "{", "'", '"', "\t", "#", "&a", "*a",
+                                      "!!python/object:os.system", "%", "@", "\\", "|", ">", "? ", "0", "1e", "x"]))
         if kind == "delete":
             text = text[:where] + text[where + draw(st.integers(1, 8)):]
         elif kind == "insert":
@@ -254,7 +255,8 @@ def test_any_idx_header_is_a_tensor_or_a_data_error(magic: bytes, dims: list[int
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(dims=st.lists(dims_values, min_size=3, max_size=3), labels=st.integers(-1, 300))
-def test_eval_on_any_test_images_header_ends_in_a_message(trained: tuple[Path, Path], dims: list[int], labels: int) -> None:
+def test_eval_on_any_test_images_header_ends_in_a_message(trained: tuple[Path, Path], dims: list[int],
+                                                           labels: int) -> None:
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
         count = dims[0] if 0 <= dims[0] <= 40 else 4
@@ -279,7 +281,8 @@ fields = st.sampled_from([("data", f.name) for f in dataclasses.fields(DataMeta)
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(field=fields, value=any_value)
-def test_eval_of_a_checkpoint_with_any_field_value_ends_in_a_message(trained: tuple[Path, Path], field: tuple, value: Any) -> None:
+def test_eval_of_a_checkpoint_with_any_field_value_ends_in_a_message(trained: tuple[Path, Path], field: tuple,
+                                                                     value: Any) -> None:
     def change(payload: dict) -> None:
         parent = payload
         for key in field[:-1]:

@@ -62,8 +62,8 @@ def copy_data(source: Path, target: Path) -> Path:
     ("empty", "holds no images, so the"),
 ])
 @pytest.mark.parametrize("command", ["train", "eval"])
-def test_damaged_images_are_named_in_train_and_eval(trained: tuple[Path, Path], tmp_path: Path, damage: str, fragment: str,
-                                                     command: str) -> None:
+def test_damaged_images_are_named_in_train_and_eval(trained: tuple[Path, Path], tmp_path: Path, damage: str,
+                                                     fragment: str, command: str) -> None:
     root = copy_data(trained[1], tmp_path / "data")
     split = "train" if command == "train" else "test"
     target = root / FILES[f"{split}_images"]

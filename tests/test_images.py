@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import ROOT, process, time_limit
 from PIL import Image, ImageDraw
 
 from seqclf.data.images import ImageError, prepare, read_image, read_inputs
@@ -130,3 +133,120 @@ def test_read_inputs_keeps_going_past_bad_inputs(tmp_path: Path) -> None:
                            str(tmp_path / "missing")}
     assert "blank" in failed[str(folder / "blank.png")] and "no images" in failed[str(tmp_path / "empty")]
     assert "(28, 27)" in failed[str(tmp_path / "wrong.npy")]
+
+
+def npy_header(path: Path, shape: tuple[int, ...], dtype: str = "|u1", data: bytes = b"") -> Path:
+    """A .npy file whose header claims `shape` and holds only `data`: a huge claim costs a few bytes."""
+    header = f"{{'descr': '{dtype}', 'fortran_order': False, 'shape': {shape}, }}".encode()
+    header += b" " * (63 - (10 + len(header)) % 64) + b"\n"  # pad to a multiple of 64, as numpy does
+    path.write_bytes(b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header + data)
+    return path
+
+
+def test_a_fifo_given_by_name_is_refused_not_read(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "pipe.png")
+    good = tmp_path / "seven.png"
+    seven().save(good)
+    with time_limit(20):  # reading the FIFO would block forever
+        inputs = read_inputs([tmp_path / "pipe.png", good], 28, 28)
+    assert inputs.names == [str(good)]
+    assert inputs.errors == [(str(tmp_path / "pipe.png"), inputs.errors[0][1])]
+    assert inputs.errors[0][1].startswith("not a regular file")
+
+
+def test_an_unreadable_subfolder_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "digits" / "locked").mkdir(parents=True)
+    seven().save(tmp_path / "digits" / "seven.png")
+    seven().save(tmp_path / "digits" / "locked" / "hidden.png")
+    (tmp_path / "digits" / "locked").chmod(0)
+    if os.geteuid() == 0:  # root reads any folder: make listing it fail as it fails for a user
+        real_scandir = os.scandir
+
+        def scandir(path: object = ".") -> object:
+            if Path(os.fsdecode(path)).name == "locked":
+                raise PermissionError(13, "Permission denied", os.fsdecode(path))
+            return real_scandir(path)
+
+        monkeypatch.setattr(os, "scandir", scandir)
+    try:
+        inputs = read_inputs([tmp_path / "digits"], 28, 28)
+    finally:
+        (tmp_path / "digits" / "locked").chmod(0o755)
+    assert inputs.names == [str(tmp_path / "digits" / "seven.png")]
+    assert [name for name, _ in inputs.errors] == [str(tmp_path / "digits" / "locked")]
+    assert "a folder that cannot be read (Permission denied)" in inputs.errors[0][1]
+
+
+def test_npy_headers_promising_more_than_the_file_holds_are_refused_before_loading(tmp_path: Path) -> None:
+    huge = npy_header(tmp_path / "huge.npy", (10**11, 28, 28))
+    short = npy_header(tmp_path / "short.npy", (2, 28, 28), data=bytes(784))
+    negative = npy_header(tmp_path / "negative.npy", (-1, 28, 28))
+    objects = npy_header(tmp_path / "objects.npy", (1, 28, 28), dtype="|O")
+    good = tmp_path / "good.npy"
+    np.save(good, np.zeros((2, 28, 28), np.uint8))
+    inputs = read_inputs([huge, short, negative, objects, good], 28, 28)
+    assert inputs.names == [f"{good}#0", f"{good}#1"]  # the good input survives the others
+    errors = dict(inputs.errors)
+    assert "promises (100000000000, 28, 28) uint8 = 78,400,000,000,000 bytes" in errors[str(huge)]
+    assert "holds 784" in errors[str(short)]
+    assert "negative sizes" in errors[str(negative)] or "not a readable .npy" in errors[str(negative)]
+    assert "object" in errors[str(objects)]
+
+
+def test_an_empty_npy_a_looping_link_and_a_nan_tiff_are_each_reported(tmp_path: Path) -> None:
+    np.save(tmp_path / "empty.npy", np.zeros((0, 28, 28), np.uint8))
+    os.symlink(tmp_path / "loop.png", tmp_path / "loop.png")
+    os.symlink(tmp_path / "gone.png", tmp_path / "dangling.png")
+    nan = np.full((40, 40), 200, np.float32)
+    nan[3, 3] = np.nan
+    Image.fromarray(nan, "F").save(tmp_path / "nan.tif")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no RuntimeWarning may leak from NaN pixels
+        inputs = read_inputs([tmp_path / name for name in ("empty.npy", "loop.png", "dangling.png", "nan.tif")],
+                             28, 28)
+    errors = {Path(name).name: why for name, why in inputs.errors}
+    assert inputs.names == [] and set(errors) == {"empty.npy", "loop.png", "dangling.png", "nan.tif"}
+    assert errors["empty.npy"].startswith("holds no images")
+    assert "Too many levels of symbolic links" in errors["loop.png"]
+    assert errors["dangling.png"] == f"a broken symbolic link (to {tmp_path / 'gone.png'})"
+    assert "NaN or infinite" in errors["nan.tif"]
+
+
+def png16(path: Path, side: int) -> Path:
+    """A side x side 16-bit grey PNG, white with a dark bar across its middle third, written row by row: a
+    file of about 1 MB for side 11000 (242 MB of pixels) without holding the image in memory."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    third = side // 3
+    paper = b"\0" + b"\xff\xff" * side  # a row: filter byte 0, then big-endian 16-bit pixels
+    inked = b"\0" + b"\xff\xff" * third + b"\0\0" * third + b"\xff\xff" * (side - 2 * third)
+    packer = zlib.compressobj(1)
+    data = b"".join(packer.compress(inked if third <= y < 2 * third else paper) for y in range(side))
+    header = struct.pack(">IIBBBBB", side, side, 16, 0, 0, 0, 0)  # 16-bit greyscale
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data + packer.flush())
+                     + chunk(b"IEND", b""))
+    return path
+
+
+@process  # a child process, so that its peak memory is the decode's alone
+def test_a_huge_16_bit_png_is_read_in_bounded_memory_without_pillows_warning(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    big = png16(tmp_path / "big.png", 11000)  # 121 megapixels: past Pillow's warning, under its error
+    probe = ("import resource, sys\nfrom pathlib import Path\nfrom seqclf.data.images import read_inputs\n"
+             "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+             "inputs = read_inputs([Path(sys.argv[1])], 28, 28)\n"
+             "print(inputs.errors, int(inputs.stacked(28, 28).sum() > 0),"
+             " (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)\n")
+    done = subprocess.run([sys.executable, "-c", probe, str(big)], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr
+    errors, inked, grown_mb = done.stdout.split()
+    assert (errors, inked) == ("[]", "1")  # the bar was found
+    assert "Warning" not in done.stderr, done.stderr
+    assert int(grown_mb) < 2 * 242, grown_mb  # the decoded 16-bit pixels (242 MB) and a little more

@@ -22,7 +22,8 @@ runner = CliRunner()
 
 
 def test_top_level_configs_are_the_package_ones() -> None:
-    assert shipped.names() == ["bilstm", "fashion_tuned", "gru", "lstm", "permuted_lstm", "pixel_lstm", "rnn"]
+    assert shipped.names() == ["bilstm", "fashion_fast", "fashion_tuned", "gru", "lstm", "permuted_lstm", "pixel_lstm",
+                               "rnn"]
     assert (ROOT / "configs").resolve() == shipped.FOLDER  # one copy: configs/ points into the package
     for name in shipped.names():
         assert load_config(name) == load_config(ROOT / "configs" / f"{name}.yaml")
@@ -38,7 +39,7 @@ def test_config_list_and_cp(tmp_path: Path) -> None:
     assert runner.invoke(app, ["config", "cp", "lstm", str(tmp_path)]).exit_code == 0  # into a folder
     assert (tmp_path / "lstm.yaml").is_file()
     for args, fragment in [(["gru", str(tmp_path / "mine.yaml")], "never overwrites"),
-                           (["grue", str(tmp_path / "x.yaml")], "choose one of bilstm, fashion_tuned, gru"),
+                           (["grue", str(tmp_path / "x.yaml")], "choose one of bilstm, fashion_fast, fashion_tuned"),
                            (["gru", str(tmp_path / "no" / "such" / "x.yaml")], "cannot be written")]:
         refused = runner.invoke(app, ["config", "cp", *args])
         assert refused.exit_code == 2 and fragment in refused.stderr, refused.output

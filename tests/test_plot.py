@@ -103,11 +103,11 @@ def test_mistakes_compute_as_set_asks(tmp_path: Path) -> None:
 
     import numpy as np
     import torch
-
     from helpers import make_dataset, random_checkpoint
-    from seqclf.store import checkpoint
+
     from seqclf.data.datasets import split_images
     from seqclf.model.classifier import SequenceClassifier
+    from seqclf.store import checkpoint
     from seqclf.use.plot import find_mistakes
     from seqclf.use.predict import Predictor
 
@@ -159,3 +159,19 @@ def test_rows_without_a_metric_and_unwritable_outputs(tmp_path: Path) -> None:
         refused = runner.invoke(app, ["plot", str(run_dir), "-o", str(target)])
         assert refused.exit_code == 2 and fragment in refused.stderr, refused.output
         assert "output.dir" not in refused.stderr  # the hint is about -o, not about training's output folder
+
+
+def test_plot_writes_through_a_link_and_refuses_a_fifo(tmp_path: Path) -> None:
+    import os
+
+    from helpers import epoch, fake_run
+
+    run_dir = fake_run(tmp_path / "runs", "r", ["model.cell=gru"], None, [epoch(1, 0.5), epoch(2, 0.6)])
+    (tmp_path / "figures").mkdir()
+    (tmp_path / "curves.png").symlink_to(tmp_path / "figures" / "curves.png")
+    drawn = runner.invoke(app, ["plot", str(run_dir), "-o", str(tmp_path / "curves.png")])
+    assert drawn.exit_code == 0, drawn.output
+    assert (tmp_path / "curves.png").is_symlink() and png_size(tmp_path / "figures" / "curves.png")[0] > 0
+    os.mkfifo(tmp_path / "pipe.png")
+    refused = runner.invoke(app, ["plot", str(run_dir), "-o", str(tmp_path / "pipe.png")])
+    assert refused.exit_code == 2 and "not a regular file (a FIFO)" in refused.stderr, refused.output

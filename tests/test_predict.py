@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import ROOT
+from helpers import ROOT, changed_checkpoint, random_checkpoint
 from PIL import Image, ImageDraw
 from typer.testing import CliRunner
 
@@ -136,3 +136,49 @@ def test_a_checkpoint_from_before_class_names_predicts(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     records = json.loads(result.stdout)["predictions"]
     assert len(records) == 2 and all(r["class"] == str(r["label"]) for r in records)
+
+
+@pytest.fixture(scope="module")
+def random_best(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A best.pt of an untrained model: for checks of arguments, which need no training."""
+    return random_checkpoint(tmp_path_factory.mktemp("predict-args") / "best.pt")
+
+
+@pytest.mark.parametrize("batch_size", [-1, 0, 2.5, True, "8"])
+def test_a_batch_size_that_is_not_a_positive_int_is_refused_by_every_method(random_best: Path,
+                                                                             batch_size: object) -> None:
+    predictor = Predictor.from_checkpoint(random_best)
+    images = np.zeros((3, 28, 28), np.uint8)
+    for call in (predictor.predict, predictor.probabilities, predictor.logits, predictor.logits_by_step):
+        with pytest.raises(SeqclfError, match=rf"batch_size={re.escape(repr(batch_size))}: give a positive whole"):
+            call(images, batch_size=batch_size)
+
+
+def test_bad_predictor_arguments_raise_a_seqclf_error_naming_them(random_best: Path) -> None:
+    with pytest.raises(SeqclfError, match="'tpu' is not a device seqclf runs on; use auto, cpu"):
+        Predictor.from_checkpoint(random_best, device="tpu")
+    with pytest.raises(SeqclfError, match="precision='fp8': choose one of fp32, bf16, fp16"):
+        Predictor.from_checkpoint(random_best, precision="fp8")
+    predictor = Predictor.from_checkpoint(random_best)
+    with pytest.raises(SeqclfError, match="top_k='3': give a positive whole number"):
+        predictor.predict(np.zeros((28, 28), np.uint8), top_k="3")
+    with pytest.raises(SeqclfError, match="an image of 0x0 pixels"):
+        predictor.predict([Image.new("L", (0, 0))])
+    with pytest.raises(SeqclfError, match=r"array\[0\]: an array of shape \(0, 0\)"):
+        predictor.predict([np.zeros((0, 0), np.uint8)])
+    images = np.random.default_rng(0).integers(0, 256, (2, 28, 28), dtype=np.uint8)
+    flipped = images[:, ::-1, ::-1]  # negative strides: a view, as np.flip gives
+    assert np.array_equal(predictor.probabilities(flipped), predictor.probabilities(flipped.copy()))
+
+
+def test_a_checkpoint_with_nan_weights_is_refused_by_predict(random_best: Path, tmp_path: Path) -> None:
+    def poison(payload: dict) -> None:
+        next(iter(payload["model"].values())).view(-1)[0] = float("nan")
+
+    broken = changed_checkpoint(random_best, tmp_path / "nan.pt", poison)
+    np.save(tmp_path / "one.npy", np.zeros((28, 28), np.uint8))
+    with pytest.raises(SeqclfError, match="NaN or infinite values"):
+        Predictor.from_checkpoint(broken)
+    result = runner.invoke(app, ["predict", broken, str(tmp_path / "one.npy")])
+    assert result.exit_code == 2 and "nan.pt: its weights hold NaN" in result.output
+    assert "probability" not in result.stdout and "Traceback" not in result.output

@@ -64,19 +64,19 @@ def files_of(run_dir: Path) -> dict[str, bytes]:
 
 
 @posix_only  # signals at a write, to this process or a real one
-@pytest.mark.parametrize("at_fsync, code", [
-    pytest.param("1:SIGINT:summary.json", 130, id="SIGINT-after-config.yaml"),
-    pytest.param("1:SIGKILL:best.pt", -SIGKILL, id="SIGKILL-in-epoch-1", marks=process),
+@pytest.mark.parametrize("at_fsync, code, status", [
+    pytest.param("1:SIGINT:summary.json", 130, "interrupted", id="SIGINT-after-config.yaml"),
+    pytest.param("1:SIGKILL:best.pt", -SIGKILL, "failed", id="SIGKILL-in-epoch-1", marks=process),
 ])
 def test_a_run_stopped_before_its_first_epoch_is_restartable_under_its_name(
-        tmp_path: Path, data_root: Path, at_fsync: str, code: int) -> None:
+        tmp_path: Path, data_root: Path, at_fsync: str, code: int, status: str) -> None:
     cfg = write_config(tmp_path, data_root, "orph")
     run_dir = tmp_path / "runs" / "orph"
     first = seqclf("train", "--config", str(cfg), at_fsync=at_fsync)
     assert first.returncode == code, first.stderr
     assert (run_dir / "config.yaml").exists() and not (run_dir / "last.pt").exists()
     assert "Traceback" not in first.stderr
-    assert listed_status(run_dir) == "failed"  # nothing left "running" by a process that is gone
+    assert listed_status(run_dir) == status  # Ctrl-C ends it interrupted; nothing left "running" by a dead process
     temps = [p for p in run_dir.iterdir() if p.name.endswith(".tmp")]
     for temp in temps:  # a SIGKILL mid-write leaves its temp file; an hour later it is stale
         os.utime(temp, (time.time() - 3600,) * 2)

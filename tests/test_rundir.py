@@ -47,7 +47,8 @@ def test_create_makes_a_locked_generated_dir_and_a_second_one_beside_it(tmp_path
     first, second = RunDir.create(cfg), RunDir.create(cfg)
     assert first.path.parent == tmp_path / "runs" and first.path.name.startswith("gru-1x128-s0-")
     assert first != second and second.path.is_dir() and first.holder() == os.getpid()
-    assert not first.exists()  # a run directory once config.yaml is written
+    assert first.exists()  # a run directory once made and locked: a set-up stopped before config.yaml is listed
+    assert not RunDir(tmp_path).exists()  # a folder holding neither config.yaml nor a lock is not
     first.write_config(cfg)
     assert RunDir.open(first.path) == first
 

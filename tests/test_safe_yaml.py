@@ -32,8 +32,10 @@ def refused(path: Path | None = None, overrides: list[str] = ()) -> str:
     return str(info.value)
 
 
-@pytest.mark.parametrize("command", [["config", "validate"], ["config", "show", "-c"],
-                                     ["config", "diff", str(Path(__file__).resolve().parents[1] / "configs/lstm.yaml")]])
+LSTM = str(Path(__file__).resolve().parents[1] / "configs/lstm.yaml")
+
+
+@pytest.mark.parametrize("command", [["config", "validate"], ["config", "show", "-c"], ["config", "diff", LSTM]])
 def test_an_alias_bomb_is_refused_at_once_by_every_command(tmp_path: Path, command: list[str]) -> None:
     bomb = tmp_path / "bomb.yaml"
     bomb.write_text(alias_bomb())

@@ -16,6 +16,8 @@ def test_shipped_space_is_valid() -> None:
     assert {"train.lr", "model.hidden_size", "model.cell", "model.num_layers", "model.bidirectional",
             "model.dropout", "train.batch_size", "train.grad_clip"} <= set(space)
     assert space["train.lr"].log and space["model.hidden_size"].grid() == [64, 96, 128]
+    fast = load_space(ROOT / "configs/space_fast.yaml", load_config(ROOT / "configs/fashion_fast.yaml"))
+    assert {"train.precision", "train.epochs", "train.scheduler"} <= set(fast)
 
 
 def test_space_reports_every_problem_at_once() -> None:

@@ -132,7 +132,8 @@ def test_a_callback_that_prunes_ends_the_run_pruned_after_its_epoch(tiny_overrid
         train(load_config(None, tiny_overrides + ["output.name=p"]), callbacks=[prune])
     run_dir = tmp_path / "runs" / "p"
     assert runs.RunDir(run_dir).read_summary()["status"] == "pruned"
-    assert [row["epoch"] for row in runs.RunDir(run_dir).read_metrics()] == [1]  # the epoch was recorded before the callback
+    # the epoch was recorded before the callback
+    assert [row["epoch"] for row in runs.RunDir(run_dir).read_metrics()] == [1]
     assert checkpoint.load(run_dir / runs.LAST)["epoch"] == 1
 
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -21,6 +24,7 @@ from seqclf.search.space import load_space
 optuna = pytest.importorskip("optuna", reason="seqclf tune needs the optional extra seqclf[tune]")
 
 from helpers import (  # noqa: E402
+    ROOT,
     SPACE,
     cli_json,
     posix_only,
@@ -34,6 +38,10 @@ from seqclf.search.trials import work  # noqa: E402
 from seqclf.training.signals import GracefulStop  # noqa: E402
 
 # the space file's own checks are tests/test_space.py; the worker loop's (a killed worker, Ctrl-C) test_trials.py
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(ROOT), "CI": "1"}
 
 
 # ---------------------------------------------------------------- the space file
@@ -117,15 +125,21 @@ PG_BINS = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p:
                  reverse=True)
 
 
+class Cluster(str):
+    """A PostgreSQL storage URL whose server `restart()` restarts (every connection to it is cut)."""
+
+    restart: Callable[[], None]
+
+
 @pytest.fixture(scope="module")
-def postgres() -> str:
+def postgres() -> Iterator[Cluster]:
     """A throwaway PostgreSQL 15 cluster on a free loopback port, stopped and deleted after the module."""
     if not PG_BINS:
         pytest.skip("no PostgreSQL server binaries in /usr/lib/postgresql/*/bin (Debian's postgresql package; "
                     ".ci/run installs it)")
     bin_dir = PG_BINS[0].parent
     pytest.importorskip("psycopg", reason='the PostgreSQL driver SQLAlchemy uses for postgresql://: '
-                                         'pip install "psycopg[binary]"')
+                                          'pip install "psycopg[binary]"')
     folder = Path(tempfile.mkdtemp(prefix="seqclf-pg-"))  # under /tmp: the postgres user can reach it
     as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []  # initdb refuses root
     if as_postgres:
@@ -141,7 +155,10 @@ def postgres() -> str:
                         f"-p {port} -k {folder} -c listen_addresses=127.0.0.1", "start"], **quiet)
         subprocess.run([*as_postgres, bin_dir / "createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres",
                         "optuna"], **quiet)
-        yield f"postgresql://postgres@127.0.0.1:{port}/optuna"
+        cluster = Cluster(f"postgresql://postgres@127.0.0.1:{port}/optuna")
+        cluster.restart = lambda: subprocess.run([*as_postgres, bin_dir / "pg_ctl", "-D", folder / "data", "-l",
+                                                  folder / "log", "-w", "-m", "fast", "restart"], **quiet)
+        yield cluster
     finally:
         subprocess.run([*as_postgres, bin_dir / "pg_ctl", "-D", folder / "data", "-m", "immediate", "stop"],
                        capture_output=True, timeout=60)
@@ -170,3 +187,210 @@ def test_two_workers_share_a_postgresql_study(study_files: dict[str, Path], post
     for run_dir, number in claimed.items():
         summary = json.loads((Path(run_dir) / "summary.json").read_text())
         assert (summary["study"], summary["trial"], summary["status"]) == ("pg", number, "finished")
+
+
+# ---------------------------------------------------------------- several objectives: a Pareto front
+
+
+def test_accuracy_and_seconds_make_a_front_shown_and_drawn(study_files: dict[str, Path], tmp_path: Path) -> None:
+    args = ["tune", "--config", str(study_files["config"]), "--space", str(study_files["space"]), "--study", "front",
+            "--objective", "accuracy,seconds", "--sampler", "random"]
+    info = cli_json(*args, "--trials", "3")  # no --pruner: none, as several objectives cannot be pruned
+    assert info["objectives"] == ["accuracy", "seconds"] and info["best"] is None
+    assert (info["complete"], info["pruned"], info["failed"]) == (3, 0, 0)
+    assert info["front"] and {t["trial"] for t in info["front"]} <= {t["number"] for t in info["trials"]}
+    for entry in info["front"]:
+        summary = json.loads((Path(entry["run_dir"]) / "summary.json").read_text())
+        assert entry["values"] == {"accuracy": summary["val_accuracy"], "seconds": summary["seconds"]}
+        assert set(entry["params"]) == set(SPACE)
+    for row in info["trials"]:  # no front trial is beaten on both objectives by another trial
+        assert row["value"] is None and set(row["values"]) == {"accuracy", "seconds"}
+    for entry in info["front"]:
+        assert not any(row["values"]["accuracy"] > entry["values"]["accuracy"]
+                       and row["values"]["seconds"] < entry["values"]["seconds"] for row in info["trials"])
+    assert set(info["importances"]) == {"accuracy", "seconds"}
+    where = f"output.dir={study_files['runs']}"
+    shown = CliRunner().invoke(app, ["tune", "--show", "--study", "front", "--set", where])
+    assert shown.exit_code == 0, shown.output
+    assert "val accuracy" in shown.output and "seconds" in shown.output and "Pareto front" in shown.output
+    picture = tmp_path / "front.png"
+    drawn = CliRunner().invoke(app, ["plot", "--study", "front", "--set", where, "-o", str(picture)])
+    assert drawn.exit_code == 0, drawn.output
+    assert picture.read_bytes().startswith(b"\x89PNG")
+    # the study keeps its objectives: another set is refused, naming the study's own
+    changed = CliRunner().invoke(app, [*args[:-4], "--objective", "accuracy", "--trials", "4"])
+    assert changed.exit_code == 2 and "optimizes accuracy,seconds" in changed.output
+    assert cli_json(*args, "--trials", "4")["complete"] == 4  # the same objectives continue it
+
+
+def test_pruning_several_objectives_is_refused_and_loss_is_minimized(study_files: dict[str, Path]) -> None:
+    args = ["tune", "--config", str(study_files["config"]), "--space", str(study_files["space"])]
+    for objective, pruner, expected in (("accuracy,parameters", "median", "cannot prune a multi-objective study"),
+                                        ("seconds", "hyperband", "seconds has no value after each epoch"),
+                                        ("accuracy,speed", "none", "unknown speed")):
+        refused = CliRunner().invoke(app, [*args, "--study", "never", "--objective", objective, "--pruner", pruner])
+        assert refused.exit_code == 2 and expected in refused.output, refused.output
+        assert "Traceback" not in refused.output
+    assert not (study_files["runs"] / "never").exists()
+    info = cli_json(*args, "--study", "lowloss", "--objective", "loss", "--trials", "2", "--pruner", "none")
+    assert info["objectives"] == ["loss"] and info["best"]["value"] == min(t["value"] for t in info["trials"])
+    history = [json.loads(line) for line in (Path(info["best"]["run_dir"]) / "metrics.jsonl").read_text().splitlines()]
+    assert info["best"]["value"] == min(row["val_loss"] for row in history)
+
+
+@pytest.mark.parametrize("name", ["../escape", "a/b", "", ".", "x\ny"])
+def test_a_study_name_that_is_not_one_folder_name_is_refused(study_files: dict[str, Path], tmp_path: Path,
+                                                             name: str) -> None:
+    runs = tmp_path / "out" / "runs"
+    args = ["tune", "--config", str(study_files["config"]), "--space", str(study_files["space"]), "--trials", "1",
+            "--study", name, "--set", f"output.dir={runs}"]
+    for extra in ([], ["--jobs", "2"], ["--show"]):
+        result = CliRunner().invoke(app, [*args, *extra])
+        assert result.exit_code == 2, (extra, result.output)
+        assert "--study" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "out").exists()  # nothing written, outside output.dir or in it
+
+
+def test_a_grid_smaller_than_trials_ends_when_the_grid_is_done(study_files: dict[str, Path], tmp_path: Path) -> None:
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("model.cell: {choice: [lstm, gru]}\n")
+    args = ["tune", "--config", str(study_files["config"]), "--space", str(grid), "--sampler", "grid",
+            "--trials", "5", "--study", "grid", "--pruner", "none", "--set", "train.epochs=1"]
+    result = CliRunner().invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.stdout)
+    assert (info["complete"], info["pruned"], info["failed"]) == (2, 0, 0)
+    assert sorted(t["params"]["model.cell"] for t in info["trials"]) == ["gru", "lstm"]
+    again = CliRunner().invoke(app, [*args, "--json"])  # continuing a finished grid runs nothing more
+    assert again.exit_code == 0 and json.loads(again.stdout)["complete"] == 2, again.output
+
+
+def test_continuing_a_study_with_a_key_of_another_kind_is_one_message(study_files: dict[str, Path],
+                                                                      tmp_path: Path) -> None:
+    space = tmp_path / "space.yaml"
+    args = ["tune", "--config", str(study_files["config"]), "--space", str(space), "--study", "changed",
+            "--pruner", "none", "--set", "train.epochs=1"]
+    space.write_text("train.lr: {log_uniform: [1.0e-3, 1.0e-2]}\n")
+    assert CliRunner().invoke(app, [*args, "--trials", "1"]).exit_code == 0
+    space.write_text("train.lr: {choice: [0.001, 0.01]}\n")  # the same key, now categorical
+    result = CliRunner().invoke(app, [*args, "--trials", "2"])
+    assert result.exit_code == 2, result.output
+    assert "--study changed: train.lr is now choice [0.001, 0.01], but the study's earlier trials drew it" \
+        in " ".join(result.output.split())
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("damage", ["nul", "overwritten", "all-nul"])
+def test_a_damaged_journal_is_one_message(study_files: dict[str, Path], tmp_path: Path, damage: str) -> None:
+    runs = tmp_path / "runs"
+    args = ["tune", "--config", str(study_files["config"]), "--space", str(study_files["space"]), "--study", "j",
+            "--pruner", "none", "--set", "train.epochs=1", "--set", f"output.dir={runs}"]
+    assert CliRunner().invoke(app, [*args, "--trials", "1"]).exit_code == 0
+    journal = runs / "j" / "journal.log"
+    data = journal.read_bytes()
+    journal.write_bytes({"nul": data[:100] + bytes(50) + data[150:],
+                         "overwritten": data[:200] + b"X" * 10 + data[210:],
+                         "all-nul": bytes(len(data))}[damage])
+    for extra in (["--trials", "2"], ["--show"]):
+        result = CliRunner().invoke(app, [*args, *extra])
+        assert result.exit_code == 2, result.output
+        assert f"{journal}: the study's journal is damaged" in " ".join(result.output.split())
+        assert "Traceback" not in result.output
+
+
+def test_jobs_are_capped_by_cores_and_memory_in_one_line(capsys: pytest.CaptureFixture) -> None:
+    from seqclf.config.limits import available_memory
+    from seqclf.search.workers import WORKER_MEMORY, capped_jobs
+
+    cores = len(os.sched_getaffinity(0))
+    fit = min(cores, max(1, available_memory() // WORKER_MEMORY))
+    assert capped_jobs(100, Output()) == fit
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and f"--jobs 100: running {fit} workers" in lines[0] and f"{cores} cores" in lines[0]
+    assert capped_jobs(1, Output()) == 1 and capsys.readouterr().err == ""
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid and fields[0] != "Z":
+                found.append(int(entry.name))
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@process
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_workers_die_with_a_parent_killed_by_sigkill(study_files: dict[str, Path], tmp_path: Path) -> None:
+    parent = subprocess.Popen(
+        [sys.executable, "-m", "seqclf", "tune", "--config", str(study_files["config"]), "--space",
+         str(study_files["space"]), "--study", "orphans", "--trials", "50", "--jobs", "2", "--pruner", "none",
+         "--set", "train.epochs=1000", "--set", f"output.dir={tmp_path / 'runs'}", "--quiet"],
+        env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while len(workers := _children(parent.pid)) < 2:
+            assert parent.poll() is None and time.monotonic() < deadline, "the workers never started"
+            time.sleep(0.1)
+        time.sleep(2)  # into their trials
+        parent.kill()
+        parent.wait()
+        deadline = time.monotonic() + 60
+        while any(_running(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not [pid for pid in workers if _running(pid)], "workers ran on after the parent was killed"
+    finally:
+        parent.kill()
+        for pid in _children(parent.pid) + (workers if "workers" in locals() else []):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def _reporting(study: str, storage: str) -> int:
+    """Running trials that have reported an epoch (0 before the study exists)."""
+    try:
+        trials = optuna.load_study(study_name=study, storage=storage).trials
+    except KeyError:
+        return 0
+    return len([t for t in trials if t.state.name == "RUNNING" and t.intermediate_values])
+
+
+@process
+def test_a_postgresql_restart_mid_study_is_one_line_per_worker_and_a_rerun_continues(
+        study_files: dict[str, Path], postgres: Cluster, tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "seqclf", "tune", "--config", str(study_files["config"]), "--space",
+               str(study_files["space"]), "--study", "restarted", "--storage", postgres, "--jobs", "2",
+               "--pruner", "none", "--set", f"output.dir={tmp_path / 'runs'}"]
+    first = subprocess.Popen([*command, "--trials", "50", "--set", "train.epochs=100000"], env=_env(),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while _reporting("restarted", postgres) < 2:  # both workers in a trial, reporting epochs
+            assert first.poll() is None and time.monotonic() < deadline, first.communicate()
+            time.sleep(0.2)
+        postgres.restart()
+        stderr = first.communicate(timeout=120)[1]
+    finally:
+        first.kill()
+    assert first.returncode == 1, stderr
+    assert "Traceback" not in stderr and len(stderr.strip().splitlines()) <= 8, stderr
+    lines = [line for line in stderr.splitlines() if "storage" in line and "failed" in line]
+    assert len(lines) == 2 and all("Run the same command again" in " ".join(stderr.split()) for _ in lines), stderr
+    again = subprocess.run([*command, "--trials", "1", "--set", "train.epochs=1", "--json"], env=_env(),
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    study = optuna.load_study(study_name="restarted", storage=postgres)
+    assert not [t for t in study.trials if t.state.name == "RUNNING"]  # the rerun failed the dead workers' trials

@@ -14,7 +14,7 @@ import typer
 import typer.core
 
 from seqclf.console import Output
-from seqclf.errors import SeqclfError
+from seqclf.errors import SeqclfError, Terminated
 from seqclf.store.files import to_json
 from seqclf.training import ranks
 
@@ -42,9 +42,11 @@ def reported(out: Output) -> Iterator[None]:
         else:
             ranks.linger()
         raise typer.Exit(exc.exit_code) from None
-    except KeyboardInterrupt:
-        out.error("aborted; files already on disk are intact (every file is written atomically)")
-        raise typer.Exit(130) from None
+    except KeyboardInterrupt as exc:
+        terminated = isinstance(exc, Terminated)
+        out.error(f"{'terminated (SIGTERM)' if terminated else 'aborted'}; files already on disk are intact "
+                  f"(every file is written atomically)")
+        raise typer.Exit(143 if terminated else 130) from None
 
 
 def emit_json(data: Any) -> None:

@@ -88,7 +88,8 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "tune": (
         "seqclf tune --config lstm --space configs/space.yaml --trials 30",
         "seqclf tune --config lstm --space configs/space.yaml --jobs 2 --pruner hyperband",
-        'seqclf tune --config lstm --space configs/space.yaml --study fashion \\',
+        "seqclf tune --config lstm --space configs/space.yaml --objective accuracy,seconds   # a Pareto front",
+        "seqclf tune --config lstm --space configs/space.yaml --study fashion \\",
         "  --storage postgresql://seqclf:secret@db.example/optuna   # the same on every machine",
         "seqclf tune --show --study fashion --json",
         "seqclf plot --study fashion -o study.png",

@@ -23,6 +23,13 @@ StorageOption = typer.Option(None, "--storage", metavar="URL",
                              help="Optuna storage URL (sqlite:///tune.db, postgresql://user:pw@host/db) "
                                   "[default: a journal file in output.dir/NAME/].")
 
+ObjectiveOption = typer.Option("accuracy", "--objective", metavar="NAME[,NAME...]",
+                               help="What to optimize: accuracy (max), loss, seconds, parameters (min); several "
+                                    "make a multi-objective study with a Pareto front.")
+PrunerOption = typer.Option(None, "--pruner", metavar="NAME", show_default=False,
+                            help="median, hyperband or none, on the objective per epoch [default: median; none "
+                                 "for several objectives, which cannot be pruned].")
+
 
 @tune_app.command(epilog=examples("tune"))
 def tune(
@@ -39,11 +46,11 @@ def tune(
                              help="Worker processes on this machine, each with its share of the cores."),
     study: str = StudyOption,
     storage: Optional[str] = StorageOption,
-    sampler: str = typer.Option("tpe", "--sampler", metavar="NAME", help="tpe, random or grid."),
-    pruner: str = typer.Option("median", "--pruner", metavar="NAME",
-                               help="median, hyperband or none (on val accuracy per epoch)."),
+    objective: str = ObjectiveOption,
+    sampler: str = typer.Option("tpe", "--sampler", metavar="NAME", help="tpe, nsga2, random or grid."),
+    pruner: Optional[str] = PrunerOption,
     show: bool = typer.Option(False, "--show", metavar=options.FLAG,
-                              help="Show an existing study: trials, best, importances."),
+                              help="Show an existing study: trials, best or front, importances."),
     json_: bool = options.JsonOption,
     worker: bool = typer.Option(False, "--worker", hidden=True),  # one of --jobs J processes
     quiet: bool = options.QuietOption,
@@ -69,7 +76,7 @@ def tune(
                                   "or --show to look at a study")
             tuning.require_optuna()
             settings = tuning.Settings(base, load_space(space, base), study, storage, trials, timeout, sampler,
-                                       pruner)
+                                       pruner, tuning.parse_objectives(objective))
             tuning.check_choices(settings)
             if jobs > 1 and not worker:
                 running.spawn(settings, jobs, _worker_args(config, space, set_ or [], settings, quiet), out)
@@ -90,22 +97,39 @@ def _worker_args(config: Path | None, space: Path, overrides: list[str], setting
     return [*(["--config", str(config)] if config else []), "--space", str(space),
             *[part for item in overrides for part in ("--set", item)], "--trials", str(s.trials),
             *(["--timeout", str(s.timeout)] if s.timeout is not None else []), "--study", s.study,
-            *(["--storage", s.storage] if s.storage else []), "--sampler", s.sampler, "--pruner", s.pruner,
+            *(["--storage", s.storage] if s.storage else []), "--sampler", s.sampler,
+            *(["--pruner", s.pruner] if s.pruner else []), "--objective", ",".join(s.objectives),
             "--worker", *(["--quiet"] if quiet else [])]
 
 
 def render(info: dict[str, Any], out: Output, trials_table: bool) -> None:
+    from seqclf.search.study import formatted, label
+
+    names = info["objectives"]
+
+    def scores(values: dict[str, float] | None) -> list[str]:
+        return [formatted(name, (values or {}).get(name)) for name in names]
+
+    def params(values: dict[str, Any]) -> str:
+        return " ".join(f"{k}={short(v)}" for k, v in values.items())
+
     if trials_table:
-        rows = [[str(t["number"]), t["state"], "" if t["value"] is None else f"{t['value']:.4f}",
-                 " ".join(f"{k}={short(v)}" for k, v in t["params"].items()), t["run_dir"] or ""]
+        rows = [[str(t["number"]), t["state"], *scores(t["values"]), params(t["params"]), t["run_dir"] or ""]
                 for t in info["trials"]]
-        out.table(None, ["trial", "status", "val acc", "params", "name"], rows)
+        out.table(None, ["trial", "status", *map(label, names), "params", "name"], rows)
     out.info(f"study [bold]{info['study']}[/] ({info['storage']}): {info['complete']} complete, "
              f"{info['pruned']} pruned, {info['failed']} failed")
     best = info["best"]
     if best is not None:
-        out.info(f"best: trial {best['trial']}, val accuracy [bold]{best['value']:.4f}[/], {best['run_dir']}; "
-                 + " ".join(f"{k}={short(v)}" for k, v in best["params"].items()))
-    if info["importances"]:
-        out.info("importances: " + ", ".join(f"{k} {v:.2f}" for k, v in info["importances"].items()))
-
+        out.info(f"best: trial {best['trial']}, {label(names[0])} [bold]{formatted(names[0], best['value'])}[/], "
+                 f"{best['run_dir']}; {params(best['params'])}")
+    elif info["front"]:
+        out.info(f"Pareto front of {', '.join(map(label, names))}: {len(info['front'])} trials")
+        out.table(None, ["trial", *map(label, names), "params", "name"],
+                  [[str(t["trial"]), *scores(t["values"]), params(t["params"]), t["run_dir"] or ""]
+                   for t in info["front"]])
+    importances = info["importances"] or {}
+    for name, found in (importances.items() if len(names) > 1 else [(None, importances)]):
+        if found:
+            out.info(f"importances{f' for {label(name)}' if name else ''}: "
+                     + ", ".join(f"{k} {v:.2f}" for k, v in found.items()))

@@ -39,8 +39,9 @@ def plot(
                                              help="With a CHECKPOINT: as for eval, e.g. data.root=DIR."),
     split: str = typer.Option("test", "--split", metavar="SPLIT", help="With a CHECKPOINT: test or val."),
     study: Optional[str] = typer.Option(None, "--study", metavar="NAME",
-                                        help="Draw a `seqclf tune` study: history and importances (see tune --show; "
-                                             "--set output.dir=DIR finds its default storage)."),
+                                        help="Draw a `seqclf tune` study: history (one objective) or Pareto front "
+                                             "(several), and importances (see tune --show; --set output.dir=DIR "
+                                             "finds its default storage)."),
     storage: Optional[str] = typer.Option(None, "--storage", metavar="URL", help="With --study: its storage."),
     quiet: bool = options.QuietOption,
 ) -> None:

@@ -100,6 +100,17 @@ def path_problem(option: str, path: str | Path) -> str | None:
     return None
 
 
+def folder_name_problem(option: str, name: str) -> str | None:
+    """Why `name` cannot be one folder directly under another (output.name, a study's name), or None:
+    '', '.', '..' and names with '/' would land outside it or in it; control characters (a newline)
+    would turn into other names in listings and shell commands."""
+    if name in ("", ".", "..") or "/" in name or "\0" in name:
+        return f"{option}: {preview(name)} must be a plain folder name (not '', '.' or '..', and no '/')"
+    if any(ord(char) < 32 or ord(char) == 127 for char in name):
+        return f"{option}: {preview(name)} holds a control character (a newline or tab); use a plain folder name"
+    return path_problem(option, name)
+
+
 def check_path(option: str, path: PathT) -> PathT:
     """`path` itself, or a SeqclfError when it is too long for any file system (see path_problem)."""
     problem = path_problem(option, path)

@@ -192,8 +192,8 @@ def _check(cfg: Config) -> list[str]:
         problems.append(f"train.device: {preview(t.device)} is not one of: auto, cpu, cuda, cuda:N, mps")
     if t.precision == "fp16" and t.device in ("cpu", "mps"):
         problems.append(f"train.precision: fp16 runs on CUDA only; use bf16 or fp32 on {t.device}")
-    if cfg.output.name is not None and (cfg.output.name in ("", ".", "..") or "/" in cfg.output.name):
-        problems.append(f"output.name: {preview(cfg.output.name)} must be a plain folder name (no '/')")
+    if cfg.output.name is not None and (problem := limits.folder_name_problem("output.name", cfg.output.name)):
+        problems.append(problem)
     return problems + limits.config_problems(cfg)  # sizes, names and paths: before anything is allocated
 
 

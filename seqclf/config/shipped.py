@@ -12,7 +12,7 @@ from pathlib import Path
 from seqclf.errors import SeqclfError
 
 FOLDER = Path(__file__).resolve().parents[1] / "configs"  # seqclf/configs
-SPACES = ("space",)  # search spaces for `seqclf tune --space` shipped beside the configs: not configs
+SPACES = ("space", "space_fast")  # search spaces for `seqclf tune --space` shipped beside the configs: not configs
 
 
 def names() -> list[str]:

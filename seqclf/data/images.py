@@ -11,7 +11,7 @@ One bad input never stops the others: each failure is kept as (input, why) besid
 
 from __future__ import annotations
 
-import gzip
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from seqclf.config.limits import check_memory
+from seqclf.data.inputfiles import first_bytes, image_files, read_npy, unusable
 from seqclf.errors import SeqclfError
 
 MAX_SIDE = 512  # larger images are box-downscaled first: 20 output pixels need no more, and it keeps work bounded
@@ -45,13 +47,6 @@ class Inputs:
     def stacked(self, height: int, width: int) -> np.ndarray:
         """All images as one (N, H, W) uint8 array."""
         return np.concatenate(self.images) if self.images else np.zeros((0, height, width), np.uint8)
-
-
-def image_suffixes() -> set[str]:
-    """File name endings of the image formats this Pillow can open (.png, .jpg, .gif, .tif, .webp, ...)."""
-    from PIL import Image
-
-    return {ext for ext, kind in Image.registered_extensions().items() if kind in Image.OPEN} - {".pdf", ".eps", ".ps"}
 
 
 def read_inputs(sources: Iterable[Any], height: int, width: int, preprocess: bool = True) -> Inputs:
@@ -83,15 +78,20 @@ def _collect_array(inputs: Inputs, name: str, array: np.ndarray, height: int, wi
     except ImageError as exc:
         inputs.errors.append((name, str(exc)))
         return
+    if not len(images):
+        inputs.errors.append((name, f"holds no images (shape {tuple(array.shape)})"))
+        return
     names = [name] if array.ndim == 2 else [f"{name}#{j}" for j in range(len(images))]
     inputs.add(names, images)
 
 
 def _read_path(inputs: Inputs, path: Path, height: int, width: int, preprocess: bool) -> None:
+    why = unusable(path)
+    if why:
+        inputs.errors.append((str(path), why))
+        return
     if path.is_dir():
-        suffixes = image_suffixes()
-        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in suffixes and p.is_file()
-                       and not any(part.startswith(".") for part in p.relative_to(path).parts))
+        files = image_files(path, inputs.errors)
         if not files:
             why = ("the folder holds no images (looked recursively for .png, .jpg, .bmp, .gif, .tif, .webp and "
                    "the other formats Pillow reads)")
@@ -99,38 +99,22 @@ def _read_path(inputs: Inputs, path: Path, height: int, width: int, preprocess: 
         for file in files:
             _collect(inputs, str(file), read_image, file, height, width, preprocess)
         return
-    if not path.exists():
-        inputs.errors.append((str(path), "no such file or folder"))
-        return
     try:
-        head = _head(path)
+        head = first_bytes(path)
     except OSError as exc:
         inputs.errors.append((str(path), f"cannot be read ({exc.strerror or exc})"))
         return
     if head[:6] == b"\x93NUMPY":
         try:
-            array = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            inputs.errors.append((str(path), f"not a readable .npy array ({exc})"))
+            array = read_npy(path)
+        except SeqclfError as exc:
+            inputs.errors.append((str(path), str(exc).removeprefix(f"{path}: ")))
             return
         _collect_array(inputs, str(path), array, height, width)
     elif head[:3] == b"\x00\x00\x08" or path.suffix == ".gz":
         _read_idx(inputs, path, height, width)
     else:
         _collect(inputs, str(path), read_image, path, height, width, preprocess)
-
-
-def _head(path: Path) -> bytes:
-    """The first bytes of a file, decompressed when it is gzip."""
-    with path.open("rb") as handle:
-        head = handle.read(8)
-    if head[:2] == b"\x1f\x8b":
-        try:
-            with gzip.open(path, "rb") as handle:
-                return handle.read(8)
-        except (OSError, EOFError):
-            return head
-    return head
 
 
 def _read_idx(inputs: Inputs, path: Path, height: int, width: int) -> None:
@@ -168,22 +152,56 @@ def read_image(path: Path, height: int, width: int, preprocess: bool = True) -> 
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as image:
+        with warnings.catch_warnings():
+            # past Pillow's warning size the memory check below decides; its error size still refuses
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(path)
+        with image:
             if image.format == "JPEG":  # decode a large photo at a reduced scale directly (1/2, 1/4 or 1/8)
                 image.draft(image.mode, (MAX_SIDE, MAX_SIDE))
+            decoded = image.width * image.height * len(image.getbands()) * (2 if "16" in image.mode else 4
+                                                                          if image.mode in ("I", "F") else 1)
+            check_memory(f"a {image.width}x{image.height} {image.mode} image", 2 * decoded,
+                         "scale it down first", ImageError)
             image.load()
-            return prepare(image, height, width, preprocess)
-    except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
+            return prepare(shrink(image), height, width, preprocess)
+    except Image.DecompressionBombError as exc:
+        raise ImageError(f"too large to read safely ({exc}); scale it down first") from None
+    except UnidentifiedImageError as exc:
         raise ImageError(f"not an image Pillow can read ({type(exc).__name__}); valid: PNG, JPEG, BMP, GIF, "
                          "TIFF, WebP, ..., an IDX file or a .npy array") from None
     except (OSError, ValueError, SyntaxError) as exc:  # truncated or corrupt image data
         raise ImageError(f"a damaged or unreadable image ({exc})") from None
 
 
+def shrink(image: Any) -> Any:
+    """A decoded image over twice MAX_SIDE -> reduced by a whole factor (box average) before any full-size
+    conversion; 16-bit greys, which Image.reduce refuses, become mode F band by band."""
+    from PIL import Image
+
+    factor = max(image.size) // MAX_SIDE
+    if factor < 2:
+        return image
+    if image.mode in ("P", "1"):
+        image = image.convert("RGBA" if "transparency" in image.info else "L")
+    if not image.mode.startswith("I;16"):
+        return image.reduce(factor)
+    w, h = image.width // factor, image.height // factor
+    band = 64 * factor  # rows of the original per step: a few MB at a time
+    rows = [np.asarray(image.crop((0, top, w * factor, min(top + band, h * factor))), dtype=np.float32)
+            .reshape(-1, factor, w, factor).mean(axis=(1, 3)) for top in range(0, h * factor, band)]  # (b, w) each
+    reduced = Image.fromarray(np.concatenate(rows), "F")
+    reduced.info = dict(image.info)  # EXIF orientation, for greyscale
+    return reduced
+
+
 def prepare(image: Any, height: int, width: int, preprocess: bool = True) -> np.ndarray:
     """A PIL image -> (H, W) uint8: MNIST-style, or with preprocess False a plain resize."""
     from PIL import Image
 
+    if not (image.width and image.height):
+        raise ImageError(f"an image of {image.width}x{image.height} pixels; an image needs at least one row and "
+                         f"one column")
     grey = greyscale(image)
     if not preprocess:
         return np.asarray(grey.resize((width, height), Image.Resampling.BILINEAR), dtype=np.uint8)
@@ -201,6 +219,8 @@ def greyscale(image: Any) -> Any:
     image = ImageOps.exif_transpose(image)
     if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):  # 16/32-bit greys: scale the range to 0..255
         values = np.asarray(image, dtype=np.float32)
+        if not np.isfinite(values).all():  # a float TIFF can hold them; they have no grey level
+            raise ImageError("a floating-point image holding NaN or infinite values; give finite pixel values")
         top = 255.0 if values.max(initial=0) <= 255 else 65535.0 if values.max() <= 65535 else float(values.max())
         return Image.fromarray(np.clip(values * (255.0 / top), 0, 255).astype(np.uint8), "L")
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:

@@ -3,11 +3,12 @@
 A worker asks the study for trials until it has `--trials` finished (complete + pruned) ones,
 counting running trials too so that workers on many machines stop together; each trial is
 `seqclf.training.start.train` under `output.dir/<study>/trial-NNNN` with a callback that reports the
-validation accuracy to the pruner after every epoch.
+objective (validation accuracy or loss) to the pruner after every epoch, where the study can prune.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -21,7 +22,17 @@ from seqclf.config import ConfigError, apply_overrides, config_from_dict, to_dic
 from seqclf.console import Output
 from seqclf.errors import Interrupted, Pruned, SeqclfError, TrainingError
 from seqclf.search.space import Distribution
-from seqclf.search.study import Settings, open_study, require_optuna, study_dir
+from seqclf.search.study import (
+    PER_EPOCH,
+    Settings,
+    formatted,
+    label,
+    open_study,
+    require_optuna,
+    study_dir,
+    trial_values,
+)
+from seqclf.search.workers import capped_jobs, dies_with, storage_failure
 from seqclf.store.files import pid_alive
 
 FAILURES_IN_A_ROW = 5  # a worker gives up after this many failed trials in a row (a broken space or data)
@@ -54,6 +65,11 @@ def work(settings: Settings, out: Output, stop: Any, pruner: Any = None) -> None
                     study.tell(trial, state=states.FAIL)
                     break
                 failures = 0 if run_trial(study, trial, settings, out, stop) else failures + 1
+    except Exception as exc:  # a database restarted or unreachable: one line, not its traceback
+        lost = storage_failure(settings, exc)
+        if lost is None:
+            raise
+        raise lost from None
     finally:
         for sig, handler in saved.items():  # train() re-enters `stop`; put back what was here before
             signal.signal(sig, handler)
@@ -91,6 +107,23 @@ def _exhausted(study: Any) -> bool:
     return bool(is_exhausted and is_exhausted(study))
 
 
+def _params(study: Any, trial: Any, settings: Settings) -> dict[str, Any]:
+    """The trial's values; a key whose distribution differs from the one the study's earlier trials
+    drew it from (another kind, log scale or choices) ends the search with a SeqclfError."""
+    params = {}
+    for key, dist in settings.space.items():
+        try:
+            params[key] = _suggested(trial, dist)
+        except ValueError as exc:  # Optuna's check_distribution_compatibility
+            study.tell(trial, state=require_optuna().trial.TrialState.FAIL)
+            before = next((t.distributions[key] for t in study.get_trials(deepcopy=False) if key in t.distributions),
+                          None)
+            raise SeqclfError(f"--study {settings.study}: {key} is now {dist.describe()}, but the study's earlier "
+                              f"trials drew it from {before} ({exc}); to continue this study give {key} its "
+                              f"earlier distribution, or start a new study with --study NAME") from None
+    return params
+
+
 def _suggested(trial: Any, dist: Distribution) -> Any:
     if dist.kind == "choice":
         return trial.suggest_categorical(dist.key, list(dist.choices))
@@ -108,15 +141,19 @@ def run_trial(study: Any, trial: Any, settings: Settings, out: Output, stop: Any
     name = f"trial-{trial.number:04d}"
     if (folder / name).exists():  # a study of this name in another storage already used the number
         name += f"-{uuid.uuid4().hex[:6]}"
-    params = {key: _suggested(trial, dist) for key, dist in settings.space.items()}
+    params = _params(study, trial, settings)
     trial.set_user_attr("run_dir", str(folder / name))
     trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")  # which machine and process ran it
     out.info(f"[bold]trial {trial.number}[/]: " + ", ".join(f"{k}={short(v)}" for k, v in params.items()))
 
-    def report(row: dict[str, Any]) -> None:  # after every epoch: the pruner sees validation accuracy
-        trial.report(row["val_accuracy"], row["epoch"])
-        if trial.should_prune():
-            raise Pruned(f"trial {trial.number} pruned after epoch {row['epoch']}")
+    history: list[dict[str, Any]] = []
+
+    def report(row: dict[str, Any]) -> None:  # after every epoch: the pruner sees the objective's value
+        history.append(row)
+        if settings.prunable:  # Optuna cannot prune several objectives
+            trial.report(row[PER_EPOCH[settings.objectives[0]]], row["epoch"])
+            if trial.should_prune():
+                raise Pruned(f"trial {trial.number} pruned after epoch {row['epoch']}")
 
     try:
         raw = apply_overrides(to_dict(settings.base), [*params.items(), ("output.dir", str(folder)),
@@ -136,11 +173,14 @@ def run_trial(study: Any, trial: Any, settings: Settings, out: Output, stop: Any
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
         out.warn(f"trial {trial.number} failed: {exc}")
         return False
-    except BaseException:  # bad data, a full disk, a second Ctrl-C: recorded, then reported
-        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    except BaseException:  # bad data, a full disk, a second Ctrl-C, a lost storage: recorded, then reported
+        with contextlib.suppress(Exception):  # the storage may be down: the next run tells it (_fail_orphans)
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
         raise
-    study.tell(trial, summary["val_accuracy"])
-    out.info(f"trial {trial.number}: best val accuracy {summary['val_accuracy']:.4f}")
+    values = trial_values(settings.objectives, summary, history)
+    study.tell(trial, values)
+    out.info(f"trial {trial.number}: " + ", ".join(f"{label(name)} {formatted(name, value)}"
+                                                   for name, value in zip(settings.objectives, values)))
     return True
 
 
@@ -158,6 +198,7 @@ def spawn(settings: Settings, jobs: int, worker_args: list[str], out: Output) ->
     forwards each SIGINT/SIGTERM to them once, waits for them, then raises Interrupted.
     """
     open_study(settings)
+    jobs = capped_jobs(jobs, out)
     threads = settings.base.train.num_threads or max(1, (os.cpu_count() or 1) // jobs)
     command = [sys.executable, "-m", "seqclf", "tune", *worker_args, "--set", f"train.num_threads={threads}"]
     received: list[int] = []
@@ -172,7 +213,8 @@ def spawn(settings: Settings, jobs: int, worker_args: list[str], out: Output) ->
     saved = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         for _ in range(jobs):
-            procs.append(subprocess.Popen(command, stdout=out.console.file, start_new_session=True))
+            procs.append(subprocess.Popen(command, stdout=out.console.file, start_new_session=True,
+                                          preexec_fn=dies_with(os.getpid())))
         codes = [proc.wait() for proc in procs]
     finally:
         for sig, handler in saved.items():

@@ -16,22 +16,27 @@ import json
 import math
 import os
 import re
+import stat
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from seqclf.errors import TrainingError
+from seqclf.errors import SeqclfError, TrainingError
 
 
-def atomic_write(path: str | Path, write: Callable[[Any], None], binary: bool = True) -> None:
+def atomic_write(path: str | Path, write: Callable[[Any], None], binary: bool = True,
+                 fix: str = "Free some space or choose a writable output.dir.") -> None:
     """Write `path` through a temp file in its folder + fsync + rename: all or nothing.
 
-    A failed write (full disk, I/O error) raises TrainingError (exit 1) naming the file; the
-    previous version of `path`, if any, is left exactly as it was.
+    A symbolic link is written through (the file it points to is replaced, the link stays); a
+    path that is not a regular file (/dev/full, a FIFO) is refused with SeqclfError, since the
+    rename would replace it. A failed write (full disk, I/O error) raises TrainingError (exit 1)
+    naming the file and ending with `fix`; the previous version of `path`, if any, is left
+    exactly as it was.
     """
-    path = Path(path)
+    path = output_file(path)
     tmp = None
     try:
         remove_stale_temps(path.parent)
@@ -50,9 +55,32 @@ def atomic_write(path: str | Path, write: Callable[[Any], None], binary: bool = 
                 pass
         if isinstance(exc, OSError):
             kept = "its previous version is intact" if path.exists() else "nothing was written"
-            raise TrainingError(f"{path}: could not be written ({exc.strerror or exc}); {kept}. Free some "
-                                f"space or choose a writable output.dir.") from None
+            raise TrainingError(f"{path}: could not be written ({exc.strerror or exc}); {kept}. {fix}") from None
         raise
+
+
+def output_file(path: str | Path, option: str = "") -> Path:
+    """The regular file that writing `path` replaces: a symbolic link's target (followed to the end),
+    or `path` itself; SeqclfError when it exists and is not a regular file, or cannot be looked at.
+    `option` (e.g. "-o") starts the message."""
+    path = Path(path)
+    target = Path(os.path.realpath(path)) if path.is_symlink() else path
+    named = f"{option} {path}" if option else str(path)
+    fix = f"choose another path with {option}" if option else "give the path of a regular file"
+    try:
+        mode = os.stat(target).st_mode
+    except FileNotFoundError:
+        return target
+    except OSError as exc:  # a link that loops, a folder above it that cannot be entered
+        raise SeqclfError(f"{named}: cannot be written ({exc.strerror or exc}); {fix}") from None
+    if stat.S_ISDIR(mode):
+        raise SeqclfError(f"{named}: is a folder; give a file name in it, or {fix}")
+    if not stat.S_ISREG(mode):
+        kind = ("a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a FIFO" if stat.S_ISFIFO(mode)
+                else "a socket")
+        raise SeqclfError(f"{named}: not a regular file ({kind}); seqclf writes a file by replacing it, which "
+                          f"would replace {kind}; {fix}")
+    return target
 
 
 _TEMP = re.compile(r"^\..+\.(\d+)\.[a-z0-9_]{8}\.tmp$")  # .NAME.PID.XXXXXXXX.tmp: mkstemp's 8 characters

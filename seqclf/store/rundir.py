@@ -138,8 +138,9 @@ class RunDir:
         return found
 
     def exists(self) -> bool:
-        """Whether this is a run directory: a folder holding config.yaml."""
-        return self.path.is_dir() and self.config_path.exists()
+        """Whether this is a run directory: a folder holding config.yaml, or only the lock of a run
+        stopped in set-up before it wrote config.yaml (restartable under its name)."""
+        return self.path.is_dir() and (self.config_path.exists() or (self.path / runlock.LOCK).exists())
 
     def restartable(self) -> bool:
         """True when it holds nothing to resume and no finished epoch (stopped during set-up or its

@@ -8,6 +8,7 @@ do nothing. Every file is written atomically.
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from seqclf.config import Config, OutputConfig
@@ -34,6 +35,8 @@ class RunLog:
         self.summary_extra = dict(summary_extra or {})  # e.g. {"study": ..., "trial": ...} for a search's trial
         self._writer: Any = None
         self.status: str | None = None  # the status in summary.json, once this RunLog has written one
+        # the progress the last summary described: written after the files it describes, so they hold it
+        self._described: Any = None
 
     def write_config(self) -> None:
         if self.is_main:
@@ -78,7 +81,15 @@ class RunLog:
         if self.is_main:
             self.run_dir.write_summary(summary)
         self.status = status
+        self._described = SimpleNamespace(epoch=progress.epoch, best_accuracy=progress.best_accuracy,
+                                           best_epoch=progress.best_epoch, total_seconds=progress.total_seconds)
         return summary
+
+    def ended(self, status: str, progress: Any, parameters: int) -> dict[str, Any]:
+        """summary.json when a run stops on an exception: the epochs the last summary described, not the
+        progress in memory, which may be ahead of the files (a full disk while writing best.pt of an epoch
+        must not leave a summary of that epoch that no file holds)."""
+        return self.summary(status, self._described or progress, parameters)
 
     def close(self) -> None:
         if self._writer is not None:

@@ -88,8 +88,8 @@ def describe_run(run_dir: RunDir | Path, root: Path) -> RunRecord:
     run_dir, damaged = RunDir(run_dir), False
     try:
         config = flatten(run_dir.read_config())
-    except SeqclfError:
-        config, damaged = {}, True
+    except SeqclfError:  # no config.yaml at all: stopped in set-up (RunDir.exists), not damaged
+        config, damaged = {}, run_dir.config_path.exists()
     if run_dir.summary_path.exists():
         values, bad = _from_summary(run_dir.read_summary())
     else:

@@ -113,15 +113,20 @@ def _device(name: str) -> torch.device:
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    if name.startswith("cuda"):
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        device = None
+    if device is None or device.type not in ("cpu", "cuda", "mps"):
+        raise SeqclfError(f"train.device: {name!r} is not a device seqclf runs on; use auto, cpu, cuda, cuda:N or mps")
+    if device.type == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        index = int(name.split(":")[1]) if ":" in name else 0
-        if index >= count:
+        if (device.index or 0) >= count:
             raise SeqclfError(f"train.device: {name!r} is not available here ({count} CUDA device(s) found); "
                               f"use train.device=cpu or auto")
-    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise SeqclfError("train.device: 'mps' is not available here; use train.device=cpu or auto")
-    return torch.device(name)
+    return device
 
 
 def default_threads(share: int = 1) -> int:

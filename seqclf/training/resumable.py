@@ -42,9 +42,12 @@ class NotARun(SeqclfError):
 class NothingToResume(SeqclfError):
     def __init__(self, run_dir: RunDir) -> None:
         path = run_dir.path
-        super().__init__(f"--resume {run_dir}: nothing to resume: it stopped before its first epoch ended (no "
-                         f"last.pt). It is restartable under its name, losing nothing: seqclf train --config "
-                         f"{run_dir.config_path} --set output.dir={path.parent} --set output.name={path.name}")
+        config, when = run_dir.config_path, "before its first epoch ended (no last.pt)"
+        if not config.exists():
+            config, when = "CONFIG", "in set-up, before it wrote config.yaml (CONFIG: the config it was started with)"
+        super().__init__(f"--resume {run_dir}: nothing to resume: it stopped {when}. It is restartable under its "
+                         f"name, losing nothing: seqclf train --config {config} --set output.dir={path.parent} "
+                         f"--set output.name={path.name}")
 
 
 class ChangeRefused(SeqclfError):

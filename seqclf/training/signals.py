@@ -2,9 +2,33 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
+from collections.abc import Iterator
 from typing import Any
+
+from seqclf.errors import Terminated
+
+
+@contextlib.contextmanager
+def sigterm_stops() -> Iterator[None]:
+    """Within it SIGTERM raises Terminated (a KeyboardInterrupt) where nothing else handles it: in
+    set-up and the final scoring, as Ctrl-C does, so atomic writes remove their temporary file and
+    summary.json ends `interrupted`. A GracefulStop entered inside takes SIGTERM over for the epochs;
+    a handler already in place (a search's GracefulStop around its trials) is left alone."""
+    def terminate(signum: int, frame: Any) -> None:
+        raise Terminated()
+
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+    signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 class GracefulStop:

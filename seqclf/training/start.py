@@ -32,7 +32,7 @@ from seqclf.training.optim import build_optimizer, build_scheduler
 from seqclf.training.prepare import check_same_data, prepare
 from seqclf.training.resumable import StateDoesNotFit, read_resumable
 from seqclf.training.rng import seed_everything
-from seqclf.training.signals import GracefulStop
+from seqclf.training.signals import GracefulStop, sigterm_stops
 from seqclf.training.state import TrainingState
 from seqclf.training.trainer import Callback, Run, Trainer
 
@@ -46,7 +46,8 @@ def train(cfg: Config, *, out: Output | None = None, stop: GracefulStop | None =
     `init_from`: a checkpoint whose weights the model starts from (fine-tuning). Under torchrun
     every rank calls this (see seqclf.training.distributed): rank 0 alone prints and writes.
     """
-    with distributed.session() as dist, runlock.session():  # the run directory's lock, released at the end
+    # the run directory's lock, released at the end; SIGTERM in set-up stops at once, leaving the files intact
+    with distributed.session() as dist, runlock.session(), sigterm_stops():
         out = (out or Output()) if dist.is_main else Output(quiet=True)
         extra = dict(summary_extra or {})
         with dist.agree():  # under torchrun: a failure on any rank stops every rank, reported once
@@ -86,7 +87,7 @@ def resume(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = (), *, 
     the original run's (train.batch_size must divide by it).
     """
     run_dir = RunDir(run_dir)
-    with distributed.session() as dist, runlock.session():
+    with distributed.session() as dist, runlock.session(), sigterm_stops():
         out = (out or Output()) if dist.is_main else Output(quiet=True)
         with dist.agree():
             found = read_resumable(run_dir, overrides) if dist.is_main else None

@@ -266,10 +266,10 @@ class Trainer:
                                       str(run.run_dir.config_path)) from None
                 raise LostContact(run.dist.rank, exc) from None
         except BaseException as exc:
-            if run.log.status == "running":
+            if run.log.status in (None, "running"):  # None: stopped while writing the first summary
                 ended = "interrupted" if isinstance(exc, (KeyboardInterrupt, Interrupted)) else "failed"
                 try:
-                    run.log.summary(ended, run.state, count_parameters(run.state.model))
+                    run.log.ended(ended, run.state, count_parameters(run.state.model))
                 except (Exception, KeyboardInterrupt):  # e.g. the disk is still full: `seqclf runs` reads the lock
                     pass
             raise

@@ -45,17 +45,21 @@ class Exportable(nn.Module):
         index = to_sequences(torch.arange(h * w).view(1, h, w), predictor.cfg.data.sequence, predictor.permutation)[0]
         self.register_buffer("index", index.reshape(-1).clone())  # (T*F,) int64
         self.steps, self.features = index.shape  # T, F
+        self.frame = (h, w)
         self.normalize = predictor.cfg.data.normalize
         self.mean, self.std = predictor.mean, predictor.std
         self.model = model
 
     def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # one blank image more, dropped at the end: onnxruntime's recurrent operators abort on a batch of 0
+        pixels = torch.cat([pixels, pixels.new_zeros(1, *self.frame)])  # (N+1, H, W)
         n = pixels.shape[0]
-        x = pixels.reshape(n, -1).index_select(1, self.index).view(n, self.steps, self.features)  # (N, T, F)
+        x = pixels.reshape(n, self.steps * self.features).index_select(1, self.index)
+        x = x.view(n, self.steps, self.features)  # (N+1, T, F)
         x = x / 255  # the same operations, in the same order, as Predictor.logits
         if self.normalize:
             x = (x - self.mean) / self.std
-        logits = self.model(x)  # (N, C)
+        logits = self.model(x)[:-1]  # (N, C)
         return logits, torch.softmax(logits, dim=1)
 
 
@@ -79,7 +83,7 @@ def check_images(predictor: Predictor) -> np.ndarray:
 
 def export(checkpoint: str | Path, output: str | Path, format: str = "onnx") -> dict[str, Any]:
     """Write the checkpoint as `format` to `output` after checking it; returns what was checked."""
-    from seqclf.store.files import atomic_write
+    from seqclf.store.files import atomic_write, output_file
 
     if format not in FORMATS:
         raise SeqclfError(f"--format {format!r}: choose one of {', '.join(FORMATS)}")
@@ -88,6 +92,7 @@ def export(checkpoint: str | Path, output: str | Path, format: str = "onnx") -> 
     output = Path(output)
     if output.is_dir():
         raise SeqclfError(f"-o {output} is a folder; give a file name such as {output / ('model.' + format)}")
+    output_file(output, "-o")  # /dev/full, a FIFO: refused before any work
     predictor = Predictor.from_checkpoint(checkpoint, "cpu", precision="fp32")
     images = check_images(predictor)
     expected = predictor.probabilities(images)  # (34, C)
@@ -99,7 +104,7 @@ def export(checkpoint: str | Path, output: str | Path, format: str = "onnx") -> 
                           f"{difference:.2g} in a probability (more than {TOLERANCE}); nothing was written")
     if not output.parent.is_dir():
         raise SeqclfError(f"-o {output}: the folder {output.parent} does not exist")
-    atomic_write(output, lambda handle: handle.write(data))
+    atomic_write(output, lambda handle: handle.write(data), fix="Choose another path with -o.")
     return {"checkpoint": str(checkpoint), "output": str(output), "format": format, "bytes": len(data),
             "input": ["N", predictor.height, predictor.width], "class_names": predictor.class_names,
             "max_difference": difference}
@@ -156,7 +161,7 @@ def _pt2(predictor: Predictor) -> tuple[bytes, Callable[[np.ndarray], np.ndarray
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # fused layers' flat weight lists are re-assigned during tracing
             program = torch.export.export(module, (example,),
-                                          dynamic_shapes={"pixels": {0: torch.export.Dim("N", min=1)}})
+                                          dynamic_shapes={"pixels": {0: torch.export.Dim("N", min=0)}})
     except Exception as exc:
         raise SeqclfError(f"torch.export cannot express this model ({type(exc).__name__}: "
                           f"{first_line(exc)[:200]}); nothing was written") from None

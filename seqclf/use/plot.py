@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from seqclf.errors import SeqclfError
+from seqclf.store.files import output_file
 from seqclf.store.naming import STAMP
 from seqclf.store.rundir import RunDir
 
@@ -35,6 +36,7 @@ def check_output(path: Path) -> None:
         raise SeqclfError(f"-o {path}: is a folder; give a file name, e.g. -o {path / 'curves.png'}")
     if path.suffix.lower() not in FORMATS:
         raise SeqclfError(f"-o {path}: the file name must end in {', '.join(FORMATS)}")
+    output_file(path, "-o")  # /dev/full, a FIFO: refused; a symbolic link is written through
     folder = next((p for p in path.absolute().parents if p.exists()), Path("/"))
     if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
         raise SeqclfError(f"-o {path}: {folder} cannot be written; choose another path with -o")
@@ -197,37 +199,77 @@ def plot_mistakes(checkpoint_path: Path, output: Path, n: int = 16, split: str =
 
 
 def plot_study(info: dict[str, Any], output: Path) -> Path:
-    """A study (what `seqclf tune --show --json` prints): the value of every trial with the best so
-    far, pruned trials at their last validation accuracy, and the parameter importances."""
+    """A study (what `seqclf tune --show --json` prints) and the parameter importances: with one
+    objective, the value of every trial with the best so far (pruned trials at their last reported
+    value); with several, the Pareto front of the first two."""
+    from seqclf.search.study import label
+
     check_output(output)
     figure = new_figure(figsize=(10, 3.8))
     history_axes, importance_axes = figure.subplots(1, 2, width_ratios=(3, 2))
-    scored = [t for t in info["trials"] if t["value"] is not None]
+    scored = [t for t in info["trials"] if t["values"] is not None]
     if not scored:
         raise SeqclfError(f"nothing to draw: study {info['study']} has no trial with a value yet")
+    names = info["objectives"]
+    if len(names) == 1:
+        _draw_history(history_axes, info, scored)
+    else:
+        _draw_front(history_axes, info, scored)
+    importances = info["importances"] or {}
+    if len(names) > 1:  # one mapping per objective: the first objective's bars
+        importances = importances.get(names[0]) or {}
+    keys = list(importances)[::-1]  # the most important on top
+    importance_axes.barh(keys, [importances[key] for key in keys], color="C0")
+    importance_axes.set_xlabel("importance (Optuna's evaluator; sums to 1)")
+    importance_axes.set_title((f"importances for {label(names[0])}" if len(names) > 1
+                               else "parameter importances") if keys else "importances: too few complete trials")
+    importance_axes.tick_params(axis="y", labelsize=8)
+    return save_figure(figure, output)
+
+
+def _draw_history(axes: Any, info: dict[str, Any], scored: list[dict[str, Any]]) -> None:
+    from seqclf.search.study import OBJECTIVES, label
+
+    name = info["objectives"][0]
+    better = min if OBJECTIVES.get(name, ("maximize",))[0] == "minimize" else max
     for state, marker, color in (("complete", "o", "C0"), ("pruned", "x", "C3")):
         chosen = [t for t in scored if t["state"] == state]
-        history_axes.plot([t["number"] for t in chosen], [t["value"] for t in chosen], marker, color=color,
-                          linestyle="none", label=state)
-    best, steps = -float("inf"), []
+        axes.plot([t["number"] for t in chosen], [t["value"] for t in chosen], marker, color=color,
+                  linestyle="none", label=state)
+    best, steps = None, []
     for trial in (t for t in scored if t["state"] == "complete"):
-        best = max(best, trial["value"])
+        best = trial["value"] if best is None else better(best, trial["value"])
         steps.append((trial["number"], best))
     if steps:  # drawn on to the last trial
         steps.append((max(t["number"] for t in scored), best))
-        history_axes.step(*zip(*steps), where="post", color="C2", label="best so far")
-    history_axes.set_xlabel("trial")
-    history_axes.set_ylabel("val accuracy (best; pruned: last)")
-    history_axes.set_title(f"study {info['study']}: {info['complete']} complete, {info['pruned']} pruned")
-    history_axes.grid(alpha=0.3)
-    history_axes.legend(fontsize="small")
-    importances = info["importances"] or {}
-    names = list(importances)[::-1]  # the most important on top
-    importance_axes.barh(names, [importances[name] for name in names], color="C0")
-    importance_axes.set_xlabel("importance (Optuna's evaluator; sums to 1)")
-    importance_axes.set_title("parameter importances" if names else "importances: too few complete trials")
-    importance_axes.tick_params(axis="y", labelsize=8)
-    return save_figure(figure, output)
+        axes.step(*zip(*steps), where="post", color="C2", label="best so far")
+    axes.set_xlabel("trial")
+    axes.set_ylabel(f"{label(name)} (best; pruned: last)" if name == "accuracy" else label(name))
+    axes.set_title(f"study {info['study']}: {info['complete']} complete, {info['pruned']} pruned")
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize="small")
+
+
+def _draw_front(axes: Any, info: dict[str, Any], scored: list[dict[str, Any]]) -> None:
+    """Every complete trial of the first two objectives, the Pareto front joined and numbered."""
+    from seqclf.search.study import label
+
+    x_name, y_name = info["objectives"][:2]
+    complete = [t for t in scored if t["state"] == "complete"]
+    axes.plot([t["values"][x_name] for t in complete], [t["values"][y_name] for t in complete], "o", color="C0",
+              alpha=0.5, linestyle="none", label="complete")
+    front = sorted(info["front"], key=lambda t: t["values"][x_name])
+    axes.plot([t["values"][x_name] for t in front], [t["values"][y_name] for t in front], "-o", color="C3",
+              label="Pareto front")
+    for trial in front:
+        axes.annotate(str(trial["trial"]), (trial["values"][x_name], trial["values"][y_name]), fontsize=7,
+                      textcoords="offset points", xytext=(3, 3))
+    axes.set_xlabel(label(x_name))
+    axes.set_ylabel(label(y_name))
+    more = f" (of {len(info['objectives'])} objectives)" if len(info["objectives"]) > 2 else ""
+    axes.set_title(f"study {info['study']}: {info['complete']} complete, {len(front)} on the front{more}")
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize="small")
 
 
 def draw_study(study: str, storage: str | None, overrides: list[str], output: Path) -> Path:

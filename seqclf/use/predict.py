@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from seqclf.config import Config
+from seqclf.config import Config, TrainConfig
 from seqclf.data.images import ImageError, Inputs, read_inputs
 from seqclf.errors import SeqclfError
 from seqclf.model.classifier import SequenceClassifier, load_weights
@@ -29,6 +29,7 @@ class Predictor:
 
     def __init__(self, model: torch.nn.Module, cfg: Config, meta: DataMeta, device: torch.device,
                  source: str = "", precision: str | None = None) -> None:
+        _check_choice("precision", precision, PRECISIONS)
         self.model, self.cfg, self.meta, self.device, self.source = model.eval(), cfg, meta, device, source
         self.class_names = list(meta.class_names)
         self.mean, self.std = meta.mean, meta.std
@@ -48,6 +49,7 @@ class Predictor:
         it, or the CPU where that device is missing. `precision`: fp32, bf16 or fp16 (autocast), by
         default the checkpoint's train.precision, as eval uses it.
         """
+        _check_choice("precision", precision, PRECISIONS)
         saved = checkpoint.read(path)
         try:
             where = resolve_device(device or saved.config.train.device)
@@ -58,6 +60,9 @@ class Predictor:
         meta = saved.data
         model = SequenceClassifier(saved.config.model, meta.input_size, meta.num_classes).to(where)
         load_weights(model, saved.model, str(path))
+        if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+            raise SeqclfError(f"{path}: its weights hold NaN or infinite values (a diverged run), so its "
+                              f"predictions would be meaningless; use an earlier checkpoint of the run (best.pt)")
         return cls(model, saved.config, meta, where, str(path), precision)
 
     @torch.no_grad()
@@ -76,6 +81,9 @@ class Predictor:
     def _run(self, forward: Any, images: np.ndarray | torch.Tensor, batch_size: int, caller: str) -> torch.Tensor:
         from seqclf.data.views import to_sequences
 
+        _check_count("batch_size", batch_size)
+        if isinstance(images, np.ndarray):
+            images = np.ascontiguousarray(images)  # torch takes no negative strides (a flipped view)
         images = torch.as_tensor(images)
         if images.dim() != 3 or tuple(images.shape[1:]) != (self.height, self.width) or images.dtype != torch.uint8:
             raise ImageError(f"{caller} take an (N, {self.height}, {self.width}) uint8 array; got "
@@ -106,6 +114,8 @@ class Predictor:
         MNIST-style preprocessing unless `preprocess` is False; arrays are taken as dataset images.
         Raises ImageError naming every input that could not be used.
         """
+        _check_count("top_k", top_k)
+        _check_count("batch_size", batch_size)
         sources = list(images) if isinstance(images, (list, tuple)) else [images]  # one path, image or array
         inputs = read_inputs(sources, self.height, self.width, preprocess)
         if inputs.errors:
@@ -114,7 +124,8 @@ class Predictor:
 
     def records(self, inputs: Inputs, top_k: int = 1, batch_size: int = EVAL_BATCH_SIZE) -> list[dict[str, Any]]:
         """The predictions for inputs already read (see images.read_inputs), in their order."""
-        if not 1 <= top_k:
+        _check_count("batch_size", batch_size)
+        if not isinstance(top_k, int) or isinstance(top_k, bool) or not 1 <= top_k:
             raise ImageError(f"--top-k {top_k}: give a number from 1 to {len(self.class_names)}")
         k = min(top_k, len(self.class_names))
         probabilities = torch.softmax(self.logits(inputs.stacked(self.height, self.width), batch_size), dim=1)
@@ -125,6 +136,21 @@ class Predictor:
             guesses = [{"label": label, "class": names[label], "probability": p} for p, label in zip(row_p, row_l)]
             records.append({"input": name, **guesses[0], "top_k": guesses})
         return records
+
+
+# train.precision's choices, from the schema
+PRECISIONS = {f.name: f for f in dataclasses.fields(TrainConfig)}["precision"].metadata["choices"]
+
+
+def _check_count(name: str, value: Any) -> None:
+    """A positive whole number, or a SeqclfError naming the argument and the value."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise SeqclfError(f"{name}={value!r}: give a positive whole number (an int >= 1)")
+
+
+def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value is not None and value not in choices:
+        raise SeqclfError(f"{name}={value!r}: choose one of {', '.join(choices)} (or None: the checkpoint's)")
 
 
 def predict_files(checkpoint: str | Path, sources: list[Any], top_k: int = 1, preprocess: bool = True,

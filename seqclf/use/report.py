@@ -14,6 +14,7 @@ from typing import Any
 
 from seqclf.config import load_config
 from seqclf.errors import SeqclfError
+from seqclf.store.files import output_file
 from seqclf.store.rundir import RunDir
 
 SUFFIXES = (".html", ".htm")
@@ -53,6 +54,7 @@ def check_output(output: Path) -> None:
         raise SeqclfError(f"-o {output}: is a folder; give a file name, e.g. -o {output / 'report.html'}")
     if output.suffix.lower() not in SUFFIXES:
         raise SeqclfError(f"-o {output}: the file name must end in .html")
+    output_file(output, "-o")  # /dev/full, a FIFO: refused; a symbolic link is written through
 
 
 def save(output: Path, text: str) -> None:
