@@ -7,7 +7,6 @@ to fd 4, NUL-separated JSON: no port, no websocket, nothing but the standard lib
 from __future__ import annotations
 
 import base64
-import fcntl
 import json
 import os
 import select
@@ -32,6 +31,8 @@ class Browser:
         commands, browser_in = os.pipe()  # we write commands; the browser reads them on fd 3
         browser_out, replies = os.pipe()  # the browser writes on fd 4; we read
         # copies at fd >= 10 so that moving them to 3 and 4 cannot overwrite one another
+        import fcntl  # POSIX: the browser test skips elsewhere (a pipe handed over as fd 3 and 4)
+
         read_end, write_end = fcntl.fcntl(commands, fcntl.F_DUPFD, 10), fcntl.fcntl(replies, fcntl.F_DUPFD, 10)
         os.close(commands)
         os.close(replies)

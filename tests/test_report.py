@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from browser import Browser, find_chromium
-from helpers import ROOT, cli_json, fake_run, make_dataset, train_tiny
+from helpers import ROOT, cli_json, fake_run, make_dataset, posix_only, train_tiny
 from typer.testing import CliRunner
 
 from seqclf.cli.app import app
@@ -137,6 +137,7 @@ def test_missing_data_is_one_message(three_runs: list[Path], tmp_path: Path) -> 
     cli_json("report", str(three_runs[0]), "-o", str(tmp_path / "r.html"), "--set", f"data.root={moved}")
 
 
+@posix_only  # the browser is driven through a pipe on file descriptors 3 and 4
 @pytest.mark.parametrize("runs", [1, 3])
 def test_the_report_in_headless_chromium(three_runs: list[Path], tmp_path: Path, runs: int) -> None:
     chromium = find_chromium()
