@@ -30,12 +30,13 @@ def new_figure(**kwargs: Any) -> Any:
     return Figure(layout="constrained", **kwargs)
 
 
-def check_output(path: Path) -> None:
-    """Refuse an output that cannot be written before anything is drawn or scored."""
+def check_output(path: Path, formats: tuple[str, ...] = FORMATS, example: str = "curves.png") -> None:
+    """Refuse an output (a picture, or `seqclf report`'s page) that cannot be written, before anything
+    is drawn or scored."""
     if path.is_dir():
-        raise SeqclfError(f"-o {path}: is a folder; give a file name, e.g. -o {path / 'curves.png'}")
-    if path.suffix.lower() not in FORMATS:
-        raise SeqclfError(f"-o {path}: the file name must end in {', '.join(FORMATS)}")
+        raise SeqclfError(f"-o {path}: is a folder; give a file name, e.g. -o {path / example}")
+    if path.suffix.lower() not in formats:
+        raise SeqclfError(f"-o {path}: the file name must end in {', '.join(formats)}")
     output_file(path, "-o")  # /dev/full, a FIFO: refused; a symbolic link is written through
     folder = next((p for p in path.absolute().parents if p.exists()), Path("/"))
     if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):

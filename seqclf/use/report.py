@@ -14,8 +14,8 @@ from typing import Any
 
 from seqclf.config import load_config
 from seqclf.errors import SeqclfError
-from seqclf.store.files import output_file
 from seqclf.store.rundir import RunDir
+from seqclf.use.plot import check_output
 
 SUFFIXES = (".html", ".htm")
 
@@ -26,7 +26,7 @@ def write_report(paths: list[Path], output: Path, overrides: list[str] | tuple[s
 
     Returns {"output", "runs", "bytes"}. `overrides` are eval's --set keys (data.root=DIR, ...).
     """
-    check_output(output)
+    check_output(output, SUFFIXES, "report.html")
     if split not in ("test", "val"):
         raise SeqclfError(f"--split {split!r}: choose test or val")
     run_dirs = [run.path for path in paths for run in RunDir.find(path)]
@@ -47,14 +47,6 @@ def write_report(paths: list[Path], output: Path, overrides: list[str] | tuple[s
         text = comparison_page(run_dirs, overrides, split)
     save(output, text)
     return {"output": str(output), "runs": [str(run) for run in run_dirs], "bytes": len(text.encode())}
-
-
-def check_output(output: Path) -> None:
-    if output.is_dir():
-        raise SeqclfError(f"-o {output}: is a folder; give a file name, e.g. -o {output / 'report.html'}")
-    if output.suffix.lower() not in SUFFIXES:
-        raise SeqclfError(f"-o {output}: the file name must end in .html")
-    output_file(output, "-o")  # /dev/full, a FIFO: refused; a symbolic link is written through
 
 
 def save(output: Path, text: str) -> None:
