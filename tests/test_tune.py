@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -33,6 +34,7 @@ from helpers import (  # noqa: E402
 )
 
 from seqclf.console import Output  # noqa: E402
+from seqclf.search.storage import open_storage  # noqa: E402
 from seqclf.search.study import Settings, study_info  # noqa: E402
 from seqclf.search.trials import work  # noqa: E402
 from seqclf.training.signals import GracefulStop  # noqa: E402
@@ -362,7 +364,7 @@ def test_workers_die_with_a_parent_killed_by_sigkill(study_files: dict[str, Path
 def _reporting(study: str, storage: str) -> int:
     """Running trials that have reported an epoch (0 before the study exists)."""
     try:
-        trials = optuna.load_study(study_name=study, storage=storage).trials
+        trials = optuna.load_study(study_name=study, storage=open_storage(storage, Path(), create=False)[0]).trials
     except KeyError:
         return 0
     return len([t for t in trials if t.state.name == "RUNNING" and t.intermediate_values])
@@ -394,3 +396,30 @@ def test_a_postgresql_restart_mid_study_is_one_line_per_worker_and_a_rerun_conti
     assert again.returncode == 0, again.stderr
     study = optuna.load_study(study_name="restarted", storage=postgres)
     assert not [t for t in study.trials if t.state.name == "RUNNING"]  # the rerun failed the dead workers' trials
+
+
+def test_several_commands_opening_a_fresh_postgresql_database_at_once_all_succeed(postgres: Cluster) -> None:
+    """Optuna creates its tables on first use; two creators at once collide in PostgreSQL's catalogue
+    (UniqueViolation on pg_type). Workers started together on several machines, or a watcher, do this."""
+    import psycopg
+
+    base = postgres.rsplit("/", 1)[0]
+    with psycopg.connect(f"{base}/postgres", autocommit=True) as admin:
+        admin.execute("CREATE DATABASE fresh_race")
+    url = f"{base}/fresh_race"
+    start = threading.Barrier(6)
+    errors: list[BaseException] = []
+
+    def opener() -> None:
+        start.wait()
+        try:
+            open_storage(url, Path("unused"), create=True)
+        except BaseException as exc:  # noqa: B036 - the thread reports every failure
+            errors.append(exc)
+
+    threads = [threading.Thread(target=opener) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors

@@ -63,6 +63,7 @@ def tune(
     from seqclf.search import study as tuning
     from seqclf.search import trials as running
     from seqclf.search.space import load_space
+    from seqclf.search.storage import require_optuna
     from seqclf.training.signals import GracefulStop
 
     out = Output(json_mode=json_, quiet=quiet)
@@ -74,7 +75,7 @@ def tune(
             if space is None:
                 raise SeqclfError("seqclf tune needs --space SPACE.yaml (configs/space.yaml is an example), "
                                   "or --show to look at a study")
-            tuning.require_optuna()
+            require_optuna()
             settings = tuning.Settings(base, load_space(space, base), study, storage, trials, timeout, sampler,
                                        pruner, tuning.parse_objectives(objective))
             tuning.check_choices(settings)

@@ -22,13 +22,13 @@ from seqclf.config import ConfigError, apply_overrides, config_from_dict, to_dic
 from seqclf.console import Output
 from seqclf.errors import Interrupted, Pruned, SeqclfError, TrainingError
 from seqclf.search.space import Distribution
+from seqclf.search.storage import require_optuna
 from seqclf.search.study import (
     PER_EPOCH,
     Settings,
     formatted,
     label,
     open_study,
-    require_optuna,
     study_dir,
     trial_values,
 )

@@ -11,7 +11,8 @@ from typing import Any
 
 from seqclf.console import Output
 from seqclf.errors import TrainingError, first_line
-from seqclf.search.study import Settings, require_optuna, without_password
+from seqclf.search.storage import require_optuna, without_password
+from seqclf.search.study import Settings
 
 WORKER_MEMORY = 1 << 30  # a worker's share: torch, the data on the device and a trial's model, for MNIST-sized data
 
