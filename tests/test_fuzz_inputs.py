@@ -17,7 +17,9 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from seqclf.config import load_config
+from seqclf.data.idx import DataError
 from seqclf.data.images import read_inputs
+from seqclf.data.inputfiles import read_npy
 from seqclf.errors import SeqclfError
 
 SOME = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -134,3 +136,13 @@ def test_any_damage_to_a_journal_is_a_study_or_a_message(journal: bytes, data: s
                 assert "journal" in str(exc) or "no such study" in str(exc), exc
             else:
                 assert info["study"] == "tune"
+
+
+def test_a_npy_header_with_a_size_past_a_c_long_is_a_message(tmp_path: Path) -> None:
+    """Found by the header fuzz: zero images of 10**30 pixels hold 0 bytes, and numpy overflows reading them."""
+    path = tmp_path / "huge.npy"
+    with open(path, "wb") as handle:
+        np.lib.format.write_array_header_1_0(handle, {"descr": "|u1", "fortran_order": False,
+                                                      "shape": (0, 10**30)})
+    with pytest.raises(DataError, match="huge.npy: not a readable .npy array"):
+        read_npy(path)

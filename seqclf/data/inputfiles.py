@@ -44,7 +44,7 @@ def read_npy(path: Path) -> np.ndarray:
     check_memory(f"{path}: its header's {shape} {dtype}", 2 * expected, "give fewer images per file", DataError)
     try:
         return np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, OverflowError) as exc:  # OverflowError: a size past 2**63, 0 bytes in all
         raise DataError(f"{path}: not a readable .npy array ({exc})") from None
 
 
