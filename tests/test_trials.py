@@ -5,6 +5,7 @@ Several worker processes on one study (trials.spawn) are tests/test_tune.py's Po
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import signal
@@ -27,7 +28,7 @@ optuna = pytest.importorskip("optuna", reason="seqclf tune needs the optional ex
 from seqclf.console import Output  # noqa: E402
 from seqclf.search.space import load_space  # noqa: E402
 from seqclf.search.study import Settings, open_study, study_info  # noqa: E402
-from seqclf.search.trials import FAILURES_IN_A_ROW, work  # noqa: E402
+from seqclf.search.trials import FAILURES_IN_A_ROW, UNCLAIMED_AFTER, work  # noqa: E402
 from seqclf.training import signals  # noqa: E402
 from seqclf.training.signals import GracefulStop  # noqa: E402
 
@@ -43,6 +44,24 @@ def test_a_killed_workers_trial_is_failed_by_the_next_worker(study_files: dict[s
     work(settings, Output(quiet=True), GracefulStop())
     info = study_info("orphan", None, base)
     assert [(t["number"], t["state"]) for t in info["trials"]] == [(0, "fail"), (1, "complete")]
+
+
+def test_a_trial_no_worker_claimed_is_failed_once_it_is_a_minute_old(study_files: dict[str, Path]) -> None:
+    """A worker that lost the storage right after ask() leaves a running trial that names no worker."""
+    import optuna
+
+    base = load_config(study_files["config"])
+    settings = Settings(base, load_space(study_files["space"], base), study="unclaimed", trials=3, pruner="none")
+    study = open_study(settings)
+    for age in (UNCLAIMED_AFTER + 5, 1):  # trial 0: long unclaimed; trial 1: a worker may be claiming it now
+        started = datetime.datetime.now() - datetime.timedelta(seconds=age)
+        study.add_trial(optuna.trial.FrozenTrial(
+            number=0, trial_id=0, state=optuna.trial.TrialState.RUNNING, value=None, datetime_start=started,
+            datetime_complete=None, params={}, distributions={}, user_attrs={}, system_attrs={},
+            intermediate_values={}))
+    work(settings, Output(quiet=True), GracefulStop())
+    states = [t["state"] for t in study_info("unclaimed", None, base)["trials"]]
+    assert states == ["fail", "running", "complete", "complete"]
 
 
 @posix_only  # a signal to this process (on Windows os.kill ends it)

@@ -3,6 +3,7 @@ postgresql://), opened with one message per way they can fail. Optuna is importe
 
 from __future__ import annotations
 
+import logging
 import random
 import re
 import time
@@ -22,6 +23,8 @@ def require_optuna() -> Any:
         raise SeqclfError(f"seqclf tune needs Optuna, an optional extra: {INSTALL} "
                           f"(or pip install optuna; add 'psycopg[binary]' for PostgreSQL storage)") from None
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # a storage error is also logged, with its SQL, before it is raised: seqclf says it once, in one line
+    logging.getLogger("optuna.storages._rdb.storage").setLevel(logging.ERROR)
     return optuna
 
 

@@ -9,6 +9,7 @@ objective (validation accuracy or loss) to the pruner after every epoch, where t
 from __future__ import annotations
 
 import contextlib
+import datetime
 import os
 import signal
 import socket
@@ -36,6 +37,7 @@ from seqclf.search.workers import capped_jobs, dies_with, storage_failure
 from seqclf.store.files import pid_alive
 
 FAILURES_IN_A_ROW = 5  # a worker gives up after this many failed trials in a row (a broken space or data)
+UNCLAIMED_AFTER = 60  # seconds: a running trial no worker has claimed by then is an orphan (see _fail_orphans)
 
 # ---------------------------------------------------------------- the worker loop
 
@@ -90,11 +92,16 @@ def _claimed(study: Any, states: Any, upto: int | None) -> int:
 
 def _fail_orphans(study: Any, states: Any) -> None:
     """Tell FAIL the running trials whose worker process on this machine is gone (killed with
-    SIGKILL, or a second Ctrl-C mid-write): they would count towards --trials forever."""
+    SIGKILL, or a second Ctrl-C mid-write), and those that no worker claimed within UNCLAIMED_AFTER
+    seconds (on any machine): they would count towards --trials forever."""
     host = socket.gethostname()
     for trial in study.get_trials(deepcopy=False, states=(states.RUNNING,)):
         worker_host, _, pid = str(trial.user_attrs.get("worker", "")).rpartition(":")
-        if worker_host != host or not pid.isdigit() or pid_alive(int(pid)):
+        if "worker" not in trial.user_attrs:  # its worker lost the storage between ask() and saying who it is
+            started = trial.datetime_start or datetime.datetime.now()
+            if (datetime.datetime.now() - started).total_seconds() < UNCLAIMED_AFTER:
+                continue
+        elif worker_host != host or not pid.isdigit() or pid_alive(int(pid)):
             continue
         try:
             study.tell(trial.number, state=states.FAIL)
@@ -141,9 +148,9 @@ def run_trial(study: Any, trial: Any, settings: Settings, out: Output, stop: Any
     name = f"trial-{trial.number:04d}"
     if (folder / name).exists():  # a study of this name in another storage already used the number
         name += f"-{uuid.uuid4().hex[:6]}"
+    trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")  # which machine and process ran it
     params = _params(study, trial, settings)
     trial.set_user_attr("run_dir", str(folder / name))
-    trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")  # which machine and process ran it
     out.info(f"[bold]trial {trial.number}[/]: " + ", ".join(f"{k}={short(v)}" for k, v in params.items()))
 
     history: list[dict[str, Any]] = []
