@@ -131,7 +131,11 @@ class Output:
             if note:
                 self.console.print(note, markup=False)
             return
-        self.console.print(table, width=max(natural, self.console.width), crop=False)
+        if natural <= self.console.width:
+            self.console.print(table)
+        else:  # rich would squeeze every column to the width: laid out at its own width, the lines run past it
+            for line in self.console.render_lines(table, self.console.options.update(width=natural), pad=False):
+                self.console.print(Text.assemble(*((segment.text, segment.style) for segment in line)), soft_wrap=True)
         if hidden:  # wrapped at the width, as the table is
             self.console.print(f"[dim]hidden at this width: {', '.join(hidden)} (--columns chooses)[/]",
                                soft_wrap=False)

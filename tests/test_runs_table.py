@@ -89,6 +89,15 @@ def test_at_80_columns_names_stay_whole_and_model_columns_lead(mixed: Path) -> N
     assert "same in every run: view rows, epochs 8, time 10.0s, status finished" in below, lines
 
 
+def test_a_name_wider_than_the_terminal_is_never_cut(mixed: Path) -> None:
+    long = "an-experiment-with-a-name-longer-than-this-terminal-is-wide-20261123-101500"
+    fake_run(mixed, long, ["model.cell=rnn"], {"val_accuracy": 0.5})
+    shown = runner.invoke(app, ["runs", str(mixed)], env={"FORCE_COLOR": "1", "COLUMNS": "60", "CI": ""})
+    lines = ANSI.sub("", shown.stdout).splitlines()
+    assert shown.exit_code == 0 and lines[0].split() == ["name", "val", "acc"], lines  # no column squeezed away
+    assert [line.split() for line in lines if long in line] == [[long, "0.5000"]], lines  # the line runs past 60
+
+
 def test_columns_and_sort_take_the_printed_headers(mixed: Path) -> None:
     picked = rows_of(str(mixed), "--columns", "name,cell,layers,hidden,bi,val acc,params", "--sort", "time")
     assert list(picked[0]) == ["name", "cell", "num_layers", "hidden_size", "bidirectional", "val_accuracy",
