@@ -266,8 +266,8 @@ def test_runs_rm_dry_run_then_removes_named_runs_whole(sweep: Path) -> None:
     assert gone.exit_code == 0 and "removed sweep/gru-s0" in gone.stdout, gone.output
     assert listed(sweep) == sorted(set(before) - {"sweep/gru-s0", "lstm-killed"})
     assert sorted(path.name for path in (sweep / "sweep").iterdir()) == ["gru-s1", "gru-s2", "logs", "rnn-s0", "rnn-s1"]
-    by_status = runner.invoke(app, ["runs", "rm", "--dir", str(sweep), "--status", "interrupted,finished", "--json",
-                                    "--dry-run"])
+    by_status = runner.invoke(app, ["runs", str(sweep), "rm", "--status", "interrupted,finished", "--json",
+                                    "--dry-run"])  # DIR before rm, as `seqclf runs DIR rm --help` shows it
     assert json.loads(by_status.stdout) == {"removed": listed(sweep), "dry_run": True}, by_status.output
 
 

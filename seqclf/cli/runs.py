@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 from typing import Any, List, Optional
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -19,19 +18,26 @@ from seqclf.errors import SeqclfError
 
 
 class _RunsGroup(TyperGroup):
-    """`seqclf runs [DIR]` lists the runs, `seqclf runs rm RUN...` removes some: a first argument that names a
-    subcommand is that subcommand (click would read it as DIR; a folder named so is listed as `./rm`). The
-    table's options may follow DIR (`seqclf runs runs/sweep --json`), as when `runs` was a plain command."""
+    """`seqclf runs [DIR] [OPTIONS]` lists the runs, `seqclf runs [DIR] rm RUN...` removes some. click would read
+    a subcommand's name as DIR, and the table's options may follow DIR (`seqclf runs runs/sweep --json`), as
+    when `runs` was a plain command: the first argument naming a subcommand (not an option's value) starts it,
+    what comes before is the table's (a folder of runs named `rm` is listed as `./rm`)."""
 
     allow_interspersed_args = True
 
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if not args or args[0] not in self.commands:
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
+        valued = {name for param in self.get_params(ctx) if getattr(param, "is_flag", True) is False
+                  for name in param.opts}  # the table's options that take a value (--sort COLUMN)
+        at = next((i for i, arg in enumerate(args) if arg in self.commands and (i == 0 or args[i - 1] not in valued)),
+                  None)
+        if at is None or "--" in args[:at]:
             return super().parse_args(ctx, args)
-        super().parse_args(ctx, [])  # the table's own options at their defaults
+        super().parse_args(ctx, args[:at])  # DIR and the table's options
         protected = "_protected_args" if hasattr(ctx, "_protected_args") else "protected_args"  # click 8.2 / 8.1
-        setattr(ctx, protected, args[:1])
-        ctx.args = args[1:]
+        if getattr(ctx, protected) or ctx.args:
+            ctx.fail(f"unexpected argument {[*getattr(ctx, protected), *ctx.args][0]!r} before {args[at]}")
+        setattr(ctx, protected, args[at:at + 1])
+        ctx.args = args[at + 1:]
         return ctx.args
 
 
@@ -117,10 +123,13 @@ def _show(out: Output, rows: list[dict[str, Any]], columns: list[str], whole_tab
 
 @runs_app.command("rm", epilog=examples("runs rm"), short_help="Remove runs (--dry-run: say which, remove nothing).")
 def rm_cmd(
-    names: Optional[List[str]] = typer.Argument(None, metavar="RUN...",
+    ctx: typer.Context,
+    names: Optional[List[str]] = typer.Argument(None, metavar="RUN",
                                                 help="Runs to remove: their names as seqclf runs lists them "
-                                                     "(paths under --dir), or their paths."),
-    directory: Path = typer.Option(Path("runs"), "--dir", metavar="DIR", help="The folder of runs."),
+                                                     "(paths under DIR), or their paths."),
+    directory: Optional[Path] = typer.Option(None, "--dir", metavar="DIR",
+                                             help="The folder of runs, also given as `seqclf runs DIR rm`. "
+                                                  "Default: runs."),
     status: Optional[str] = typer.Option(None, "--status", metavar="STATUS,STATUS",
                                          help="Only the runs with one of these statuses (failed, interrupted, "
                                               "damaged, ...): among RUN..., or all under DIR."),
@@ -135,6 +144,7 @@ def rm_cmd(
 
     out = Output(json_mode=json_)
     removed: list[str] = []
+    directory = directory or ctx.parent.params["directory"]  # `seqclf runs DIR rm RUN...`
     with reported(out):
         records = removal.chosen_runs(check_path("DIR", directory), names or [], _keys(status, "--status"))
         run_dirs = [RunDir(record.path) for record in records]
