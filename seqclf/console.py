@@ -102,9 +102,11 @@ class Output:
             self._print(f"  {escape(command)}")
 
     def table(self, title: str | None, columns: list[str], rows: list[list[str]], drop: list[str] | tuple = (),
-              keep_whole: tuple[str, ...] = ()) -> None:
-        """A table; on a terminal too narrow for it, the `drop` columns are left out in that order (and
-        said so) before any cell of a `keep_whole` column would be cut. Plain output keeps every column."""
+              keep_whole: tuple[str, ...] = (), note: str | None = None) -> None:
+        """A table, and a `note` under it; on a terminal too narrow for it, the `drop` columns are left out in
+        that order (and said so) before any cell of a `keep_whole` column would be cut. Those cells are never
+        cut or folded (a name must stay copyable): a table still too wide runs past the width. Plain output
+        keeps every column."""
         if self.quiet:
             return
         hidden: list[str] = []
@@ -126,11 +128,19 @@ class Output:
             # Plain: the table's natural width (never cut to 80 columns), no trailing blanks.
             for line in self.console.render_lines(table, self.console.options.update(width=1_000_000), pad=False):
                 self.console.print("".join(segment.text for segment in line).rstrip(), markup=False)
+            if note:
+                self.console.print(note, markup=False)
             return
-        self.console.print(table)
+        if natural <= self.console.width:
+            self.console.print(table)
+        else:  # rich would squeeze every column to the width: laid out at its own width, the lines run past it
+            for line in self.console.render_lines(table, self.console.options.update(width=natural), pad=False):
+                self.console.print(Text.assemble(*((segment.text, segment.style) for segment in line)), soft_wrap=True)
         if hidden:  # wrapped at the width, as the table is
             self.console.print(f"[dim]hidden at this width: {', '.join(hidden)} (--columns chooses)[/]",
                                soft_wrap=False)
+        if note:
+            self.console.print(f"[dim]{escape(note)}[/]", soft_wrap=False)
 
     def evaluation(self, result: dict[str, Any], checkpoint: Any) -> None:
         """`seqclf eval`: accuracy, then per-class accuracy and the confusion matrix by class name."""

@@ -7,6 +7,7 @@ import csv
 import dataclasses
 import io
 import json
+import os
 import statistics
 import threading
 import time
@@ -23,6 +24,8 @@ from seqclf.config import shipped as shipped_configs
 from seqclf.console import Output
 from seqclf.errors import SeqclfError
 from seqclf.model.classifier import parameter_count, resolve_hidden_size
+from seqclf.store import lock as runlock
+from seqclf.store import removal
 from seqclf.store import rundir as runs
 from seqclf.store import table as runs_table
 from seqclf.training.start import train
@@ -245,3 +248,65 @@ def test_parallel_trainings_get_distinct_run_dirs(tiny_overrides: list[str], tmp
     made = runs_table.list_runs(tmp_path / "runs")
     assert sorted(record.path.name for record in made) == [taken, f"{taken}-2"]  # the collision, resolved
     assert all(record.row["status"] == "finished" for record in made)
+
+
+def listed(root: Path) -> list[str]:
+    shown = runner.invoke(app, ["runs", str(root), "--json"])
+    assert shown.exit_code == 0, shown.output
+    return sorted(row["name"] for row in json.loads(shown.stdout))
+
+
+def test_runs_rm_dry_run_then_removes_named_runs_whole(sweep: Path) -> None:
+    before = listed(sweep)
+    dry = runner.invoke(app, ["runs", "rm", "sweep/gru-s0", str(sweep / "lstm-killed"), "--dir", str(sweep), "-n"])
+    assert dry.exit_code == 0, dry.output
+    assert "would remove sweep/gru-s0 (finished)" in dry.stdout and "would remove lstm-killed" in dry.stdout
+    assert listed(sweep) == before  # nothing removed
+    gone = runner.invoke(app, ["runs", "rm", "sweep/gru-s0", str(sweep / "lstm-killed"), "--dir", str(sweep)])
+    assert gone.exit_code == 0 and "removed sweep/gru-s0" in gone.stdout, gone.output
+    assert listed(sweep) == sorted(set(before) - {"sweep/gru-s0", "lstm-killed"})
+    assert sorted(path.name for path in (sweep / "sweep").iterdir()) == ["gru-s1", "gru-s2", "logs", "rnn-s0", "rnn-s1"]
+    by_status = runner.invoke(app, ["runs", str(sweep), "rm", "--status", "interrupted,finished", "--json",
+                                    "--dry-run"])  # DIR before rm, as `seqclf runs DIR rm --help` shows it
+    assert json.loads(by_status.stdout) == {"removed": listed(sweep), "dry_run": True}, by_status.output
+
+
+@pytest.mark.parametrize(("args", "fragment"), [
+    (["sweep/gru-s1", "sweep/gru-s9"], "sweep/gru-s9: not a run under"),
+    (["sweep/gru-s1", "sweep/gru-s9"], "did you mean `sweep/gru-s"),
+    (["sweep/gru-s1", "sweep"], "sweep: not a run under"),  # a folder of runs is not one run
+    (["--status", "finishd"], "did you mean `finished`"),
+    ([], "give the runs to remove")])
+def test_runs_rm_of_an_unknown_run_exits_2_and_removes_nothing(sweep: Path, args: list[str], fragment: str) -> None:
+    before = listed(sweep)
+    failed = runner.invoke(app, ["runs", "rm", *args, "--dir", str(sweep)])
+    assert failed.exit_code == 2 and fragment in failed.stderr and "Traceback" not in failed.output, failed.output
+    assert listed(sweep) == before
+
+
+@pytest.mark.skipif(runlock.fcntl is None, reason="no fcntl (Windows): runs are not locked")
+@pytest.mark.parametrize("dry_run", [[], ["--dry-run"]])
+def test_runs_rm_refuses_a_run_being_trained(sweep: Path, dry_run: list[str]) -> None:
+    live = sweep / "sweep" / "gru-s2"
+    (live / runlock.LOCK).write_text("4242\n")
+    trainer = os.open(live / runlock.LOCK, os.O_RDWR)  # another open file: held as by another process
+    try:
+        runlock.fcntl.flock(trainer, runlock.fcntl.LOCK_EX | runlock.fcntl.LOCK_NB)
+        failed = runner.invoke(app, ["runs", "rm", "sweep/gru-s1", "sweep/gru-s2", "--dir", str(sweep), *dry_run])
+        assert failed.exit_code == 2 and "process 4242 is training in it" in failed.stderr, failed.output
+        assert "nothing was removed" in failed.stderr and (sweep / "sweep" / "gru-s1" / runs.CONFIG).is_file()
+    finally:
+        os.close(trainer)
+    assert runner.invoke(app, ["runs", "rm", "sweep/gru-s2", "--dir", str(sweep)]).exit_code == 0  # ended: removable
+
+
+def test_runs_rm_that_cannot_delete_every_file_leaves_no_half_run(sweep: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The run is renamed to a hidden folder before its files are deleted: what is left is never listed."""
+    monkeypatch.setattr(removal.shutil, "rmtree", lambda path, ignore_errors=False: (path / runs.SUMMARY).unlink())
+    partly = runner.invoke(app, ["runs", "rm", "lstm-2x64-bi", "--dir", str(sweep)])
+    assert partly.exit_code == 0 and "could not be deleted" in partly.stderr, partly.output
+    assert "lstm-2x64-bi" not in listed(sweep) and len(listed(sweep)) == 6
+    [left] = [path for path in sweep.iterdir() if path.name.startswith(".lstm-2x64-bi")]
+    assert (left / runs.CONFIG).is_file()  # a whole run directory, hidden: not listed
+    assert runner.invoke(app, ["runs", str(sweep)]).exit_code == 0

@@ -14,7 +14,6 @@ from typer.testing import CliRunner
 from seqclf.cli.app import app
 from seqclf.config import load_config, to_yaml
 from seqclf.store import rundir as runs
-from seqclf.store import table as runs_table
 from seqclf.store.files import write_text
 
 runner = CliRunner()
@@ -75,15 +74,39 @@ def test_quiet_prints_run_names_for_shell_loops(mixed: Path) -> None:
     assert all((mixed / name / "config.yaml").is_file() for name in shown.stdout.split())
 
 
-def test_at_80_columns_names_stay_distinct_and_status_whole(mixed: Path) -> None:
+def test_at_80_columns_names_stay_whole_and_model_columns_lead(mixed: Path) -> None:
+    fake_run(mixed, "lstm-2x64-bi-s0-20261123-101599", ["model.cell=lstm", "model.num_layers=2",
+             "model.hidden_size=64", "model.bidirectional=true"], {"val_accuracy": 0.9, "epochs": 8})
     shown = runner.invoke(app, ["runs", str(mixed)], env={"FORCE_COLOR": "1", "COLUMNS": "80", "CI": ""})
     lines = ANSI.sub("", shown.stdout).splitlines()
     assert all(len(line) <= 80 for line in lines), lines
-    body = "\n".join(lines)
-    for row in rows_of(str(mixed)):  # the date is shared, so it is left out; the rest of each name is whole
-        assert row["name"].replace("-20261123", "") in body
-    assert body.count("finished") == 5 and "val acc" in body and "test acc" in body
-    assert "hidden at this width" in body
+    names = [row["name"] for row in rows_of(str(mixed))]
+    for line, name in zip(lines[1:], names):  # each name whole, at the start of its own line: copyable
+        assert line.split()[0] == name, (line, name)
+    assert lines[0].split()[:5] == ["name", "cell", "layers", "hidden", "bi"], lines[0]
+    assert "val acc" in lines[0] and "view" not in lines[0] and "epochs" not in lines[0]
+    below = " ".join(lines[len(names) + 1:])  # columns equal in every row: said once, under the table
+    assert "same in every run: view rows, epochs 8, time 10.0s, status finished" in below, lines
+
+
+def test_a_name_wider_than_the_terminal_is_never_cut(mixed: Path) -> None:
+    long = "an-experiment-with-a-name-longer-than-this-terminal-is-wide-20261123-101500"
+    fake_run(mixed, long, ["model.cell=rnn"], {"val_accuracy": 0.5})
+    shown = runner.invoke(app, ["runs", str(mixed)], env={"FORCE_COLOR": "1", "COLUMNS": "60", "CI": ""})
+    lines = ANSI.sub("", shown.stdout).splitlines()
+    assert shown.exit_code == 0 and lines[0].split() == ["name", "val", "acc"], lines  # no column squeezed away
+    assert [line.split() for line in lines if long in line] == [[long, "0.5000"]], lines  # the line runs past 60
+
+
+def test_columns_and_sort_take_the_printed_headers(mixed: Path) -> None:
+    picked = rows_of(str(mixed), "--columns", "name,cell,layers,hidden,bi,val acc,params", "--sort", "time")
+    assert list(picked[0]) == ["name", "cell", "num_layers", "hidden_size", "bidirectional", "val_accuracy",
+                               "parameters"]
+    assert [row["num_layers"] for row in rows_of(str(mixed), "--sort", "layers")] == [1] * 5
+    for option, wrong, meant in [("--columns", "name,bii", "bi"), ("--sort", "hiden", "hidden"),
+                                 ("--columns", "val_acc", "val acc")]:
+        failed = runner.invoke(app, ["runs", str(mixed), option, wrong])
+        assert failed.exit_code == 2 and f"did you mean `{meant}`" in failed.stderr, failed.output
 
 
 @pytest.mark.parametrize("summary", ["[]", '"x"', '{"epochs": "x", "val_accuracy": "high", "status": "finished"}',
@@ -107,13 +130,6 @@ def test_metrics_with_strings_and_mixed_types_do_not_break_listing_or_sorting(mi
     assert rows[odd.name]["hidden_size"] == "auto"  # a word among sizes sorts after them, without an error
     for column in ("epochs", "seconds", "val_accuracy", "hidden_size", "status", "name"):
         assert runner.invoke(app, ["runs", str(mixed), "--sort", column]).exit_code == 0, column
-
-
-def test_shorten_keeps_names_apart() -> None:
-    same_day = ["gru-1x128-s0-20261123-101500", "gru-1x128-s0-20261123-101500-2", "lstm-1x64-s1-20261123-111111"]
-    assert runs_table.shorten(same_day) == ["gru-1x128-s0-101500", "gru-1x128-s0-101500-2", "lstm-1x64-s1-111111"]
-    two_days = ["gru-1x128-s0-20261123-101500", "gru-1x128-s0-20261124-101500"]
-    assert runs_table.shorten(two_days) == two_days
 
 
 def test_config_diff_resolves_both_sides_like_config_show(tmp_path: Path) -> None:

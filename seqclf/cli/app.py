@@ -37,7 +37,7 @@ app = typer.Typer(
     context_settings=HELP_SETTINGS,
 )
 app.add_typer(config_app, name="config")
-app.add_typer(runs_app)  # `seqclf runs`
+app.add_typer(runs_app, name="runs")  # `seqclf runs`, `seqclf runs rm`
 app.add_typer(use_app)  # plot, predict, export
 app.add_typer(tune_app)  # `seqclf tune`
 app.add_typer(inside_app)  # trace, report

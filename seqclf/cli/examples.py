@@ -56,6 +56,12 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         'seqclf runs --json | jq -r \'.[] | select(.status == "finished") | .name\'',
         "seqclf runs --csv > runs.csv",
     ),
+    "runs rm": (
+        "seqclf runs rm lstm-1x128-s0-20261123-101500 --dry-run   # what would go; removes nothing",
+        "seqclf runs rm lstm-1x128-s0-20261123-101500 sweep/gru-1x64-s1-20261123-103000",
+        "seqclf runs rm --status failed,interrupted --dry-run   # every run under runs/ that did not finish",
+        "seqclf runs rm --dir runs/sweep --status damaged",
+    ),
     "plot": (
         "seqclf plot runs/lstm-1x128-s0-20261123-101500",
         "seqclf plot runs/lstm-* runs/gru-* -o curves.png",

@@ -123,7 +123,8 @@ class RunDir:
 
     @classmethod
     def find(cls, root: str | Path) -> list[RunDir]:
-        """Run directories: root itself, its children, or their children (runs/<sweep>/<run>), sorted."""
+        """Run directories: root itself, its children, or their children (runs/<sweep>/<run>), sorted; hidden
+        folders (`.NAME`, such as what `seqclf runs rm` could not finish deleting) are not read."""
         root = Path(root)
         if not root.is_dir():
             raise SeqclfError(f"{root}: no such folder of runs; training writes them under output.dir (default runs/)")
@@ -131,10 +132,13 @@ class RunDir:
             return [cls(root)]
         found = []
         for child in sorted(root.iterdir()):
+            if child.name.startswith("."):
+                continue
             if cls(child).exists():
                 found.append(cls(child))
             elif child.is_dir():
-                found += [cls(path) for path in sorted(child.iterdir()) if cls(path).exists()]
+                found += [cls(path) for path in sorted(child.iterdir()) if cls(path).exists()
+                          and not path.name.startswith(".")]
         return found
 
     def exists(self) -> bool:

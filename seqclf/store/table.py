@@ -17,7 +17,6 @@ from typing import Any
 
 from seqclf.config import all_keys, flatten, keys_where, suggest
 from seqclf.errors import SeqclfError
-from seqclf.store.naming import STAMP
 from seqclf.store.rundir import STATUSES, RunDir
 
 # One row per run: what `seqclf runs --json` prints, in this order. Validation accuracy leads:
@@ -36,10 +35,13 @@ INCIDENTAL = keys_where("incidental")
 HEADERS = {"sequence": "view", "num_layers": "layers", "hidden_size": "hidden", "bidirectional": "bi",
            "parameters": "params", "val_accuracy": "val acc", "test_accuracy": "test acc",
            "seconds": "time", "count": "runs"}
-# On a narrow terminal these columns are hidden first, in this order (name, accuracies, status stay);
-# a generated name already says the cell, layers, size, direction and seed.
-DROP_ORDER = ("parameters", "seconds", "bidirectional", "hidden_size", "num_layers", "cell", "epochs", "seed",
-              "sequence", "lr", "dataset")
+# On a terminal the model columns come right after the name, which is shown whole (it is what the other
+# commands take); columns equal in every row are said once under the table instead.
+TERMINAL_ORDER = ("name", "cell", "num_layers", "hidden_size", "bidirectional", "dataset", "sequence", "lr", "seed",
+                  "parameters", "epochs", "val_accuracy", "test_accuracy", "seconds", "status")
+# On a terminal still too narrow these are hidden, in this order (name, validation accuracy, status stay).
+DROP_ORDER = ("parameters", "seconds", "epochs", "seed", "sequence", "dataset", "lr", "test_accuracy",
+              "bidirectional", "hidden_size", "num_layers", "cell")
 
 
 @dataclass(frozen=True)
@@ -106,14 +108,16 @@ def list_runs(root: str | Path) -> list[RunRecord]:
 
 
 def column_of(name: str, option: str) -> str:
-    """A column as given on the command line: a field (`lr`), its config key (`train.lr`) or any config key."""
-    field_of = {key: field_name for field_name, key in FROM_CONFIG.items()}
+    """A column as given on the command line (--sort, --columns, --group-by): a field (`num_layers`), its
+    header in the table (`layers`, `val acc`), its config key (`model.num_layers`) or any config key."""
+    field_of = {**{key: field_name for field_name, key in FROM_CONFIG.items()},
+                **{HEADERS.get(field_name, field_name): field_name for field_name in FIELDS}}
     if name in FIELDS or name in field_of:
         return field_of.get(name, name)
     if name in all_keys():
         return name
-    raise SeqclfError(f"{option} {name}: not a column or config key (the columns of --json, or any key that "
-                      f"seqclf config show prints)" + suggest(name, [*FIELDS, *all_keys()]))
+    raise SeqclfError(f"{option} {name}: not a column or config key (the columns of --json, the table's headers, "
+                      f"or any key that seqclf config show prints)" + suggest(name, [*FIELDS, *field_of, *all_keys()]))
 
 
 def rows_of(records: list[RunRecord], columns: list[str]) -> list[dict[str, Any]]:
@@ -187,31 +191,29 @@ def header(column: str) -> str:
     return HEADERS.get(name, name)
 
 
-def table(rows: list[dict[str, Any]], columns: list[str],
-          short_names: bool = False) -> tuple[list[str], list[list[str]]]:
+def terminal_columns(rows: list[dict[str, Any]], columns: list[str]) -> tuple[list[str], list[str]]:
+    """The columns of the table on a terminal, in TERMINAL_ORDER, without those whose value is the same in
+    every row (of two or more): returned as `header value` texts for a line under the table."""
+    ordered = [c for c in TERMINAL_ORDER if c in columns] + [c for c in columns if c not in TERMINAL_ORDER]
+    if len(rows) < 2:
+        return ordered, []
+    same = [c for c in ordered if c != "name" and len({_format(c, row.get(c)) for row in rows}) == 1]
+    return [c for c in ordered if c not in same], [f"{header(c)} {_format(c, rows[0].get(c))}" for c in same]
+
+
+def table(rows: list[dict[str, Any]], columns: list[str]) -> tuple[list[str], list[list[str]]]:
     """Headers and cells for a person: a `_std` column is shown beside its mean as `mean ± std`."""
     shown = [c for c in columns if not c.endswith("_std")]
-    names = shorten([str(row.get("name")) for row in rows]) if short_names else None
     cells = []
-    for i, row in enumerate(rows):
+    for row in rows:
         line = []
         for column in shown:
-            text = names[i] if names and column == "name" else _format(column, row.get(column))
+            text = _format(column, row.get(column))
             if row.get(f"{column}_std") is not None:
                 text += f" ± {_format(column, row[f'{column}_std'])}"
             line.append(text)
         cells.append(line)
     return [header(c) for c in shown], cells
-
-
-def shorten(names: list[str]) -> list[str]:
-    """Names for a narrow terminal: the date left out of time stamps when every run has the same date
-    (`gru-1x128-s0-20261123-101500` -> `gru-1x128-s0-101500`), and only while names stay distinct."""
-    dates = {match.group(1) for match in map(STAMP.search, names) if match}
-    if len(dates) != 1:
-        return names
-    short = [STAMP.sub(r"-\2\3", name) for name in names]
-    return short if len(set(short)) == len(set(names)) else names
 
 
 def _format(column: str, value: Any) -> str:
