@@ -21,7 +21,10 @@ def test_stats_are_exact_and_the_background_is_the_border_median() -> None:
     images[:, 1:3, 1:3] = 255  # a bright square inside a dark border
     assert pixels.stats(images) == {"mean": 0.25, "std": pytest.approx(0.433013, abs=1e-6), "background": 0.0}
     assert pixels.stats(255 - images)["background"] == 1.0
-    assert pixels.backgrounds(torch.stack([images[0], 255 - images[1]])).tolist() == [0.0, 1.0]
+    assert pixels.shades(torch.stack([images[0], 255 - images[1]])) == ["dark", "bright"]
+    edges = torch.zeros(1, 8, 8, dtype=torch.uint8)
+    edges[0, 0], edges[0, :, 0] = 255, 255  # a mark along two edges: the border's median is bright, the image's dark
+    assert pixels.shades(edges) == [None]
 
 
 @pytest.mark.parametrize("found, n, differs", [

@@ -47,9 +47,13 @@ def stats(images: torch.Tensor) -> dict[str, float]:
     return {"mean": round(mean, 6), "std": round(std, 6), "background": round(background / 255, 6)}
 
 
-def backgrounds(images: torch.Tensor) -> torch.Tensor:
-    """(N, H, W) uint8 -> (N,) float32: each image's background (its border's median pixel / 255)."""
-    return border(images).median(dim=1).values.float() / 255
+def shades(images: torch.Tensor) -> list[str | None]:
+    """(N, H, W) uint8 -> each image's background shade, "dark" or "bright", where its border's median
+    pixel and its whole median pixel agree; None where they do not (a mark touching two edges, a garment
+    filling the frame), so that no dataset image of the right polarity is taken for a negative."""
+    flat = images.reshape(len(images), -1)
+    edge, whole = border(images).median(dim=1).values, flat.median(dim=1).values  # (N,) uint8 each
+    return [shade(e / 255) if shade(e / 255) == shade(w / 255) else None for e, w in zip(edge.tolist(), whole.tolist())]
 
 
 def well_formed(value: Any) -> bool:
