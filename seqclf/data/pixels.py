@@ -19,6 +19,7 @@ KEYS = ("mean", "std", "background")
 MEAN_SLACK = 0.05  # means further apart than this (plus sampling slack for few images) are different data
 STD_RATIO = 1.25  # stds further apart than this factor (either way) are different data
 DARK = 0.5  # a background at or below this is dark, above it bright
+FEW = 10  # fewer images than this are not compared: their statistics say little
 
 
 def histogram(images: torch.Tensor) -> torch.Tensor:
@@ -75,10 +76,14 @@ def describe(found: dict[str, float]) -> str:
 def differ(trained: dict[str, float], found: dict[str, float], n: int) -> bool:
     """Whether `found`, of n images, is unlike the training images' `trained` beyond sampling noise.
 
-    A few images' mean wanders (one MNIST digit's pixel mean lies anywhere from 0.05 to 0.25), so the
-    slack on the mean grows as n shrinks; the background must be of the same shade.
+    A few images' statistics wander (one Fashion-MNIST image's pixel mean lies anywhere from 0.05 to
+    0.7; across images it spreads by about 0.13), so fewer than FEW images are not judged at all and
+    the slack on mean and std shrinks as n grows. The background must be of the same shade.
     """
-    slack = MEAN_SLACK + 0.15 / math.sqrt(max(n, 1))
+    if n < FEW:
+        return False
+    noise = 1 / math.sqrt(n)
     ratio = (found["std"] + 1e-6) / (trained["std"] + 1e-6)
-    return (abs(found["mean"] - trained["mean"]) > slack or not 1 / STD_RATIO <= ratio <= STD_RATIO
+    return (abs(found["mean"] - trained["mean"]) > MEAN_SLACK + 0.5 * noise
+            or not 1 / (STD_RATIO + noise) <= ratio <= STD_RATIO + noise
             or shade(found["background"]) != shade(trained["background"]))
