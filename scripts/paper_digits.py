@@ -131,7 +131,7 @@ def make_handwritten(output: Path, seed: int) -> None:
 
 def score(predictions: Path) -> None:
     records = json.loads(predictions.read_text())["predictions"]
-    right = [Path(r["input"]).name.split("-")[0] == r["class"] for r in records]
+    right = [Path(r["input"]).name.split("-")[0] == r["predicted_class"] for r in records]
     print(f"{sum(right)} of {len(right)} right: accuracy {sum(right) / max(len(right), 1):.3f}")
 
 

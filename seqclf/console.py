@@ -148,6 +148,10 @@ class Output:
                   f"{result['loss']:.4f} on {result['n']:,} examples")
         if "calibration" in result:
             self.info(_reading_line(result))
+        self.confusion(result)
+
+    def confusion(self, result: dict[str, Any]) -> None:
+        """Per-class accuracy and the confusion matrix by class name, of eval's or predict --labels' scores."""
         names = result["class_names"]
         self.table("per-class accuracy", ["name", "accuracy", "examples"],
                    [[name, "-" if a is None else f"{a:.3f}", f"{sum(row):,}"]
@@ -157,10 +161,13 @@ class Output:
                    [[name, *map(str, row)] for name, row in zip(names, result["confusion_matrix"])])
 
     def predictions(self, records: list[dict[str, Any]], top_k: int) -> None:
-        """`seqclf predict`: one row per input; the next K-1 guesses as `name (p)`."""
-        columns = ["input", "label", "class", "probability"] + (["next guesses"] if top_k > 1 else [])
-        rows = [[escape(r["input"]), str(r["label"]), escape(r["class"]), f"{r['probability']:.3f}"]
-                + ([", ".join(f"{escape(g['class'])} ({g['probability']:.3f})" for g in r["top_k"][1:])]
+        """`seqclf predict`: one row per input (with --labels its true class); the next K-1 guesses as `name (p)`."""
+        truth = bool(records) and "true_class" in records[0]
+        columns = ["input", "predicted", "probability"] + (["true class", "correct"] if truth else []) \
+            + (["next guesses"] if top_k > 1 else [])
+        rows = [[escape(r["input"]), escape(r["predicted_class"]), f"{r['probability']:.3f}"]
+                + ([escape(r["true_class"]), "yes" if r["correct"] else "NO"] if truth else [])
+                + ([", ".join(f"{escape(g['predicted_class'])} ({g['probability']:.3f})" for g in r["top_k"][1:])]
                    if top_k > 1 else []) for r in records]
         self.table(None, columns, rows)
 

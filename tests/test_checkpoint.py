@@ -301,6 +301,7 @@ def test_a_version_1_run_still_evaluates_and_resumes(tmp_path: Path) -> None:
     assert saved.data.class_names == tuple("0123456789") and (saved.data.height, saved.data.width) == (28, 28)
     result = helpers.cli_json("eval", str(V1_RUN / "best.pt"), "--set", f"data.root={data}")
     assert result["accuracy"] == 0.2 and result["loss"] == 2.1703680038452147
+    assert result["data_warnings"] == [] and result["pixel_stats"]["trained"] is None  # recorded since 0.2
     run = tmp_path / "v1run"
     shutil.copytree(V1_RUN, run)
     helpers.cli_json("train", "--resume", str(run), "--set", "train.epochs=3", "--set", f"data.root={data}")

@@ -11,10 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import FILES, changed_checkpoint, make_dataset, write_idx
+from helpers import FILES, changed_checkpoint, make_dataset, random_checkpoint, write_idx
 from typer.testing import CliRunner
 
 from seqclf.cli.app import app
+from seqclf.data.idx import read_idx
 
 runner = CliRunner()
 
@@ -61,6 +62,8 @@ def damaged(trained: tuple[Path, Path], tmp_path: Path, change) -> str:
     ("std", 0.0, "data.std should be positive, got float 0.0"),
     ("input_size", True, "data.input_size should be a positive integer, got bool True"),
     ("permutation", torch.zeros(3), "data.permutation should be null or a tensor of 784 indices, got Tensor"),
+    ("pixels", {"mean": 0.1}, "data.pixels should be null or a dict of mean, std, background, each from 0 to 1"),
+    ("pixels", {"mean": 2.0, "std": 0.3, "background": 0.0}, "data.pixels should be null or a dict of mean"),
 ])
 def test_checkpoint_data_fields_of_the_wrong_type_or_range_are_named(trained: tuple[Path, Path], tmp_path: Path,
                                                                       field: str, value: object, fragment: str) -> None:
@@ -114,3 +117,58 @@ def test_a_checkpoint_config_with_an_unresolved_hidden_size_ends_in_a_message(tr
     result = evaluate(damaged(trained, tmp_path, change))  # `auto` resolves to a size its weights do not have
     assert result.exit_code == 2, result.output
     assert "its weights do not fit the model the config describes" in result.stderr
+
+
+# ---------------------------------------------------------------- data unlike the training data (issue 23, item 2)
+
+
+def inverted_copy(root: Path, target: Path) -> Path:
+    """The test files of `root` with every image inverted (dark ink on white): unlike any data trained on."""
+    target.mkdir()
+    images = read_idx(root / FILES["test_images"]).numpy()
+    write_idx(target / FILES["test_images"], 255 - images)
+    shutil.copy(root / FILES["test_labels"], target / FILES["test_labels"])
+    return target
+
+
+def test_eval_on_data_unlike_the_training_data_warns_and_says_how(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    other = inverted_copy(trained[1], tmp_path / "inverted")
+    result = evaluate(str(trained[0]), "--set", f"data.root={other}", "--json")
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.stdout)
+    trained_stats, found = printed["pixel_stats"]["trained"], printed["pixel_stats"]["evaluated"]
+    assert trained_stats["background"] < 0.5 < found["background"] and found["mean"] > 0.5 > trained_stats["mean"]
+    [warning] = printed["data_warnings"]
+    assert f"trained on idx in {trained[1]} (pixel mean {trained_stats['mean']:.2f}" in warning
+    assert f"evaluating the test split in {other} (pixel mean {found['mean']:.2f}" in warning
+    assert "dark background), evaluating" in warning and "bright background)" in warning
+    assert "warning: " in result.stderr and "the data differ from the data it was trained on" in result.stderr
+    table = evaluate(str(trained[0]), "--set", f"data.root={other}")
+    assert "the data differ" in " ".join(table.stderr.split()) and "accuracy" in table.stdout
+
+
+def test_eval_on_its_own_data_or_from_an_older_checkpoint_does_not_warn(trained: tuple[Path, Path],
+                                                                        tmp_path: Path) -> None:
+    own = evaluate(str(trained[0]), "--json")
+    assert own.exit_code == 0 and json.loads(own.stdout)["data_warnings"] == [] and "warning" not in own.stderr
+    assert evaluate(str(trained[0]), "--split", "val", "--json").stderr == ""
+    few = evaluate(str(trained[0]), "--set", "data.max_test=3", "--json")  # 3 images' mean wanders: no false alarm
+    assert json.loads(few.stdout)["data_warnings"] == []
+    older = damaged(trained, tmp_path, lambda payload: payload["data"].pop("pixels"))  # written before the stats
+    other = inverted_copy(trained[1], tmp_path / "inverted")
+    result = evaluate(older, "--set", f"data.root={other}", "--json")
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.stdout)
+    assert printed["data_warnings"] == [] and printed["pixel_stats"]["trained"] is None and not result.stderr
+
+
+def test_eval_on_images_of_another_size_warns(tmp_path: Path) -> None:
+    """A pixels view reads 28x28 and 14x56 images alike (784 steps): only the warning tells."""
+    best = random_checkpoint(tmp_path / "run" / "best.pt", "data.sequence=pixels", "train.device=cpu")
+    root = make_dataset(tmp_path / "data", n_train=20, n_test=20)
+    images = read_idx(root / FILES["test_images"]).numpy()
+    write_idx(root / FILES["test_images"], images.reshape(-1, 14, 56))
+    result = evaluate(str(best), "--set", f"data.root={root}", "--json")
+    assert result.exit_code == 0, result.output
+    [warning] = json.loads(result.stdout)["data_warnings"]
+    assert f"(28x28 images), evaluating the test split in {root} (14x56 images)" in warning

@@ -31,7 +31,7 @@ def test_predict_on_the_idx_test_split_gives_evals_confusion_matrix(trained: tup
     assert [r["input"] for r in records] == [f"{test_file}#{i}" for i in range(len(labels))]
     confusion = np.zeros((10, 10), int)
     for record, label in zip(records, labels):
-        confusion[label, record["label"]] += 1
+        confusion[label, record["predicted_label"]] += 1
     result = evaluate_checkpoint(checkpoint)
     assert confusion.tolist() == result["confusion_matrix"]
     assert result["class_names"] == [str(k) for k in range(10)]
@@ -44,19 +44,20 @@ def test_cli_json_and_csv_share_records_and_top_k(trained: tuple[Path, Path], tm
     result = runner.invoke(app, ["predict", str(checkpoint), str(tmp_path / "five.npy"), "--top-k", "3", "--json"])
     assert result.exit_code == 0, result.output
     printed = json.loads(result.stdout)
-    assert set(printed) == {"checkpoint", "predictions", "errors"} and printed["errors"] == []
+    assert set(printed) == {"checkpoint", "predictions", "errors", "warnings"} and printed["errors"] == []
     for record in printed["predictions"]:
-        assert set(record) == {"input", "label", "class", "probability", "top_k"}
+        assert set(record) == {"input", "predicted_label", "predicted_class", "probability", "top_k",
+                               "label", "class"}  # label and class: deprecated copies of the predicted ones
         assert [g["probability"] for g in record["top_k"]] == sorted((g["probability"] for g in record["top_k"]),
                                                                       reverse=True)
-        assert len(record["top_k"]) == 3 and record["top_k"][0]["label"] == record["label"]
-        assert record["class"] == str(record["label"])
+        assert len(record["top_k"]) == 3 and record["top_k"][0]["predicted_label"] == record["predicted_label"]
+        assert record["predicted_class"] == str(record["predicted_label"])
     probabilities = Predictor.from_checkpoint(checkpoint).probabilities(batch)
-    assert [r["label"] for r in printed["predictions"]] == probabilities.argmax(1).tolist()
+    assert [r["predicted_label"] for r in printed["predictions"]] == probabilities.argmax(1).tolist()
     result = runner.invoke(app, ["predict", str(checkpoint), str(tmp_path / "five.npy"), "--csv"])
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
-    assert list(rows[0]) == ["input", "label", "class", "probability"]
+    assert list(rows[0]) == ["input", "predicted_label", "predicted_class", "probability", "label", "class"]
     assert [row["input"] for row in rows] == [f"{tmp_path / 'five.npy'}#{i}" for i in range(5)]
     table = runner.invoke(app, ["predict", str(checkpoint), str(tmp_path / "five.npy"), "--top-k", "2"])
     assert table.exit_code == 0 and "five.npy#4" in table.stdout
@@ -135,7 +136,7 @@ def test_a_checkpoint_from_before_class_names_predicts(tmp_path: Path) -> None:
     result = runner.invoke(app, ["predict", str(old), str(tmp_path / "two.npy"), "--json"])
     assert result.exit_code == 0, result.output
     records = json.loads(result.stdout)["predictions"]
-    assert len(records) == 2 and all(r["class"] == str(r["label"]) for r in records)
+    assert len(records) == 2 and all(r["predicted_class"] == str(r["predicted_label"]) for r in records)
 
 
 @pytest.fixture(scope="module")
@@ -182,3 +183,116 @@ def test_a_checkpoint_with_nan_weights_is_refused_by_predict(random_best: Path, 
     result = runner.invoke(app, ["predict", broken, str(tmp_path / "one.npy")])
     assert result.exit_code == 2 and "nan.pt: its weights hold NaN" in result.output
     assert "probability" not in result.stdout and "Traceback" not in result.output
+
+
+# ---------------------------------------------------------------- issue 23: names, polarity, --labels
+
+
+def as_png_files(root: Path, folder: Path, by_class: bool, invert: bool = False) -> list[tuple[Path, int]]:
+    """The test split of make_dataset's data at root as 28x28 PNG files (in folders named by class)."""
+    images = read_idx(root / "t10k-images-idx3-ubyte").numpy()
+    labels = read_idx(root / "t10k-labels-idx1-ubyte").tolist()
+    written = []
+    for i, (image, label) in enumerate(zip(images, labels)):
+        path = folder / (str(label) if by_class else "") / f"{i:03d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(255 - image if invert else image).save(path)
+        written.append((path, label))
+    return written
+
+
+def test_predictions_say_predicted_and_keep_the_old_names_one_release(trained: tuple[Path, Path],
+                                                                       tmp_path: Path) -> None:
+    checkpoint, root = trained
+    np.save(tmp_path / "two.npy", read_idx(root / "t10k-images-idx3-ubyte").numpy()[:2])
+    printed = json.loads(runner.invoke(app, ["predict", str(checkpoint), str(tmp_path / "two.npy"), "--json",
+                                             "--top-k", "2"]).stdout)
+    for record in printed["predictions"]:
+        assert {"predicted_label", "predicted_class", "label", "class"} <= set(record)
+        assert (record["label"], record["class"]) == (record["predicted_label"], record["predicted_class"])
+        assert all(g["predicted_class"] == g["class"] for g in record["top_k"])
+    result = runner.invoke(app, ["predict", str(checkpoint), str(tmp_path / "two.npy"), "--csv"])
+    assert result.stdout.splitlines()[0] == "input,predicted_label,predicted_class,probability,label,class"
+    table = runner.invoke(app, ["predict", str(checkpoint), str(tmp_path / "two.npy")])
+    assert re.match(r"input\s+predicted\s+probability\n", table.stdout) and "label" not in table.stdout
+
+
+def test_no_preprocess_of_dark_ink_on_light_paper_warns(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    checkpoint, root = trained
+    as_png_files(root, tmp_path / "paper", by_class=False, invert=True)
+    as_png_files(root, tmp_path / "dataset", by_class=False)
+    result = runner.invoke(app, ["predict", str(checkpoint), str(tmp_path / "paper"), "--no-preprocess", "--json"])
+    assert result.exit_code == 0, result.output
+    [warning] = json.loads(result.stdout)["warnings"]
+    assert re.match(r"\d+ of 200 inputs have a bright background \(.*paper/000.png", warning), warning
+    assert "trained on have a dark one" in warning and "drop --no-preprocess" in warning
+    assert "warning: " in result.stderr and "invert them" in " ".join(result.stderr.split())
+    for args in ([str(tmp_path / "paper")], [str(tmp_path / "dataset"), "--no-preprocess"]):  # preprocessed; alike
+        fine = runner.invoke(app, ["predict", str(checkpoint), *args, "--json"])
+        assert fine.exit_code == 0 and json.loads(fine.stdout)["warnings"] == [] and not fine.stderr, args
+    np.save(tmp_path / "negative.npy", 255 - read_idx(root / "t10k-images-idx3-ubyte").numpy()[:3])
+    old = ROOT / "tests" / "data" / "v1run" / "best.pt"  # no stats recorded: its normalization's mean tells
+    for model in (checkpoint, old):
+        [warning] = predict_warnings(model, tmp_path / "negative.npy")
+        assert "3 of 3 inputs have a bright background" in warning and "--no-preprocess" not in warning
+
+
+def predict_warnings(checkpoint: Path, *inputs: Path) -> list[str]:
+    from seqclf.use.predict import predict_files
+
+    return predict_files(checkpoint, list(inputs))["warnings"]
+
+
+def test_labels_from_folders_or_a_csv_score_as_eval_does(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    checkpoint, root = trained
+    expected = evaluate_checkpoint(checkpoint)
+    as_png_files(root, tmp_path / "byclass", by_class=True)
+    flat = as_png_files(root, tmp_path / "flat", by_class=False)
+    names = expected["class_names"]
+    (tmp_path / "flat" / "labels.csv").write_text("file,label\n" + "".join(f"{p.name},{names[k]}\n" for p, k in flat))
+    (tmp_path / "idx.csv").write_text("".join(f"{root / 't10k-images-idx3-ubyte'}#{i},{k}\n"
+                                              for i, (_, k) in enumerate(flat)))
+    for args in ([str(tmp_path / "byclass"), "--labels", "folders"],
+                 [*(str(tmp_path / "byclass" / name) for name in names), "--labels", "folders"],
+                 [str(tmp_path / "flat"), "--labels", str(tmp_path / "flat" / "labels.csv")],
+                 [str(root / "t10k-images-idx3-ubyte"), "--labels", str(tmp_path / "idx.csv")]):
+        result = runner.invoke(app, ["predict", str(checkpoint), *args, "--no-preprocess", "--json"])
+        assert result.exit_code == 0, (args, result.output)
+        printed = json.loads(result.stdout)
+        scores = printed["scores"]
+        assert scores["confusion_matrix"] == expected["confusion_matrix"] and scores["n"] == 200, args
+        assert scores["accuracy"] == expected["accuracy"] and scores["loss"] == pytest.approx(expected["loss"])
+        assert scores["per_class_accuracy"] == expected["per_class_accuracy"] and scores["class_names"] == names
+        assert all(r["correct"] == (r["true_label"] == r["predicted_label"]) for r in printed["predictions"])
+        assert printed["warnings"] == []  # class 0's bar and stripe touch two edges: not a negative
+    table = runner.invoke(app, ["predict", str(checkpoint), str(tmp_path / "byclass"), "--labels", "folders",
+                                "--no-preprocess"])
+    assert table.exit_code == 0 and "true class" in table.stdout and "confusion matrix" in table.stdout
+    assert f"accuracy {expected['accuracy']:.4f}" in table.stdout
+    listing = runner.invoke(app, ["predict", str(checkpoint), str(tmp_path / "byclass"), "--labels", "folders",
+                                  "--csv", "--no-preprocess"])
+    assert listing.stdout.splitlines()[0].endswith(",probability,true_label,true_class,correct,label,class")
+
+
+def test_labels_that_do_not_fit_are_a_message_and_exit_2(trained: tuple[Path, Path], tmp_path: Path) -> None:
+    checkpoint, root = trained
+    flat = as_png_files(root, tmp_path / "flat", by_class=False)[:3]
+    folder = tmp_path / "flat"
+    cases = {
+        "file,label\n000.png,0\n001.png,Sneaker\n002.png,12\n":
+            "labels that are not classes of the model (line 3: 'Sneaker', line 4: '12'); the model's classes are 0,",
+        "000.png,0\n001.png,1\n": "1 of the 3 inputs have no row in it",
+        "000.png,0\n001.png\n002.png,1,extra\n": "line 2, line 3: each row should be two fields, file,label",
+        "": "holds no rows",
+    }
+    for text, fragment in cases.items():
+        (folder / "labels.csv").write_text(text)
+        result = runner.invoke(app, ["predict", str(checkpoint), *(str(p) for p, _ in flat), "--labels",
+                                     str(folder / "labels.csv")])
+        assert result.exit_code == 2 and fragment in " ".join(result.stderr.split()), (text, result.output)
+        assert f"--labels {folder / 'labels.csv'}: " in result.stderr and "Traceback" not in result.output
+    missing = runner.invoke(app, ["predict", str(checkpoint), str(flat[0][0]), "--labels", str(tmp_path / "no.csv")])
+    assert missing.exit_code == 2 and "no such file" in missing.stderr
+    elsewhere = runner.invoke(app, ["predict", str(checkpoint), str(folder), "--labels", "folders"])
+    assert elsewhere.exit_code == 2 and "200 of the 200 inputs lie in no folder named by a class" in \
+        " ".join(elsewhere.stderr.split()) and "Traceback" not in elsewhere.output

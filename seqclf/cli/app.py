@@ -102,6 +102,8 @@ def eval_cmd(
     out = Output(json_mode=json_, quiet=quiet)
     with reported(out):
         result = evaluate_checkpoint(checkpoint, set_ or [], split)
+    for warning in result["data_warnings"]:
+        out.warn(warning)
     if json_:
         emit_json(result)
         return

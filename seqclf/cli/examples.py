@@ -74,7 +74,9 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "seqclf predict runs/<run>/best.pt digit.png",
         "seqclf predict runs/<run>/best.pt scans/ --top-k 3",
         "seqclf predict runs/<run>/best.pt t10k-images-idx3-ubyte.gz --csv > predictions.csv",
-        "seqclf predict runs/<run>/best.pt photo.jpg --json | jq -r '.predictions[0].class'",
+        "seqclf predict runs/<run>/best.pt photo.jpg --json | jq -r '.predictions[0].predicted_class'",
+        "seqclf predict runs/<run>/best.pt test/ --labels folders   # test/<class>/*.png: accuracy, confusion",
+        "seqclf predict runs/<run>/best.pt scans/ --labels labels.csv   # rows file,label",
     ),
     "export": (
         "seqclf export runs/<run>/best.pt -o model.onnx",

@@ -81,10 +81,14 @@ def predict(
     top_k: int = typer.Option(1, "--top-k", min=1, metavar="K", help="Also show the next K-1 guesses."),
     no_preprocess: bool = typer.Option(False, "--no-preprocess", metavar=options.FLAG,
                                        help="Plainly resize image files instead of MNIST-style preprocessing."),
+    labels: Optional[str] = typer.Option(None, "--labels", metavar="FILE.csv|folders",
+                                         help="The true classes: a CSV of file,label rows, or `folders` when "
+                                              "the images lie in folders named by class; prints the accuracy "
+                                              "and the confusion matrix."),
     batch_size: int = typer.Option(1024, "--batch-size", min=1, metavar="N", help="Images per forward pass."),
     json_: bool = options.JsonOption,
     csv_: bool = typer.Option(False, "--csv", metavar=options.FLAG,
-                              help="Print CSV (input,label,class,probability) on stdout."),
+                              help="Print CSV (input,predicted_label,predicted_class,probability,...) on stdout."),
     quiet: bool = options.QuietOption,
 ) -> None:
     """Classify images with a trained model: exit 2 if any input failed (the others are still printed)."""
@@ -94,21 +98,37 @@ def predict(
 
         if json_ and csv_:
             raise SeqclfError("--json and --csv: choose one")
-        result = predict_files(checkpoint, list(inputs), top_k, not no_preprocess, batch_size)
+        result = predict_files(checkpoint, list(inputs), top_k, not no_preprocess, batch_size, labels=labels)
     for failure in result["errors"]:
         out.error(f"{failure['input']}: {failure['error']}")
+    for warning in result["warnings"]:
+        out.warn(warning)
     if json_:
         emit_json(result)
     elif csv_:
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(["input", "label", "class", "probability"])
-        writer.writerows([r["input"], r["label"], r["class"], f"{r['probability']:.6f}"] for r in result["predictions"])
-        sys.stdout.write(buffer.getvalue())
+        sys.stdout.write(predictions_csv(result["predictions"], "scores" in result))
     elif result["predictions"]:
         out.predictions(result["predictions"], top_k)
+    if "scores" in result and not json_:
+        scores = result["scores"]
+        out.info(f"accuracy [bold]{scores['accuracy']:.4f}[/], loss {scores['loss']:.4f} on {scores['n']:,} "
+                 f"inputs (true classes from {scores['labels']})")
+        if not csv_:
+            out.confusion(scores)
     if result["errors"]:
         raise typer.Exit(2)
+
+
+def predictions_csv(records: list[dict], truth: bool) -> str:
+    """predict --csv: a header and one line per input; `label` and `class` last (deprecated: they repeat the
+    predicted ones)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    extra = ["true_label", "true_class", "correct"] if truth else []
+    writer.writerow(["input", "predicted_label", "predicted_class", "probability", *extra, "label", "class"])
+    writer.writerows([r["input"], r["predicted_label"], r["predicted_class"], f"{r['probability']:.6f}",
+                      *(r[key] for key in extra), r["label"], r["class"]] for r in records)
+    return buffer.getvalue()
 
 
 @use_app.command(epilog=examples("export"))

@@ -16,6 +16,7 @@ import torch
 
 from seqclf.config import DataConfig
 from seqclf.config.limits import check_memory
+from seqclf.data import pixels
 from seqclf.data.files import REFIT, digest, label_warnings, load_arrays
 from seqclf.data.idx import DataError
 from seqclf.data.views import permutation, to_sequences, view_shape
@@ -70,17 +71,15 @@ class Data:
     # what the run trains on: {"train": n, "val": n, "test": n, "digest": hex of the four files' contents}
     fingerprint: dict[str, Any] | None = None
     warnings: list[str] = field(default_factory=list)  # for the caller to show, e.g. label_warnings
+    # seqclf.data.pixels.stats of each split loaded ("train", "val", "test"), of its uint8 images
+    pixels: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 def _stats(images: torch.Tensor) -> tuple[float, float]:
     """Mean and (population) std of images / 255, exact in float64 from a 256-bin histogram."""
-    counts = torch.bincount(images.flatten(), minlength=256).double()  # (256,)
-    values = torch.arange(256, dtype=torch.float64) / 255
-    total = counts.sum()
-    mean = (counts * values).sum() / total
-    std = ((counts * (values - mean) ** 2).sum() / total).sqrt()
+    mean, std = pixels.mean_std(pixels.histogram(images))
     # constant images (std 0) would divide by zero; leave their scale alone instead
-    return float(mean), (float(std) if std > 0 else 1.0)
+    return mean, (std if std > 0 else 1.0)
 
 
 def _normalization(cfg: DataConfig, stats: tuple[float, float] | None,
@@ -177,7 +176,11 @@ def load_data(cfg: DataConfig, seed: int, device: torch.device | str = "cpu", *,
         sizes = {"train": len(indices["train"]), "val": len(indices["val"]), "test": n_test}
         fingerprint = {**sizes, "digest": digest(arrays)}
     warnings = label_warnings(labels) if cfg.name == "idx" else []
+    loaded = {name: picked[name] for name in ("train", "val") if name in splits}
+    if "test" in splits:
+        loaded["test"] = arrays.test_images[:n_test]
+    found = {name: pixels.stats(images) for name, images in loaded.items() if len(images)}
     return Data(built["train"], built["val"], built["test"], input_size, seq_len, num_classes, mean, std, perm,
-                h, w, class_names(cfg.name, num_classes), fingerprint, warnings)
+                h, w, class_names(cfg.name, num_classes), fingerprint, warnings, found)
 
 

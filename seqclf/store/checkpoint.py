@@ -10,7 +10,8 @@ This module alone knows the layout:
     config                   the resolved config as a nested dict
     model                    the model's state_dict
     data                     DataMeta: what the model was trained on (normalization, view, classes,
-                             the data's fingerprint: absent before it was added, read as None)
+                             the data's fingerprint and its training pixels' statistics: each absent
+                             before it was added, read as None)
     epoch, history           epochs finished and their metrics.jsonl rows
     state                    last.pt only: the rest of TrainingState.state_dict()
 Older versions are migrated on read (`migrate`).
@@ -31,6 +32,7 @@ import torch
 
 from seqclf.config import Config, config_from_dict, to_dict
 from seqclf.config.limits import check_path
+from seqclf.data import pixels
 from seqclf.data.datasets import class_names
 from seqclf.errors import SeqclfError, preview
 from seqclf.store.files import atomic_write
@@ -61,12 +63,16 @@ class DataMeta:
     class_names: tuple[str, ...]  # the name of each label
     # Data.fingerprint: split sizes and a digest of the data files (None in checkpoints written before it)
     fingerprint: dict[str, Any] | None = None
+    # seqclf.data.pixels.stats of the training images, for eval and predict to compare their data with
+    # (None in checkpoints written before it)
+    pixels: dict[str, float] | None = None
 
     @classmethod
     def of(cls, data: Any) -> DataMeta:
         """From a loaded seqclf.data.datasets.Data."""
         return cls(float(data.mean), float(data.std), data.permutation, data.input_size, data.seq_len,
-                   data.num_classes, data.height, data.width, tuple(data.class_names), data.fingerprint)
+                   data.num_classes, data.height, data.width, tuple(data.class_names), data.fingerprint,
+                   data.pixels.get("train"))
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "class_names": list(self.class_names)}
@@ -103,7 +109,10 @@ class DataMeta:
         if fingerprint is not None and not (isinstance(fingerprint, dict) and all(
                 isinstance(k, str) and isinstance(v, (int, str)) for k, v in fingerprint.items())):
             raise bad("fingerprint", "null or a dict of split sizes and a digest")
-        return cls(permutation=perm, class_names=tuple(names), fingerprint=fingerprint, **values)
+        stats = raw.get("pixels")
+        if stats is not None and not pixels.well_formed(stats):
+            raise bad("pixels", f"null or a dict of {', '.join(pixels.KEYS)}, each from 0 to 1")
+        return cls(permutation=perm, class_names=tuple(names), fingerprint=fingerprint, pixels=stats, **values)
 
 
 def migrate(payload: dict[str, Any], source: str | Path) -> dict[str, Any]:

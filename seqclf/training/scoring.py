@@ -46,13 +46,18 @@ def score(model: nn.Module, split: Split, num_classes: int, autocast: Any = None
             loss_sum += batch_loss.double()
         else:
             losses.append(batch_loss)
-        confusion += torch.bincount(y * num_classes + logits.argmax(1), minlength=num_classes * num_classes)
+        confusion += confusion_counts(y, logits.argmax(1), num_classes)
     model.train(was_training)
     if losses:
         loss_sum += sum(torch.stack(losses).tolist())  # Python floats: IEEE double
     if reduce is not None:
         reduce(loss_sum, confusion)
     return summarize(loss_sum, confusion.view(num_classes, num_classes))
+
+
+def confusion_counts(y: torch.Tensor, predicted: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """(C*C,) int64: how often each (true, predicted) pair occurs, row-major (rows = true class)."""
+    return torch.bincount(y * num_classes + predicted, minlength=num_classes * num_classes)
 
 
 def summarize(loss_sum: torch.Tensor, confusion: torch.Tensor) -> dict[str, Any]:

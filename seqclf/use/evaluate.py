@@ -17,6 +17,8 @@ from seqclf.config import (
     parse_overrides,
     to_dict,
 )
+from seqclf.data import pixels
+from seqclf.data.datasets import Data
 from seqclf.data.views import STEP_NAMES
 from seqclf.errors import SeqclfError, TrainingError
 from seqclf.model.classifier import SequenceClassifier, load_weights
@@ -48,8 +50,28 @@ def evaluate_checkpoint(path: str | Path, overrides: list[str] | tuple[str, ...]
                             + "; no accuracy is reported for it")
     reading = step_scores(model, data, precision_context(cfg.train, ready.device))  # accuracy_by_step, calibration
     sequence = ready.cfg.data.sequence
+    found = ready.data.pixels.get(split)
     return {"checkpoint": str(path), "split": split, **result, "class_names": list(meta.class_names),
-            "sequence": sequence, "step": STEP_NAMES[sequence], **reading}
+            "sequence": sequence, "step": STEP_NAMES[sequence], **reading,
+            "pixel_stats": {"trained": meta.pixels, "evaluated": found},
+            "data_warnings": data_warnings(saved, ready.cfg, ready.data, split, result["n"])}
+
+
+def data_warnings(saved: checkpoint.Checkpoint, cfg: Config, data: Data, split: str, n: int) -> list[str]:
+    """How the data scored differs from the data the model was trained on (image size, pixel statistics
+    where the checkpoint recorded them), in one sentence; [] when alike."""
+    meta, trained_on = saved.data, saved.config.data
+    found = data.pixels.get(split)
+    if (meta.height, meta.width) != (data.height, data.width):
+        trained, scored = f"{meta.height}x{meta.width} images", f"{data.height}x{data.width} images"
+    elif meta.pixels is not None and found is not None and pixels.differ(meta.pixels, found, n):
+        trained, scored = pixels.describe(meta.pixels), pixels.describe(found)
+    else:
+        return []
+    return [f"{saved.path}: the data differ from the data it was trained on: trained on {trained_on.name} in "
+            f"{trained_on.root} ({trained}), evaluating the {split} split in {cfg.data.root} ({scored}); the "
+            f"accuracy is of a model on data it never learned. To score it on its own data, point data.root at "
+            f"that data (--set data.root=DIR)"]
 
 
 def eval_config(cfg: Config, overrides: list[str] | tuple[str, ...], source: str | Path) -> Config:

@@ -13,15 +13,18 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from seqclf.config import Config, TrainConfig
+from seqclf.data import pixels
 from seqclf.data.images import ImageError, Inputs, read_inputs
+from seqclf.data.truth import listed, read_truth
 from seqclf.errors import SeqclfError
 from seqclf.model.classifier import SequenceClassifier, load_weights
 from seqclf.store import checkpoint
 from seqclf.store.checkpoint import DataMeta
 from seqclf.training.devices import autocast, resolve_device
-from seqclf.training.scoring import EVAL_BATCH_SIZE
+from seqclf.training.scoring import EVAL_BATCH_SIZE, confusion_counts, summarize
 
 
 class Predictor:
@@ -109,8 +112,9 @@ class Predictor:
                 batch_size: int = EVAL_BATCH_SIZE) -> list[dict[str, Any]]:
         """A list of paths (files, folders, IDX, .npy), PIL images or arrays (or one of them) -> one record per image.
 
-        Each record is {"input", "label", "class", "probability", "top_k": [{"label", "class",
-        "probability"}, ...]}, as `seqclf predict --json` prints. Image files and PIL images get
+        Each record is {"input", "predicted_label", "predicted_class", "probability", "top_k":
+        [{"predicted_label", "predicted_class", "probability"}, ...]} (and, deprecated, "label" and
+        "class": the predicted ones again), as `seqclf predict --json` prints. Image files and PIL images get
         MNIST-style preprocessing unless `preprocess` is False; arrays are taken as dataset images.
         Raises ImageError naming every input that could not be used.
         """
@@ -125,15 +129,26 @@ class Predictor:
     def records(self, inputs: Inputs, top_k: int = 1, batch_size: int = EVAL_BATCH_SIZE) -> list[dict[str, Any]]:
         """The predictions for inputs already read (see images.read_inputs), in their order."""
         _check_count("batch_size", batch_size)
+        self.check_top_k(top_k)
+        probabilities = torch.softmax(self.logits(inputs.stacked(self.height, self.width), batch_size), dim=1)
+        return self.guesses(inputs.names, probabilities, top_k)
+
+    def check_top_k(self, top_k: Any) -> None:
         if not isinstance(top_k, int) or isinstance(top_k, bool) or not 1 <= top_k:
             raise ImageError(f"--top-k {top_k}: give a number from 1 to {len(self.class_names)}")
-        k = min(top_k, len(self.class_names))
-        probabilities = torch.softmax(self.logits(inputs.stacked(self.height, self.width), batch_size), dim=1)
-        values, labels = probabilities.topk(k, dim=1)  # (N, k) each, best first
-        names = self.class_names
+
+    def guesses(self, names: list[str], probabilities: torch.Tensor, top_k: int = 1) -> list[dict[str, Any]]:
+        """One record per name from (N, num_classes) probabilities: the K likeliest classes, best first.
+
+        `label` and `class` repeat `predicted_label` and `predicted_class` (deprecated: the next release
+        drops them; beside a file of true labels, "label" read like the truth).
+        """
+        self.check_top_k(top_k)
+        values, labels = probabilities.topk(min(top_k, len(self.class_names)), dim=1)  # (N, k) each, best first
         records = []
-        for name, row_p, row_l in zip(inputs.names, values.tolist(), labels.tolist()):
-            guesses = [{"label": label, "class": names[label], "probability": p} for p, label in zip(row_p, row_l)]
+        for name, row_p, row_l in zip(names, values.tolist(), labels.tolist()):
+            guesses = [{"predicted_label": label, "predicted_class": self.class_names[label], "probability": p,
+                        "label": label, "class": self.class_names[label]} for p, label in zip(row_p, row_l)]
             records.append({"input": name, **guesses[0], "top_k": guesses})
         return records
 
@@ -154,10 +169,14 @@ def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
 
 
 def predict_files(checkpoint: str | Path, sources: list[Any], top_k: int = 1, preprocess: bool = True,
-                  batch_size: int = EVAL_BATCH_SIZE, device: str | None = None) -> dict[str, Any]:
-    """What `seqclf predict` prints: {"checkpoint", "predictions", "errors": [{"input", "error"}]}.
+                  batch_size: int = EVAL_BATCH_SIZE, device: str | None = None,
+                  labels: str | Path | None = None) -> dict[str, Any]:
+    """What `seqclf predict` prints: {"checkpoint", "predictions", "errors": [{"input", "error"}], "warnings"}.
 
-    Bad inputs do not stop the good ones: they are listed under "errors".
+    Bad inputs do not stop the good ones: they are listed under "errors". `labels`: a CSV of
+    file,label or "folders" (seqclf.data.truth); each record then has "true_label", "true_class" and
+    "correct", and "scores" holds eval's figures (accuracy, loss, n, per_class_accuracy,
+    confusion_matrix) with "class_names" and "labels".
     """
     from seqclf.training.devices import configure_threads
 
@@ -166,6 +185,48 @@ def predict_files(checkpoint: str | Path, sources: list[Any], top_k: int = 1, pr
     predictor = Predictor.from_checkpoint(checkpoint, device)
     configure_threads(predictor.cfg.train.num_threads)  # as eval does
     inputs = read_inputs(sources, predictor.height, predictor.width, preprocess)
-    records = predictor.records(inputs, top_k, batch_size)
-    return {"checkpoint": str(checkpoint), "predictions": records,
-            "errors": [{"input": name, "error": why} for name, why in inputs.errors]}
+    names = predictor.class_names
+    truth = None if labels is None else read_truth(labels, inputs.names, sources, names)
+    images = inputs.stacked(predictor.height, predictor.width)  # (N, H, W) uint8
+    predictor.check_top_k(top_k)
+    logits = predictor.logits(images, batch_size)  # (N, C)
+    records = predictor.guesses(inputs.names, torch.softmax(logits, dim=1), top_k)
+    result = {"checkpoint": str(checkpoint), "predictions": records,
+              "errors": [{"input": name, "error": why} for name, why in inputs.errors],
+              "warnings": polarity_warnings(predictor, images, inputs.names, preprocess)}
+    if truth is not None:
+        y = torch.tensor(truth, dtype=torch.int64)  # (N,)
+        confusion = confusion_counts(y, logits.argmax(1), len(names)).view(len(names), len(names))
+        loss_sum = F.cross_entropy(logits, y, reduction="sum").double() if len(y) else torch.zeros(())
+        result["scores"] = {"labels": str(labels), **summarize(loss_sum, confusion), "class_names": names}
+        for record, label in zip(records, truth):
+            record.update(true_label=label, true_class=names[label], correct=record["predicted_label"] == label)
+    return result
+
+
+def trained_background(meta: DataMeta, normalize: bool) -> float | None:
+    """The training images' background (seqclf.data.pixels); for a checkpoint written before it was
+    recorded, guessed from the normalization's mean (ink on black averages well under a half), else None."""
+    if meta.pixels is not None:
+        return meta.pixels["background"]
+    if normalize and not 0.35 <= meta.mean <= 0.65:
+        return 0.0 if meta.mean < 0.35 else 1.0
+    return None
+
+
+def polarity_warnings(predictor: Predictor, images: np.ndarray, names: list[str], preprocess: bool) -> list[str]:
+    """A warning naming the inputs whose background is of the other shade than the training images' (bright
+    paper where training had black): the model would see their negative."""
+    trained = trained_background(predictor.meta, predictor.cfg.data.normalize)
+    if trained is None or not len(images):
+        return []
+    own = pixels.shade(trained)
+    other = "bright" if own == "dark" else "dark"
+    odd = [name for name, found in zip(names, pixels.shades(torch.as_tensor(images))) if found == other]
+    if not odd:
+        return []
+    fix = ("drop --no-preprocess (image files are then made light ink on dark, as the training images are) or "
+           if not preprocess and own == "dark" else "")
+    return [f"{len(odd)} of {len(names)} inputs have a {other} background ({listed(odd)}), but the images "
+            f"{predictor.source} was trained on have a {own} one: the model reads them as their negative, so its "
+            f"predictions for them are close to guesses. To fix: {fix}invert them (255 - pixel value)"]
