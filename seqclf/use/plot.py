@@ -245,6 +245,7 @@ def _draw_history(axes: Any, info: dict[str, Any], scored: list[dict[str, Any]])
         steps.append((max(t["number"] for t in scored), best))
         axes.step(*zip(*steps), where="post", color="C2", label="best so far")
     axes.set_xlabel("trial")
+    axes.xaxis.get_major_locator().set_params(integer=True)  # trials are numbered 0, 1, 2...: no 0.5
     axes.set_ylabel(f"{label(name)} (best; pruned: last)" if name == "accuracy" else label(name))
     axes.set_title(f"study {info['study']}: {info['complete']} complete, {info['pruned']} pruned")
     axes.grid(alpha=0.3)
