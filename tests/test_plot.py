@@ -186,9 +186,10 @@ def test_the_study_plots_trial_axis_has_whole_numbers(tmp_path: Path, monkeypatc
     trials = [{"number": n, "state": "complete", "value": v, "values": {"accuracy": v}, "params": {}, "run_dir": None}
               for n, v in ((0, 0.5), (1, 0.62), (2, 0.6))]  # 3 trials: matplotlib's own ticks are 0, 0.25, 0.5...
     info = {"study": "s", "objectives": ["accuracy"], "trials": trials, "complete": 3, "pruned": 0, "failed": 0,
-            "importances": None}
+            "importances": {"train.lr": 0.7, "model.cell": 0.3}}
     plot.plot_study(info, tmp_path / "study.png")
-    history = drawn[0].axes[0]
+    history, importances = drawn[0].axes[:2]
+    assert importances.get_title() == "parameter importances (rough: only 3 complete trials)"
     assert history.get_xlabel() == "trial"
     ticks = [t for t in history.get_xticks() if history.get_xlim()[0] <= t <= history.get_xlim()[1]]
     assert len(ticks) >= 2 and all(float(t).is_integer() for t in ticks), ticks

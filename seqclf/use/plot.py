@@ -203,7 +203,7 @@ def plot_study(info: dict[str, Any], output: Path) -> Path:
     """A study (what `seqclf tune --show --json` prints) and the parameter importances: with one
     objective, the value of every trial with the best so far (pruned trials at their last reported
     value); with several, the Pareto front of the first two."""
-    from seqclf.search.study import label
+    from seqclf.search.study import importance_caveat, label
 
     check_output(output)
     figure = new_figure(figsize=(10, 3.8))
@@ -222,8 +222,8 @@ def plot_study(info: dict[str, Any], output: Path) -> Path:
     keys = list(importances)[::-1]  # the most important on top
     importance_axes.barh(keys, [importances[key] for key in keys], color="C0")
     importance_axes.set_xlabel("importance (Optuna's evaluator; sums to 1)")
-    importance_axes.set_title((f"importances for {label(names[0])}" if len(names) > 1
-                               else "parameter importances") if keys else "importances: too few complete trials")
+    importance_axes.set_title((f"importances for {label(names[0])}" if len(names) > 1 else "parameter importances")
+                              + importance_caveat(info["complete"]) if keys else "importances: too few complete trials")
     importance_axes.tick_params(axis="y", labelsize=8)
     return save_figure(figure, output)
 
