@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -40,24 +41,36 @@ class Output:
         self.terminal = self.console.is_terminal and not os.environ.get("CI")
         self._progress: Progress | None = None
         self._legend_shown = False
+        self.warned: set[str] = set()  # the `once` keys of warnings already shown
 
-    def _print(self, text: str) -> None:
+    def _print(self, text: str, wrap: bool = False) -> None:
         if self.quiet:
             return
         target = self._progress.console if self._progress is not None else self.console
         if self.terminal:  # wrapped at spaces to the terminal's width, never mid-number
             target.print(text, soft_wrap=False)
+        elif wrap:  # at spaces to 80 columns (or COLUMNS), continued lines indented; a word is never cut
+            for line in textwrap.wrap(_plain(text), target.width, subsequent_indent="  ", break_long_words=False,
+                                      break_on_hyphens=False):
+                target.print(line, markup=False)
         else:
             target.print(_plain(text), markup=False)
 
-    def info(self, text: str) -> None:
-        self._print(text)
+    def info(self, text: str, wrap: bool = False) -> None:
+        """A line; `wrap`: plain output (a pipe, a file) is wrapped to the width too, as a terminal's is."""
+        self._print(text, wrap)
 
     def error(self, text: str) -> None:
         terminal = self.errors.is_terminal
         self.errors.print(f"[bold red]error:[/] {escape(text)}" if terminal else f"error: {text}", markup=terminal)
 
-    def warn(self, text: str) -> None:
+    def warn(self, text: str, once: str | None = None) -> None:
+        """A warning on stderr; of the warnings given the same `once` key, only the first is shown (tune
+        says what the whole search space does once, not for every trial)."""
+        if once is not None:
+            if once in self.warned:
+                return
+            self.warned.add(once)
         if not self.quiet:
             terminal = self.errors.is_terminal
             self.errors.print(f"[yellow]warning:[/] {escape(text)}" if terminal else f"warning: {text}",
@@ -102,11 +115,12 @@ class Output:
             self._print(f"  {escape(command)}")
 
     def table(self, title: str | None, columns: list[str], rows: list[list[str]], drop: list[str] | tuple = (),
-              keep_whole: tuple[str, ...] = (), note: str | None = None) -> None:
+              keep_whole: tuple[str, ...] = (), note: str | None = None, fit: bool = False) -> None:
         """A table, and a `note` under it; on a terminal too narrow for it, the `drop` columns are left out in
         that order (and said so) before any cell of a `keep_whole` column would be cut. Those cells are never
         cut or folded (a name must stay copyable): a table still too wide runs past the width. Plain output
-        keeps every column."""
+        keeps every column, at its natural width; with `fit`, at the width (80, or COLUMNS), cells wrapped at
+        spaces, never cut."""
         if self.quiet:
             return
         hidden: list[str] = []
@@ -117,7 +131,8 @@ class Output:
                 whole = columns[i] in keep_whole
                 left = columns[i] in LEFT or not all(_numeric(row[i]) for row in rows)
                 width = max((len(row[i]) for row in rows), default=0) if whole else None
-                table.add_column(columns[i], justify="left" if left else "right", no_wrap=whole, min_width=width)
+                table.add_column(columns[i], justify="left" if left else "right", no_wrap=whole, min_width=width,
+                                 overflow="fold" if fit else "ellipsis")
             for row in rows:
                 table.add_row(*(row[i] for i in shown))
             natural = self.console.measure(table, options=self.console.options.update_width(1_000_000)).maximum
@@ -125,13 +140,14 @@ class Output:
                 break
             hidden.append(drop[len(hidden)])
         if not self.terminal:
-            # Plain: the table's natural width (never cut to 80 columns), no trailing blanks.
-            for line in self.console.render_lines(table, self.console.options.update(width=1_000_000), pad=False):
+            # Plain: the table's natural width (never cut to 80 columns; `fit`: wrapped), no trailing blanks.
+            width = self.console.width if fit else 1_000_000
+            for line in self.console.render_lines(table, self.console.options.update(width=width), pad=False):
                 self.console.print("".join(segment.text for segment in line).rstrip(), markup=False)
             if note:
                 self.console.print(note, markup=False)
             return
-        if natural <= self.console.width:
+        if natural <= self.console.width or fit:
             self.console.print(table)
         else:  # rich would squeeze every column to the width: laid out at its own width, the lines run past it
             for line in self.console.render_lines(table, self.console.options.update(width=natural), pad=False):
@@ -238,6 +254,16 @@ class _RunTimeLeft(ProgressColumn):
         seconds = int((task.remaining + self.steps_after) / task.speed)
         return Text(f"run {seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d} left",
                     style="progress.remaining")
+
+
+def as_yaml(value: Any, digits: int = 4) -> str:
+    """A config value as YAML writes it (true, false, null), a float to `digits` significant digits: how
+    parameters and values are shown to a person (0.2631288096906184 -> 0.2631)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    return f"{value:.{digits}g}" if isinstance(value, float) else str(value)
 
 
 def _epoch_fields(row: dict[str, Any], epochs: int) -> list[tuple[int, str]]:

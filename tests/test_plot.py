@@ -175,3 +175,21 @@ def test_plot_writes_through_a_link_and_refuses_a_fifo(tmp_path: Path) -> None:
     os.mkfifo(tmp_path / "pipe.png")
     refused = runner.invoke(app, ["plot", str(run_dir), "-o", str(tmp_path / "pipe.png")])
     assert refused.exit_code == 2 and "not a regular file (a FIFO)" in refused.stderr, refused.output
+
+
+def test_the_study_plots_trial_axis_has_whole_numbers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from seqclf.use import plot
+
+    drawn: list = []
+    save = plot.save_figure
+    monkeypatch.setattr(plot, "save_figure", lambda figure, path: drawn.append(figure) or save(figure, path))
+    trials = [{"number": n, "state": "complete", "value": v, "values": {"accuracy": v}, "params": {}, "run_dir": None}
+              for n, v in ((0, 0.5), (1, 0.62), (2, 0.6))]  # 3 trials: matplotlib's own ticks are 0, 0.25, 0.5...
+    info = {"study": "s", "objectives": ["accuracy"], "trials": trials, "complete": 3, "pruned": 0, "failed": 0,
+            "importances": {"train.lr": 0.7, "model.cell": 0.3}}
+    plot.plot_study(info, tmp_path / "study.png")
+    history, importances = drawn[0].axes[:2]
+    assert importances.get_title() == "parameter importances (rough: only 3 complete trials)"
+    assert history.get_xlabel() == "trial"
+    ticks = [t for t in history.get_xticks() if history.get_xlim()[0] <= t <= history.get_xlim()[1]]
+    assert len(ticks) >= 2 and all(float(t).is_integer() for t in ticks), ticks

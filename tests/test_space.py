@@ -56,7 +56,8 @@ def test_grids_list_every_value_of_a_stepped_or_discrete_range() -> None:
     assert space["model.cell"].grid() == ["gru", "rnn"]
     assert Distribution("train.lr", "uniform", 0.1, 0.2).grid() is None  # continuous
     assert space["model.hidden_size"].describe() == "int [8, 32] step 8"
-    assert space["model.cell"].describe() == "choice ['gru', 'rnn']"
+    assert space["model.cell"].describe() == "choice [gru, rnn]"  # as the space file writes it
+    assert Distribution("model.bidirectional", "choice", choices=(False, True)).describe() == "choice [false, true]"
 
 
 @pytest.mark.parametrize("raw, fragment", [
@@ -83,3 +84,21 @@ def test_a_range_is_checked_against_the_base_config(tmp_path: Path) -> None:
     path = tmp_path / "space.yaml"
     path.write_text("model.proj_size: {int: [0, 8]}\n")
     assert load_space(path, base)["model.proj_size"].grid() == list(range(9))
+
+
+@pytest.mark.parametrize(("raw", "base", "noted"), [
+    ({"model.num_layers": {"int": [1, 2]}, "model.dropout": {"uniform": [0.0, 0.3]}}, [], True),  # the shipped one
+    ({"model.num_layers": {"int": [2, 3]}, "model.dropout": {"uniform": [0.0, 0.3]}}, [], False),  # never 1 layer
+    ({"model.dropout": {"uniform": [0.0, 0.3]}}, ["model.num_layers=2"], False),
+    ({"model.dropout": {"uniform": [0.1, 0.3]}}, [], True),  # 1 layer in the base config
+    ({"model.num_layers": {"choice": [1, 3]}}, ["model.dropout=0.25"], True),  # dropout from the base config
+    ({"model.num_layers": {"int": [1, 2]}, "model.dropout": {"choice": [0.0]}}, [], False),
+])
+def test_a_space_that_can_draw_dropout_with_one_layer_says_so_once(raw: dict, base: list[str], noted: bool) -> None:
+    from seqclf.search.space import dropout_note
+
+    config = load_config(None, base)
+    note = dropout_note(parse_space(raw, config), config)
+    assert (note is not None) == noted
+    if noted:
+        assert "model.dropout" in note and "model.num_layers=1" in note and "no effect" in note

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -449,3 +450,59 @@ def test_a_lost_database_connection_is_not_also_logged_with_its_sql(postgres: Cl
     finally:
         logging.getLogger("optuna").removeHandler(handler)
     assert cut.done and not [record.getMessage()[:200] for record in logged]
+
+
+# ---------------------------------------------------------------- what a person reads
+
+
+@pytest.fixture(scope="module")
+def one_layer_study(study_files: dict[str, Path]) -> tuple[list[str], str]:
+    """(the tune command of a 3-trial study whose every trial has dropout and one layer, its output)."""
+    space = study_files["folder"] / "dropout.yaml"
+    space.write_text("train.lr: {log_uniform: [1.0e-3, 1.0e-2]}\nmodel.dropout: {uniform: [0.1, 0.3]}\n"
+                     "model.bidirectional: {choice: [false, true]}\n")
+    args = ["tune", "--config", str(study_files["config"]), "--space", str(space), "--study", "onelayer",
+            "--sampler", "random", "--trials", "3"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    return args, result.output
+
+
+def test_dropout_with_one_layer_is_said_once_at_the_start_and_rounded(one_layer_study: tuple[list[str], str]) -> None:
+    output = one_layer_study[1]
+    assert output.count("no effect") == 1, output
+    assert output.index("no effect") < output.index("trial 0")
+    warning = next(line for line in output.splitlines() if "no effect" in line)
+    assert not re.search(r"\d\.\d{4,}", warning), warning  # 0.3, not 0.2631288096906184
+
+
+def test_parameters_print_as_yaml_and_importances_say_they_are_rough(one_layer_study: tuple[list[str], str],
+                                                                      study_files: dict[str, Path]) -> None:
+    output = one_layer_study[1]
+    shown = CliRunner().invoke(app, ["tune", "--show", "--study", "onelayer", "--set",
+                                     f"output.dir={study_files['runs']}"]).output
+    for text in (output, shown):
+        assert "model.bidirectional=true" in text or "model.bidirectional=false" in text, text
+        assert "True" not in text and "False" not in text, text
+        importances = next(line for line in text.splitlines() if line.startswith("importances"))
+        assert "(rough: only 3 complete trials" in importances, importances
+
+
+@pytest.mark.parametrize("columns", [None, "100"])
+def test_show_fits_the_width_when_piped_and_cuts_no_value(one_layer_study: tuple[list[str], str],
+                                                          study_files: dict[str, Path], columns: str | None) -> None:
+    args = ["tune", "--show", "--study", "onelayer", "--set", f"output.dir={study_files['runs']}"]
+    shown = CliRunner().invoke(app, args, env={"COLUMNS": columns})
+    assert shown.exit_code == 0, shown.output
+    width = int(columns or 80)
+    assert max(map(len, shown.output.splitlines())) <= width, shown.output
+    info = cli_json(*args)
+    words = shown.output.split()
+    for trial in info["trials"]:  # every run and every parameter whole; the runs named in their folder
+        assert Path(trial["run_dir"]).name in words and f"{Path(trial['run_dir']).parent}/" in words
+        for key, value in trial["params"].items():
+            text = str(value).lower() if isinstance(value, bool) else f"{value:.4g}" if isinstance(value, float) \
+                else str(value)
+            assert f"{key}={text}" in words, (key, shown.output)
+    wide = CliRunner().invoke(app, [*args, "--json"], env={"COLUMNS": "40"})
+    assert json.loads(wide.stdout) == info  # --json keeps its one object whatever the width

@@ -39,7 +39,7 @@ def resolved(path: Path | None, overrides: list[str]):  # -> Config
     from seqclf.config import AUTO, load_config
 
     cfg = load_config(path, overrides)
-    if cfg.model.hidden_size == AUTO and cfg.data.name != "idx":
+    if cfg.model.hidden_size == AUTO and cfg.data.name not in ("idx", "folder"):  # 10 classes known unread
         from seqclf.data.views import view_shape
         from seqclf.model.classifier import resolve_hidden_size
 

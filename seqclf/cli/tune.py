@@ -3,6 +3,7 @@ render)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, List, Optional
 
@@ -11,9 +12,8 @@ import typer
 from seqclf.cli import options
 from seqclf.cli.common import emit_json, reported, sub_app
 from seqclf.cli.examples import examples
-from seqclf.console import Output
+from seqclf.console import Output, as_yaml
 from seqclf.errors import SeqclfError
-from seqclf.search.trials import short
 
 tune_app = sub_app("Search hyperparameters with Optuna.")
 
@@ -82,7 +82,7 @@ def tune(
             if jobs > 1 and not worker:
                 running.spawn(settings, jobs, _worker_args(config, space, set_ or [], settings, quiet), out)
             else:
-                running.work(settings, out, GracefulStop())
+                running.work(settings, out, GracefulStop(), noted=worker)
             if worker:
                 return
             info = tuning.study_info(study, storage, base)
@@ -104,33 +104,44 @@ def _worker_args(config: Path | None, space: Path, overrides: list[str], setting
 
 
 def render(info: dict[str, Any], out: Output, trials_table: bool) -> None:
-    from seqclf.search.study import formatted, label
+    """The study as a person reads it: each trial's run (named within the folder said above the table) with
+    its parameters below it, as YAML writes them, so that the table fits the width, piped too (80 columns,
+    or COLUMNS); long lines wrap at spaces."""
+    from seqclf.search.study import formatted, importance_caveat, label
 
     names = info["objectives"]
+    whole = ("trial", "status", *map(label, names))
+    folders = {os.path.dirname(t["run_dir"]) for t in info["trials"] if t["run_dir"]}
+    folder = os.path.commonpath(folders) if folders and len({os.path.isabs(f) for f in folders}) == 1 else ""
+    best = info["best"]
 
     def scores(values: dict[str, float] | None) -> list[str]:
         return [formatted(name, (values or {}).get(name)) for name in names]
 
     def params(values: dict[str, Any]) -> str:
-        return " ".join(f"{k}={short(v)}" for k, v in values.items())
+        return " ".join(f"{k}={as_yaml(v)}" for k, v in values.items())
 
+    def run_and_params(trial: dict[str, Any]) -> str:
+        run = os.path.relpath(trial["run_dir"], folder) if trial["run_dir"] and folder else trial["run_dir"]
+        return "\n".join(part for part in (run, params(trial["params"])) if part)
+
+    if folder and (trials_table or (best is None and info["front"])):  # the tables name runs within it
+        out.info(f"runs in {folder}{os.sep}", wrap=True)
     if trials_table:
-        rows = [[str(t["number"]), t["state"], *scores(t["values"]), params(t["params"]), t["run_dir"] or ""]
-                for t in info["trials"]]
-        out.table(None, ["trial", "status", *map(label, names), "params", "name"], rows)
+        rows = [[str(t["number"]), t["state"], *scores(t["values"]), run_and_params(t)] for t in info["trials"]]
+        out.table(None, [*whole, "run and params"], rows, keep_whole=whole, fit=True)
     out.info(f"study [bold]{info['study']}[/] ({info['storage']}): {info['complete']} complete, "
-             f"{info['pruned']} pruned, {info['failed']} failed")
-    best = info["best"]
+             f"{info['pruned']} pruned, {info['failed']} failed", wrap=True)
     if best is not None:
         out.info(f"best: trial {best['trial']}, {label(names[0])} [bold]{formatted(names[0], best['value'])}[/], "
-                 f"{best['run_dir']}; {params(best['params'])}")
+                 f"{best['run_dir']}; {params(best['params'])}", wrap=True)
     elif info["front"]:
-        out.info(f"Pareto front of {', '.join(map(label, names))}: {len(info['front'])} trials")
-        out.table(None, ["trial", *map(label, names), "params", "name"],
-                  [[str(t["trial"]), *scores(t["values"]), params(t["params"]), t["run_dir"] or ""]
-                   for t in info["front"]])
+        out.info(f"Pareto front of {', '.join(map(label, names))}: {len(info['front'])} trials", wrap=True)
+        out.table(None, ["trial", *map(label, names), "run and params"],
+                  [[str(t["trial"]), *scores(t["values"]), run_and_params(t)] for t in info["front"]],
+                  keep_whole=whole, fit=True)
     importances = info["importances"] or {}
     for name, found in (importances.items() if len(names) > 1 else [(None, importances)]):
         if found:
-            out.info(f"importances{f' for {label(name)}' if name else ''}: "
-                     + ", ".join(f"{k} {v:.2f}" for k, v in found.items()))
+            out.info(f"importances{f' for {label(name)}' if name else ''}{importance_caveat(info['complete'])}: "
+                     + ", ".join(f"{k} {v:.2f}" for k, v in found.items()), wrap=True)

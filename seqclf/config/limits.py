@@ -28,6 +28,15 @@ PATH_MAX = 4096  # bytes in a whole path (Linux)
 FLOAT_BYTES = 4
 
 
+UNUSED_DROPOUT = "unused dropout"  # the `once` key of the warning below (tune says it once for the study)
+
+
+def dropout_unused(dropout: float, num_layers: int) -> bool:
+    """torch's recurrent layers apply dropout between stacked layers: with one layer it does nothing.
+    Allowed, so that a sweep over depth keeps one config; training (and tune, for its space) says so."""
+    return dropout > 0 and num_layers < 2
+
+
 def size(nbytes: int) -> str:
     """1234567 -> '1.23 MB'; from 1000 EB on, a count of EB."""
     units = ("B", "KB", "MB", "GB", "TB", "PB", "EB")

@@ -36,11 +36,11 @@ WHERE = ("resume", "eval", "incidental")  # where the data is and where it runs:
 @dataclass(frozen=True)
 class DataConfig:
     name: str = config_field(
-        "mnist", "dataset: torchvision's MNIST-format sets, or any folder of four IDX files",
-        ("mnist", "fashion_mnist", "kmnist", "idx"))
+        "mnist", "dataset: torchvision's MNIST-format sets, any folder of four IDX files, or image files in "
+        "one folder per class (folder)", ("mnist", "fashion_mnist", "kmnist", "idx", "folder"))
     root: str = config_field(
-        "data", "folder with torchvision's layout (ROOT/MNIST/raw) or the four IDX files (plain or .gz)",
-        roles=WHERE)
+        "data", "folder with torchvision's layout (ROOT/MNIST/raw), the four IDX files (plain or .gz), or for "
+        "folder ROOT/train/<class>/* and ROOT/test/<class>/* images", roles=WHERE)
     download: bool = config_field(True, "download with torchvision when the files are not under root", roles=WHERE)
     val_size: int = config_field(
         5000, "examples held out of the training file for validation (seeded), before max_train")

@@ -170,7 +170,7 @@ def load_data(cfg: DataConfig, seed: int, device: torch.device | str = "cpu", *,
     seq_len, input_size = view_shape(cfg.sequence, h, w)
     # over the whole files, so max_train/max_test never change the model's output size
     labels = torch.cat([y for y in (arrays.train_labels, arrays.test_labels) if y is not None])  # never empty
-    num_classes = int(labels.max()) + 1
+    num_classes = len(arrays.class_names) if arrays.class_names else int(labels.max()) + 1
     fingerprint = None  # of the whole dataset: only when both files were read (training, --resume)
     if arrays.train_images is not None and arrays.test_images is not None:
         sizes = {"train": len(indices["train"]), "val": len(indices["val"]), "test": n_test}
@@ -181,6 +181,6 @@ def load_data(cfg: DataConfig, seed: int, device: torch.device | str = "cpu", *,
         loaded["test"] = arrays.test_images[:n_test]
     found = {name: pixels.stats(images) for name, images in loaded.items() if len(images)}
     return Data(built["train"], built["val"], built["test"], input_size, seq_len, num_classes, mean, std, perm,
-                h, w, class_names(cfg.name, num_classes), fingerprint, warnings, found)
+                h, w, arrays.class_names or class_names(cfg.name, num_classes), fingerprint, warnings, found)
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from seqclf.config import DataConfig
+from seqclf.data import folders
 from seqclf.data.idx import DataError, read_idx
 
 NAMED_CLASSES = 10  # mnist, fashion_mnist and kmnist: labels 0-9
@@ -56,6 +57,7 @@ class Arrays:
     train_labels: torch.Tensor | None  # (N,) int64
     test_images: torch.Tensor | None  # (M, H, W) uint8; the test pair is None when only train is loaded
     test_labels: torch.Tensor | None  # (M,) int64
+    class_names: list[str] | None = None  # data.name=folder: its class folders' names (label i: the i-th)
 
 
 def _missing(cfg: DataConfig, keys: tuple[str, ...], for_checkpoint: bool, failure: str | None = None) -> DataError:
@@ -90,7 +92,12 @@ def _download(cfg: DataConfig, keys: tuple[str, ...], for_checkpoint: bool) -> N
 
 def load_arrays(cfg: DataConfig, parts: tuple[str, ...] = ("train", "test"), for_checkpoint: bool = False) -> Arrays:
     """The arrays of `parts` (train: the training file's pair; test: t10k's), downloading first if
-    allowed, checked for consistency. `for_checkpoint`: the data must fit a checkpoint (see _missing)."""
+    allowed, checked for consistency. `for_checkpoint`: the data must fit a checkpoint (see _missing).
+    data.name=folder reads image files instead (seqclf.data.folders)."""
+    if cfg.name == folders.FOLDER:
+        root = Path(cfg.root).expanduser()
+        names, read = folders.read_folders(root, parts)  # the classes from ROOT/train, even for the test split alone
+        return Arrays(*(read["train"] or (None, None)), *(read["test"] or (None, None)), names)
     keys = tuple(key for key in FILES if key.split("_")[0] in parts)
     paths = locate(cfg, keys)
     if paths is None and cfg.download and cfg.name != "idx":
@@ -125,7 +132,7 @@ def load_arrays(cfg: DataConfig, parts: tuple[str, ...] = ("train", "test"), for
 
 def _check_labels(cfg: DataConfig, labels: torch.Tensor, path: Path, for_checkpoint: bool) -> None:
     """The named datasets have the ten classes 0-9; an `idx` folder's classes are its labels."""
-    if cfg.name != "idx" and int(labels.max()) >= NAMED_CLASSES:
+    if cfg.name in TORCHVISION_NAMES and int(labels.max()) >= NAMED_CLASSES:
         outside = int((labels >= NAMED_CLASSES).sum())
         fix = REFIT if for_checkpoint else "use data.name=idx for other labels"
         raise DataError(f"{path}: {outside:,} labels lie outside 0-{NAMED_CLASSES - 1} (up to {int(labels.max())}), "

@@ -69,8 +69,9 @@ def unusable(path: Path) -> str | None:
     return None
 
 
-def image_files(folder: Path, errors: list[tuple[str, str]]) -> list[Path]:
-    """The image files under `folder` (hidden names skipped); each subfolder that cannot be read is an error."""
+def image_files(folder: Path, errors: list[tuple[str, str]], others: list[Path] | None = None) -> list[Path]:
+    """The image files under `folder` (hidden names skipped); each subfolder that cannot be read is an error.
+    `others` collects the files whose names are not an image format's (a folder dataset refuses them)."""
     suffixes, found = image_suffixes(), []
 
     def unreadable(exc: OSError) -> None:
@@ -79,8 +80,10 @@ def image_files(folder: Path, errors: list[tuple[str, str]]) -> list[Path]:
 
     for top, folders, names in os.walk(folder, onerror=unreadable):
         folders[:] = [name for name in folders if not name.startswith(".")]
-        found += [Path(top, name) for name in names if not name.startswith(".") and
-                  Path(name).suffix.lower() in suffixes and Path(top, name).is_file()]
+        files = [Path(top, name) for name in names if not name.startswith(".") and Path(top, name).is_file()]
+        found += [path for path in files if path.suffix.lower() in suffixes]
+        if others is not None:
+            others += sorted(path for path in files if path.suffix.lower() not in suffixes)
     return sorted(found)
 
 

@@ -30,6 +30,8 @@ from seqclf.config import (
     suggest,
     to_dict,
 )
+from seqclf.config.limits import dropout_unused
+from seqclf.console import as_yaml
 
 KINDS = ("uniform", "log_uniform", "int", "log_int", "choice")
 NUMERIC = {"uniform": float, "log_uniform": float, "int": int, "log_int": int}
@@ -64,8 +66,13 @@ class Distribution:
 
     def describe(self) -> str:
         if self.kind == "choice":
-            return f"choice {list(self.choices)}"
+            return f"choice [{', '.join(map(as_yaml, self.choices))}]"
         return f"{self.kind} [{self.low}, {self.high}]" + (f" step {self.step}" if self.step is not None else "")
+
+    def extreme(self, pick: Any) -> Any:
+        """The least (pick=min) or greatest (pick=max) value the distribution can draw."""
+        values = self.grid()
+        return pick(values) if values is not None else pick(self.low, self.high)
 
 
 def _key_type(key: str) -> tuple[set[type], tuple[Any, ...] | None]:
@@ -169,6 +176,18 @@ def parse_space(raw: Any, base: Config, source: str = "space") -> dict[str, Dist
     if problems:
         raise ConfigError(problems, source)
     return space
+
+
+def dropout_note(space: dict[str, Distribution], base: Config) -> str | None:
+    """What to say once, before the first trial, when a trial can draw dropout with one layer (where it
+    has no effect): training would otherwise say it for every such trial."""
+    layers, dropout = space.get("model.num_layers"), space.get("model.dropout")
+    fewest = layers.extreme(min) if layers else base.model.num_layers
+    most = dropout.extreme(max) if dropout else base.model.dropout
+    if not dropout_unused(most, fewest):
+        return None
+    return (f"model.dropout (up to {as_yaml(most, 3)}) has no effect in the trials with model.num_layers=1: it acts "
+            f"between recurrent layers (said once here, not for each trial)")
 
 
 def load_space(path: str | Path, base: Config) -> dict[str, Distribution]:

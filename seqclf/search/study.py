@@ -30,6 +30,8 @@ OBJECTIVES = {
     "parameters": ("minimize", "parameters"),  # the model's parameter count
 }
 PER_EPOCH = {"accuracy": "val_accuracy", "loss": "val_loss"}  # what a pruner can judge after each epoch
+# complete trials under which importances are shown as rough: a handful of points says little about 6-8 keys
+TELLING_IMPORTANCES = 10
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,13 @@ def formatted(objective: str, value: float | None) -> str:
     if objective == "parameters":
         return f"{value:,.0f}"
     return f"{value:.2f}" if objective == "seconds" else f"{value:.4f}"
+
+
+def importance_caveat(complete: int) -> str:
+    """" (rough: only 3 complete trials)" under TELLING_IMPORTANCES complete trials, else ""."""
+    if complete >= TELLING_IMPORTANCES:
+        return ""
+    return f" (rough: only {complete} complete trial{'s' * (complete != 1)})"
 
 
 def trial_values(objectives: tuple[str, ...], summary: dict[str, Any], history: list[dict[str, Any]]) -> list[float]:

@@ -20,9 +20,10 @@ import uuid
 from typing import Any
 
 from seqclf.config import ConfigError, apply_overrides, config_from_dict, to_dict
-from seqclf.console import Output
+from seqclf.config.limits import UNUSED_DROPOUT
+from seqclf.console import Output, as_yaml
 from seqclf.errors import Interrupted, Pruned, SeqclfError, TrainingError
-from seqclf.search.space import Distribution
+from seqclf.search.space import Distribution, dropout_note
 from seqclf.search.storage import require_optuna
 from seqclf.search.study import (
     PER_EPOCH,
@@ -42,13 +43,17 @@ UNCLAIMED_AFTER = 60  # seconds: a running trial no worker has claimed by then i
 # ---------------------------------------------------------------- the worker loop
 
 
-def work(settings: Settings, out: Output, stop: Any, pruner: Any = None) -> None:
+def work(settings: Settings, out: Output, stop: Any, pruner: Any = None, noted: bool = False) -> None:
     """Run trials in this process until the study has `settings.trials` finished ones.
 
     `stop` (a signals.GracefulStop) is entered for the whole loop, so a signal between trials
-    is seen too; the trial running at that moment is told FAIL and Interrupted propagates.
+    is seen too; the trial running at that moment is told FAIL and Interrupted propagates. `noted`: a
+    worker of `--jobs J`, whose parent said what the space does (announce) once for all of them.
     """
     optuna = require_optuna()
+    if noted:
+        out.warned.add(UNUSED_DROPOUT)
+    announce(settings, out)
     study = open_study(settings, pruner)
     states = optuna.trial.TrialState
     started, failures = time.monotonic(), 0
@@ -82,6 +87,14 @@ def work(settings: Settings, out: Output, stop: Any, pruner: Any = None) -> None
     if failures >= FAILURES_IN_A_ROW:
         raise TrainingError(f"{FAILURES_IN_A_ROW} trials in a row failed (see the messages above); the study "
                             f"stopped. Check the search space and the data")
+
+
+def announce(settings: Settings, out: Output) -> None:
+    """What the whole space does, said once before the first trial (each trial's own warning of it is
+    then not shown again): dropout drawn with one layer."""
+    note = dropout_note(settings.space, settings.base)
+    if note:
+        out.warn(note, once=UNUSED_DROPOUT)
 
 
 def _claimed(study: Any, states: Any, upto: int | None) -> int:
@@ -151,7 +164,7 @@ def run_trial(study: Any, trial: Any, settings: Settings, out: Output, stop: Any
     trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")  # which machine and process ran it
     params = _params(study, trial, settings)
     trial.set_user_attr("run_dir", str(folder / name))
-    out.info(f"[bold]trial {trial.number}[/]: " + ", ".join(f"{k}={short(v)}" for k, v in params.items()))
+    out.info(f"[bold]trial {trial.number}[/]: " + ", ".join(f"{k}={as_yaml(v)}" for k, v in params.items()))
 
     history: list[dict[str, Any]] = []
 
@@ -191,10 +204,6 @@ def run_trial(study: Any, trial: Any, settings: Settings, out: Output, stop: Any
     return True
 
 
-def short(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
 # ---------------------------------------------------------------- several worker processes
 
 
@@ -205,6 +214,7 @@ def spawn(settings: Settings, jobs: int, worker_args: list[str], out: Output) ->
     forwards each SIGINT/SIGTERM to them once, waits for them, then raises Interrupted.
     """
     open_study(settings)
+    announce(settings, out)  # here once: the workers are told not to
     jobs = capped_jobs(jobs, out)
     threads = settings.base.train.num_threads or max(1, (os.cpu_count() or 1) // jobs)
     command = [sys.executable, "-m", "seqclf", "tune", *worker_args, "--set", f"train.num_threads={threads}"]

@@ -15,6 +15,7 @@ import torch
 
 from seqclf.config import Config
 from seqclf.data.datasets import SPLITS, Data, load_data
+from seqclf.data.folders import FOLDER
 from seqclf.data.idx import DataError
 from seqclf.model.classifier import (
     MORE_MEMORY,
@@ -54,6 +55,8 @@ def prepare(cfg: Config, *, splits: tuple[str, ...] = SPLITS, meta: DataMeta | N
         data = load_data(cfg.data, cfg.seed, device, splits=splits, stats=(meta.mean, meta.std),
                          perm=meta.permutation)
         check_data_fits(data, meta, cfg.data.root, source)
+        if cfg.data.name == FOLDER:
+            check_same_classes(data, meta, cfg.data.root, source)
     num_classes = meta.num_classes if meta is not None else data.num_classes
     cfg = resolve_hidden_size(cfg, data.input_size, num_classes)
     check_fits(cfg.model, data.input_size, num_classes, SMALLER if meta is None else MORE_MEMORY)  # before a run dir
@@ -68,6 +71,15 @@ def check_data_fits(data: Data, meta: DataMeta, root: str, source: str | Path) -
                         f"{data.num_classes} classes) does not fit {source}, trained on {trained[0]} steps of "
                         f"{trained[1]} features and {meta.num_classes} classes; point data.root at the "
                         f"dataset the run was trained on")
+
+
+def check_same_classes(data: Data, meta: DataMeta, root: str, source: str | Path) -> None:
+    """Image folders (data.name=folder) name their classes: the same count of other names would score
+    each label as another class."""
+    if data.class_names != list(meta.class_names):
+        raise DataError(f"data.root {root}: its class folders ({', '.join(data.class_names)}) are not the classes "
+                        f"{source} was trained on ({', '.join(meta.class_names)}); label i must mean the same "
+                        f"class: point data.root at image folders of those classes")
 
 
 def check_same_data(data: Data, meta: DataMeta, root: str, run_dir: RunDir) -> None:

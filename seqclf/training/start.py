@@ -16,7 +16,8 @@ from typing import Any
 import torch
 
 from seqclf.config import Config
-from seqclf.console import Output
+from seqclf.config.limits import UNUSED_DROPOUT, dropout_unused
+from seqclf.console import Output, as_yaml
 from seqclf.data.datasets import Data
 from seqclf.model.classifier import SequenceClassifier, count_parameters, load_weights
 from seqclf.store import checkpoint
@@ -69,9 +70,9 @@ def train(cfg: Config, *, out: Output | None = None, stop: GracefulStop | None =
         run = new_run(cfg, log, data, device, dist=dist, callbacks=callbacks)
         if start is not None:
             load_weights(run.state.model, start.model, f"--init-from {init_from}")
-        if cfg.model.dropout > 0 and cfg.model.num_layers < 2:  # allowed so sweeps over depth keep one config
-            out.warn(f"model.dropout={cfg.model.dropout} has no effect with model.num_layers=1: it acts "
-                     f"between recurrent layers")
+        if dropout_unused(cfg.model.dropout, cfg.model.num_layers):
+            out.warn(f"model.dropout={as_yaml(cfg.model.dropout, 3)} has no effect with model.num_layers=1: it acts "
+                     f"between recurrent layers", once=UNUSED_DROPOUT)
         out.info(f"run [bold]{run.run_dir}[/]: {cfg.model.cell} {cfg.model.num_layers}x{cfg.model.hidden_size}"
                  f"{' bidirectional' if cfg.model.bidirectional else ''}, {count_parameters(run.state.model):,} "
                  f"parameters, {len(data.train):,} train / {len(data.val):,} val / {len(data.test):,} test examples "

@@ -203,7 +203,7 @@ def plot_study(info: dict[str, Any], output: Path) -> Path:
     """A study (what `seqclf tune --show --json` prints) and the parameter importances: with one
     objective, the value of every trial with the best so far (pruned trials at their last reported
     value); with several, the Pareto front of the first two."""
-    from seqclf.search.study import label
+    from seqclf.search.study import importance_caveat, label
 
     check_output(output)
     figure = new_figure(figsize=(10, 3.8))
@@ -222,8 +222,8 @@ def plot_study(info: dict[str, Any], output: Path) -> Path:
     keys = list(importances)[::-1]  # the most important on top
     importance_axes.barh(keys, [importances[key] for key in keys], color="C0")
     importance_axes.set_xlabel("importance (Optuna's evaluator; sums to 1)")
-    importance_axes.set_title((f"importances for {label(names[0])}" if len(names) > 1
-                               else "parameter importances") if keys else "importances: too few complete trials")
+    importance_axes.set_title((f"importances for {label(names[0])}" if len(names) > 1 else "parameter importances")
+                              + importance_caveat(info["complete"]) if keys else "importances: too few complete trials")
     importance_axes.tick_params(axis="y", labelsize=8)
     return save_figure(figure, output)
 
@@ -245,6 +245,7 @@ def _draw_history(axes: Any, info: dict[str, Any], scored: list[dict[str, Any]])
         steps.append((max(t["number"] for t in scored), best))
         axes.step(*zip(*steps), where="post", color="C2", label="best so far")
     axes.set_xlabel("trial")
+    axes.xaxis.get_major_locator().set_params(integer=True)  # trials are numbered 0, 1, 2...: no 0.5
     axes.set_ylabel(f"{label(name)} (best; pruned: last)" if name == "accuracy" else label(name))
     axes.set_title(f"study {info['study']}: {info['complete']} complete, {info['pruned']} pruned")
     axes.grid(alpha=0.3)
