@@ -54,14 +54,19 @@ class Output:
         self._print(text)
 
     def error(self, text: str) -> None:
-        terminal = self.errors.is_terminal
-        self.errors.print(f"[bold red]error:[/] {escape(text)}" if terminal else f"error: {text}", markup=terminal)
+        self._tell("[bold red]error:[/]", text)
 
     def warn(self, text: str) -> None:
         if not self.quiet:
-            terminal = self.errors.is_terminal
-            self.errors.print(f"[yellow]warning:[/] {escape(text)}" if terminal else f"warning: {text}",
-                              markup=terminal)
+            self._tell("[yellow]warning:[/]", text)
+
+    def _tell(self, label: str, text: str) -> None:
+        """`label text` on stderr: on a terminal wrapped between words at its width (never a word cut in
+        two by the terminal's own wrapping); piped, each line of the text whole, for grep."""
+        if self.errors.is_terminal:
+            self.errors.print(f"{label} {escape(text)}", soft_wrap=False)
+        else:
+            self.errors.print(f"{_plain(label)} {text}", markup=False)
 
     def epoch(self, row: dict[str, Any], epochs: int) -> None:
         """One line per epoch (the metrics.jsonl fields). On a terminal it fits the width: the less

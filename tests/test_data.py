@@ -99,6 +99,27 @@ def test_missing_data_says_in_one_line_where_it_looked_and_what_to_do(tmp_path):
     assert fix.startswith("Fix: point data.root at the folder") and "dataset-fashion-mnist" in fix
 
 
+def test_a_failed_download_shows_every_mirror_and_its_whole_error(tmp_path, monkeypatch):
+    """torchvision's own message (one line per mirror tried), whole, each on its own line; no network: the
+    download itself fails as it does offline."""
+    from urllib.error import URLError
+
+    from torchvision.datasets import mnist
+
+    def offline(url: str, **kwargs: object) -> None:
+        raise URLError(OSError(-2, "Name or service not known, a cause long enough to have been cut before"))
+
+    monkeypatch.setattr(mnist, "download_and_extract_archive", offline)
+    with pytest.raises(DataError) as info:
+        load_arrays(replace(idx_cfg(tmp_path), name="mnist", download=True))
+    lines = str(info.value).splitlines()
+    assert lines[0].endswith("and downloading them failed:") and lines[-1].startswith("Fix: ")
+    tried = [line for line in lines if line.startswith("  Tried ")]
+    assert len(tried) == len(mnist.MNIST.mirrors) > 1
+    assert all(line.endswith("Name or service not known, a cause long enough to have been cut before>")
+               for line in tried), tried
+
+
 def test_load_arrays_checks_counts_match(tmp_path):
     make_dataset(tmp_path, n_train=20, n_test=10)
     write_idx(tmp_path / FILES["test_labels"], np.zeros(9, dtype=np.uint8))
