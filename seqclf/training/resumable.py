@@ -90,13 +90,17 @@ class NoFp16Here(SeqclfError):
                          f"its fp16 loss scale is then dropped): {fix}")
 
 
+def _train_longer(run_dir: RunDir, cfg: Config, epochs: int) -> str:
+    """The new run that trains `epochs` epochs from this one's best weights (under another name, if it has one)."""
+    rename = f" --set output.name={cfg.output.name}-more" if cfg.output.name else ""
+    return _start_new(run_dir, run_dir.config_path, f" --set train.epochs={epochs}{rename}")
+
+
 class EpochsFixedBySchedule(SeqclfError):
     def __init__(self, run_dir: RunDir, cfg: Config, planned: int) -> None:
-        rename = f" --set output.name={cfg.output.name}-more" if cfg.output.name else ""
-        changes = f" --set train.epochs={cfg.train.epochs}{rename}"
         super().__init__(f"--resume: train.epochs cannot change with scheduler={cfg.train.scheduler}: its "
                          f"schedule spans exactly the planned {planned} epochs. To train longer, start a new run "
-                         f"from this one's weights: {_start_new(run_dir, run_dir.config_path, changes)}")
+                         f"from this one's weights: {_train_longer(run_dir, cfg, cfg.train.epochs)}")
 
 
 class FewerEpochs(SeqclfError):
@@ -143,6 +147,22 @@ def read_resumable(run_dir: RunDir, overrides: list[str] | tuple[str, ...]) -> t
     if not run_dir.repair_best(saved):  # best.pt gives the test score at the end
         raise BestLost(run_dir, saved.state.get("best_epoch", 0) if saved.state else 0, saved.epoch)
     return cfg, saved
+
+
+def nothing_to_train(run_dir: RunDir, cfg: Config, saved: Checkpoint) -> tuple[str, dict[str, Any]] | None:
+    """(What to say, its summary) when the run has finished and `cfg` asks for no more epochs: the resume
+    then ends at once and changes no file; None when there is training (or the final scoring) left."""
+    summary = run_dir.read_summary()
+    if not isinstance(summary, dict) or summary.get("status") != "finished" or saved.epoch < cfg.train.epochs:
+        return None
+    done, more = saved.epoch, 2 * saved.epoch
+    if cfg.train.scheduler in PER_BATCH_SCHEDULERS:
+        how = (f"its scheduler={cfg.train.scheduler} spans exactly these epochs, so start a new run from its "
+               f"weights: {_train_longer(run_dir, cfg, more)}")
+    else:
+        how = f"seqclf train --resume {run_dir} --set train.epochs={more} (any number above {done})"
+    return f"{run_dir} has finished {done}/{cfg.train.epochs} epochs; nothing to resume. To train it longer: {how}", \
+        summary
 
 
 def _edited(run_dir: RunDir, trained: Config, allowed: frozenset[str]) -> list[tuple[str, Any]]:

@@ -30,7 +30,7 @@ from seqclf.training.devices import is_out_of_memory
 from seqclf.training.failures import OutOfMemory
 from seqclf.training.optim import build_optimizer, build_scheduler
 from seqclf.training.prepare import check_same_data, prepare
-from seqclf.training.resumable import StateDoesNotFit, read_resumable
+from seqclf.training.resumable import StateDoesNotFit, nothing_to_train, read_resumable
 from seqclf.training.rng import seed_everything
 from seqclf.training.signals import GracefulStop, sigterm_stops
 from seqclf.training.state import TrainingState
@@ -91,7 +91,12 @@ def resume(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = (), *, 
         out = (out or Output()) if dist.is_main else Output(quiet=True)
         with dist.agree():
             found = read_resumable(run_dir, overrides) if dist.is_main else None
-        cfg, saved = dist.broadcast_object(found)
+            if found is not None:
+                found = (*found, nothing_to_train(run_dir, *found))
+        cfg, saved, finished = dist.broadcast_object(found)
+        if finished is not None:  # every epoch done: say so, write nothing
+            out.info(finished[0])
+            return finished[1]
         with dist.agree():
             dist.check_batch_size(cfg.train.batch_size)
             ready = prepare(cfg, meta=saved.data, source=saved.path, dist=dist)
