@@ -25,7 +25,9 @@ from seqclf.errors import SeqclfError, first_line
 from seqclf.store.checkpoint import Checkpoint, CheckpointError
 from seqclf.store.rundir import RunDir
 from seqclf.training.devices import has_fp16, precision_change_allowed, resolve_device
+from seqclf.training.failures import stopped_early
 from seqclf.training.optim import PER_BATCH_SCHEDULERS
+from seqclf.training.state import stalled
 
 
 def _start_new(run_dir: RunDir, config: object = "FILE", changes: str = "") -> str:
@@ -150,12 +152,18 @@ def read_resumable(run_dir: RunDir, overrides: list[str] | tuple[str, ...]) -> t
 
 
 def nothing_to_train(run_dir: RunDir, cfg: Config, saved: Checkpoint) -> tuple[str, dict[str, Any]] | None:
-    """(What to say, its summary) when the run has finished and `cfg` asks for no more epochs: the resume
-    then ends at once and changes no file; None when there is training (or the final scoring) left."""
+    """(What to say, its summary) when the run has finished and `cfg` asks for no more epochs (all done, or
+    train.patience still stops it): the resume then ends at once and changes no file; None when there is
+    training (or the final scoring) left."""
     summary = run_dir.read_summary()
-    if not isinstance(summary, dict) or summary.get("status") != "finished" or saved.epoch < cfg.train.epochs:
+    if not isinstance(summary, dict) or summary.get("status") != "finished":
         return None
-    done, more = saved.epoch, 2 * saved.epoch
+    done, more, best_epoch = saved.epoch, 2 * saved.epoch, (saved.state or {}).get("best_epoch", 0)
+    if done < cfg.train.epochs and stalled(done, best_epoch, cfg.train.patience):
+        return (f"{run_dir} {stopped_early(done, cfg.train, best_epoch)}; nothing to resume. To train on: seqclf "
+                f"train --resume {run_dir} --set train.patience=0 (off, or a larger patience)", summary)
+    if done < cfg.train.epochs:
+        return None
     if cfg.train.scheduler in PER_BATCH_SCHEDULERS:
         how = (f"its scheduler={cfg.train.scheduler} spans exactly these epochs, so start a new run from its "
                f"weights: {_train_longer(run_dir, cfg, more)}")
