@@ -136,9 +136,14 @@ def test_init_from_starts_a_new_run_from_another_runs_weights(one_epoch: dict) -
 def test_init_from_a_checkpoint_of_another_shape_names_the_parameters(one_epoch: dict,
                                                                      tiny_overrides: list[str]) -> None:
     result = run("train", "--config", LSTM, *set_args(tiny_overrides), "--set", "model.cell=gru",
-                 "--init-from", one_epoch["checkpoint"])
+                 "--set", "model.bidirectional=true", "--init-from", one_epoch["checkpoint"])
     assert result.exit_code == 2 and "Traceback" not in result.output
-    assert "rnn.weight_ih_l0 (64, 28) vs (48, 28)" in result.output, result.output
+    summary, details = result.stderr.splitlines()  # what differs first, then the parameters
+    assert summary.startswith(f"error: --init-from {one_epoch['checkpoint']}: its weights do not fit")
+    assert "(checkpoint: lstm 1x16; config: gru 1x16 bidirectional)" in summary
+    assert "--set model.cell=lstm --set model.bidirectional=false" in summary
+    assert "rnn.weight_ih_l0 (64, 28) vs (48, 28)" in details, result.output
+    assert not list(Path(tiny_overrides[-1].split("=", 1)[1]).glob("*")), "no run directory is left behind"
 
 
 def test_a_stray_idx_label_is_named_in_a_warning(tmp_path: Path) -> None:

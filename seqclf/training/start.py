@@ -18,7 +18,13 @@ import torch
 from seqclf.config import Config
 from seqclf.console import Output
 from seqclf.data.datasets import Data
-from seqclf.model.classifier import SequenceClassifier, count_parameters, load_weights
+from seqclf.model.classifier import (
+    SequenceClassifier,
+    check_weights_fit,
+    count_parameters,
+    describe,
+    load_weights,
+)
 from seqclf.store import checkpoint
 from seqclf.store import lock as runlock
 from seqclf.store.checkpoint import Checkpoint
@@ -58,6 +64,9 @@ def train(cfg: Config, *, out: Output | None = None, stop: GracefulStop | None =
             start = checkpoint.read(init_from) if init_from is not None else None
             ready = prepare(cfg, dist=dist)
             cfg, data, device = ready.cfg, ready.data, ready.device
+            if start is not None:  # before the run directory is made
+                check_weights_fit(start.model, start.config.model, cfg.model, data.input_size, data.num_classes,
+                                  f"--init-from {init_from}")
         for warning in data.warnings:  # e.g. idx labels that leave classes without examples (rank 0 prints)
             out.warn(warning)
         with dist.agree():  # once every rank is ready: exactly one run directory, made by rank 0
@@ -72,8 +81,7 @@ def train(cfg: Config, *, out: Output | None = None, stop: GracefulStop | None =
         if cfg.model.dropout > 0 and cfg.model.num_layers < 2:  # allowed so sweeps over depth keep one config
             out.warn(f"model.dropout={cfg.model.dropout} has no effect with model.num_layers=1: it acts "
                      f"between recurrent layers")
-        out.info(f"run [bold]{run.run_dir}[/]: {cfg.model.cell} {cfg.model.num_layers}x{cfg.model.hidden_size}"
-                 f"{' bidirectional' if cfg.model.bidirectional else ''}, {count_parameters(run.state.model):,} "
+        out.info(f"run [bold]{run.run_dir}[/]: {describe(cfg.model)}, {count_parameters(run.state.model):,} "
                  f"parameters, {len(data.train):,} train / {len(data.val):,} val / {len(data.test):,} test examples "
                  f"on {device}{f' x {dist.world_size} ranks ({dist.backend})' if dist.active else ''}")
         return Trainer(run, out, stop or GracefulStop()).fit()
