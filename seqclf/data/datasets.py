@@ -72,6 +72,33 @@ class Data:
     warnings: list[str] = field(default_factory=list)  # for the caller to show, e.g. label_warnings
 
 
+# each named dataset's training file (60,000 images): the mean and std of its pixels / 255
+KNOWN_STATS = {"mnist": (0.1307, 0.3081), "fashion_mnist": (0.2860, 0.3530), "kmnist": (0.1918, 0.3483)}
+TITLES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST", "kmnist": "KMNIST"}
+
+
+def misnamed(name: str, train_images: torch.Tensor) -> list[str]:
+    """A warning when a named dataset's training file has another named dataset's pixel statistics (its
+    files lie flat under data.root, so only their contents can tell): the class names come from data.name."""
+    if name not in KNOWN_STATS or len(train_images) != 60000:
+        return []
+    mean, std = _stats(train_images)
+    for other, (m, s) in KNOWN_STATS.items():
+        if other != name and abs(mean - m) < 5e-4 and abs(std - s) < 5e-4:
+            return [f"data.name={name}, but the training file's pixels (mean {mean:.4f}, std {std:.4f}) look like "
+                    f"{TITLES[other]}'s ({m}, {s}), not {TITLES[name]}'s {KNOWN_STATS[name]}: did you mean "
+                    f"data.name={other}? (the class names come from data.name)"]
+    return []
+
+
+def _capped(cfg: DataConfig, available: int, n_train: int) -> list[str]:
+    """A warning when data.max_train asks for more training examples than there are."""
+    if cfg.max_train is None or cfg.max_train <= available:
+        return []
+    return [f"data.max_train={cfg.max_train} asks for more than the {available} training examples there are "
+            f"({n_train} in the training file less data.val_size={cfg.val_size}): training on those {available}"]
+
+
 def _stats(images: torch.Tensor) -> tuple[float, float]:
     """Mean and (population) std of images / 255, exact in float64 from a 256-bin histogram."""
     counts = torch.bincount(images.flatten(), minlength=256).double()  # (256,)
@@ -177,6 +204,10 @@ def load_data(cfg: DataConfig, seed: int, device: torch.device | str = "cpu", *,
         sizes = {"train": len(indices["train"]), "val": len(indices["val"]), "test": n_test}
         fingerprint = {**sizes, "digest": digest(arrays)}
     warnings = label_warnings(labels) if cfg.name == "idx" else []
+    if from_train:
+        warnings += misnamed(cfg.name, arrays.train_images)
+        if "train" in splits:
+            warnings += _capped(cfg, len(indices["train"]), len(arrays.train_images))
     return Data(built["train"], built["val"], built["test"], input_size, seq_len, num_classes, mean, std, perm,
                 h, w, class_names(cfg.name, num_classes), fingerprint, warnings)
 

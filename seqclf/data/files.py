@@ -70,7 +70,18 @@ def _missing(cfg: DataConfig, keys: tuple[str, ...], for_checkpoint: bool, failu
     reason = (f", and downloading them failed:\n{failure}\n" if failure else
               " (data.download is false).\n" if cfg.name != "idx" and not cfg.download else ".\n")
     return DataError(f"dataset {cfg.name!r}: {', '.join(absent)} (plain or .gz) not found in {where}{reason}"
-                     f"Fix: point data.root at the folder that holds them (--set data.root=DIR){example}{online}.")
+                     f"{_another_dataset(cfg)}Fix: point data.root at the folder that holds them "
+                     f"(--set data.root=DIR){example}{online}.")
+
+
+def _another_dataset(cfg: DataConfig) -> str:
+    """A line for when data.root holds another named dataset's files in torchvision's layout: did you mean it?"""
+    root = Path(cfg.root).expanduser()
+    for name, folder in TORCHVISION_NAMES.items():
+        raw = root / folder / "raw"
+        if name != cfg.name and all((raw / f).is_file() or (raw / (f + ".gz")).is_file() for f in FILES.values()):
+            return f"{raw} holds {name}'s files; did you mean data.name={name}?\n"
+    return ""
 
 
 def _download(cfg: DataConfig, keys: tuple[str, ...], for_checkpoint: bool) -> None:
