@@ -71,7 +71,8 @@ class RunLog:
         assert status in STATUSES, status
         previous = (self.run_dir.read_summary() or {}) if self.is_main else {}
         summary = {
-            "run_dir": str(self.run_dir), "checkpoint": str(self.run_dir.best), "epochs": progress.epoch,
+            "run_dir": str(self.run_dir), "epochs": progress.epoch,
+            "checkpoint": str(self.run_dir.best) if progress.best_epoch else None,  # best.pt, once an epoch made it
             "val_accuracy": progress.best_accuracy if progress.best_epoch else None,
             "best_epoch": progress.best_epoch,
             "test_accuracy": test["accuracy"] if test else previous.get("test_accuracy"),
