@@ -60,13 +60,17 @@ class Output:
         if not self.quiet:
             self._tell("[yellow]warning:[/]", text)
 
+    def notice(self, text: str) -> None:
+        """On stderr with no label, even when quiet: what the user asked for happened (a stop on Ctrl-C)."""
+        self._tell("", text)
+
     def _tell(self, label: str, text: str) -> None:
         """`label text` on stderr: on a terminal wrapped between words at its width (never a word cut in
         two by the terminal's own wrapping); piped, each line of the text whole, for grep."""
         if self.errors.is_terminal:
-            self.errors.print(f"{label} {escape(text)}", soft_wrap=False)
+            self.errors.print(f"{label} {escape(text)}".lstrip(), soft_wrap=False)
         else:
-            self.errors.print(f"{_plain(label)} {text}", markup=False)
+            self.errors.print(f"{_plain(label)} {text}".lstrip(), markup=False)
 
     def epoch(self, row: dict[str, Any], epochs: int) -> None:
         """One line per epoch (the metrics.jsonl fields). On a terminal it fits the width: the less

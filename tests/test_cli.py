@@ -198,3 +198,22 @@ def test_lstm_learns_real_fashion_mnist(fashion_root: Path, tmp_path: Path) -> N
     assert summary["test_accuracy"] > 0.70, summary
     scored = runner.invoke(app, ["eval", summary["checkpoint"], "--json"])
     assert json.loads(scored.stdout)["accuracy"] == summary["test_accuracy"]
+
+
+@pytest.mark.parametrize("signum, code", [(2, 130), (15, 143)])  # SIGINT, SIGTERM
+def test_a_stop_the_user_asked_for_is_a_notice_and_the_run_resumable(tiny_data: Path, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch,
+                                                                     signum: int, code: int) -> None:
+    """Ctrl-C (or SIGTERM) mid-epoch, as the signal handler records it: said plainly on stderr, not as an error."""
+    from helpers import assert_stopped_by_a_signal_and_resumable, write_config
+    from stops import StopAt
+
+    from seqclf.training import start
+
+    monkeypatch.setattr(start, "GracefulStop", lambda: StopAt(3, signum=signum))
+    result = run("train", "--config", str(write_config(tmp_path, tiny_data, "r")))
+    assert result.stderr.startswith(f"{'SIGINT' if signum == 2 else 'SIGTERM'}: stopped at epoch 1, step 3; "), \
+        result.stderr
+    assert "error" not in result.stderr
+    monkeypatch.undo()
+    assert_stopped_by_a_signal_and_resumable(tmp_path / "runs" / "r", result.exit_code, code, result.stderr)

@@ -14,7 +14,7 @@ import typer
 import typer.core
 
 from seqclf.console import Output
-from seqclf.errors import SeqclfError, Terminated
+from seqclf.errors import Interrupted, SeqclfError, Terminated
 from seqclf.store.files import to_json
 from seqclf.training import ranks
 
@@ -38,14 +38,15 @@ def reported(out: Output) -> Iterator[None]:
         yield
     except SeqclfError as exc:
         if ranks.should_report(exc):  # under torchrun rank 0 reports what every rank shares
-            out.error(str(exc))
+            # a stop the user asked for (Ctrl-C, SIGTERM) is said plainly: it is not an error
+            (out.notice if isinstance(exc, Interrupted) else out.error)(str(exc))
         else:
             ranks.linger()
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt as exc:
         terminated = isinstance(exc, Terminated)
-        out.error(f"{'terminated (SIGTERM)' if terminated else 'aborted'}; files already on disk are intact "
-                  f"(every file is written atomically)")
+        out.notice(f"{'terminated (SIGTERM)' if terminated else 'aborted (Ctrl-C)'}; files already on disk are "
+                   f"intact (every file is written atomically)")
         raise typer.Exit(143 if terminated else 130) from None
 
 
