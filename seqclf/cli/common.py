@@ -22,6 +22,42 @@ from seqclf.training import ranks
 # here has a metavar (RUN_DIR..., FILE..., CHECKPOINT) that says what it takes, so the type is left out.
 typer.core.TyperArgument.display_type_rich = lambda self, ctx: None  # type: ignore[method-assign]
 
+# typer puts a required argument in braces on the usage line (`eval [OPTIONS] {CHECKPOINT}`); click's way,
+# as every --help here describes them: CHECKPOINT required, [DIR] optional, INPUT... several
+def _usage_name(self: typer.core.TyperArgument) -> str:
+    name = self.display_name_raw if self.required else f"[{self.display_name_raw}]"
+    return name + ("..." if self.nargs != 1 else "")
+
+
+typer.core.TyperArgument._usage_display_name = _usage_name  # type: ignore[method-assign]
+
+
+def _show_usage_error(self: Any, file: Any = None) -> None:
+    """Usage errors (an unknown option, a missing argument) in seqclf's style: one line on stderr,
+    `error: ...`, with the command's --help to read; exit status 2 as before."""
+    command = self.ctx.command_path if self.ctx is not None else "seqclf"
+    Output().error(f"{' '.join(self.format_message().split())} (see {command} --help)")
+
+
+# typer (0.29) parses with its own copy of click, typer._click, and shows its usage errors with this method
+UsageError = typer.core._click.exceptions.UsageError  # type: ignore[attr-defined]
+UsageError.show = _show_usage_error
+
+
+def _naming_the_command(parse: Any) -> Any:
+    """parse_args whose usage errors know their command (click's parser raises some without it)."""
+    def parse_args(self: Any, ctx: Any, args: list[str]) -> list[str]:
+        try:
+            return parse(self, ctx, args)
+        except UsageError as exc:
+            exc.ctx = exc.ctx or ctx
+            raise
+    return parse_args
+
+
+for _kind in (typer.core.TyperCommand, typer.core.TyperGroup):
+    _kind.parse_args = _naming_the_command(_kind.parse_args)  # type: ignore[method-assign]
+
 HELP_SETTINGS: dict[str, Any] = {"help_option_names": ["-h", "--help"]}
 
 
