@@ -284,6 +284,9 @@ def test_another_datasets_folder_under_root_is_suggested(tmp_path):
             load_arrays(idx_cfg(tmp_path, name=name))
         assert (f"{tmp_path / 'FashionMNIST' / 'raw'} holds fashion_mnist's files; did you mean "
                 f"data.name=fashion_mnist?") in str(info.value), str(info.value)
+    with pytest.raises(DataError) as info:  # a checkpoint's data.name cannot change (eval, --resume)
+        load_arrays(idx_cfg(tmp_path, name="mnist"), for_checkpoint=True)
+    assert "did you mean" not in str(info.value)
 
 
 def test_max_train_above_what_exists_is_a_warning_naming_both_counts(small):

@@ -70,8 +70,8 @@ def _missing(cfg: DataConfig, keys: tuple[str, ...], for_checkpoint: bool, failu
     reason = (f", and downloading them failed:\n{failure}\n" if failure else
               " (data.download is false).\n" if cfg.name != "idx" and not cfg.download else ".\n")
     return DataError(f"dataset {cfg.name!r}: {', '.join(absent)} (plain or .gz) not found in {where}{reason}"
-                     f"{_another_dataset(cfg)}Fix: point data.root at the folder that holds them "
-                     f"(--set data.root=DIR){example}{online}.")
+                     f"{'' if for_checkpoint else _another_dataset(cfg)}Fix: point data.root at the folder that "
+                     f"holds them (--set data.root=DIR){example}{online}.")
 
 
 def _another_dataset(cfg: DataConfig) -> str:
