@@ -21,11 +21,12 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
-    ProgressColumn,
     TextColumn,
 )
 from rich.table import Table
 from rich.text import Text
+
+from seqclf.progress import Advance, NoProgress, RunTimeLeft
 
 LEFT = ("name", "key", "status", "formula", "input", "next guesses")  # left-aligned whatever they hold
 
@@ -61,8 +62,7 @@ class Output:
         self._print(text, wrap)
 
     def error(self, text: str) -> None:
-        terminal = self.errors.is_terminal
-        self.errors.print(f"[bold red]error:[/] {escape(text)}" if terminal else f"error: {text}", markup=terminal)
+        self._tell("[bold red]error:[/]", text)
 
     def warn(self, text: str, once: str | None = None) -> None:
         """A warning on stderr; of the warnings given the same `once` key, only the first is shown (tune
@@ -72,9 +72,19 @@ class Output:
                 return
             self.warned.add(once)
         if not self.quiet:
-            terminal = self.errors.is_terminal
-            self.errors.print(f"[yellow]warning:[/] {escape(text)}" if terminal else f"warning: {text}",
-                              markup=terminal)
+            self._tell("[yellow]warning:[/]", text)
+
+    def notice(self, text: str) -> None:
+        """On stderr with no label, even when quiet: what the user asked for happened (a stop on Ctrl-C)."""
+        self._tell("", text)
+
+    def _tell(self, label: str, text: str) -> None:
+        """`label text` on stderr: on a terminal wrapped between words at its width (never a word cut in
+        two by the terminal's own wrapping); piped, each line of the text whole, for grep."""
+        if self.errors.is_terminal:
+            self.errors.print(f"{label} {escape(text)}".lstrip(), soft_wrap=False)
+        else:
+            self.errors.print(f"{_plain(label)} {text}".lstrip(), markup=False)
 
     def epoch(self, row: dict[str, Any], epochs: int) -> None:
         """One line per epoch (the metrics.jsonl fields). On a terminal it fits the width: the less
@@ -91,16 +101,16 @@ class Output:
         """A batch progress bar on a terminal (live loss and accuracy of the epoch so far, and the time
         left for the whole run: this epoch's steps and `steps_after` more); a no-op object otherwise."""
         if self.quiet or not self.terminal:
-            yield _NoProgress()
+            yield NoProgress()
             return
         bar = Progress(TextColumn("{task.description}"), BarColumn(bar_width=None), MofNCompleteColumn(),
-                       TextColumn("{task.fields[live]}"), _RunTimeLeft(steps_after),
+                       TextColumn("{task.fields[live]}"), RunTimeLeft(steps_after),
                        console=self.console, transient=True, expand=False)
         self._progress = bar
         try:
             with bar:
                 task = bar.add_task(description, total=total, live="")
-                yield _Advance(bar, task)
+                yield Advance(bar, task)
         finally:
             self._progress = None
 
@@ -211,49 +221,6 @@ def _reading_line(result: dict[str, Any]) -> str:
     marks = sorted({max(1, round(len(by_step) * q / 4)) for q in (1, 2, 3, 4)})
     return (f"accuracy after {'/'.join(map(str, marks))} of {len(by_step)} {step}s read: "
             f"{' / '.join(f'{by_step[k - 1]:.3f}' for k in marks)}; {calibrated}")
-
-
-class _NoProgress:
-    def advance(self, steps: int = 1) -> None:
-        pass
-
-    def show(self, sums: dict[str, Any], batch_size: int) -> None:
-        pass
-
-    def update(self, **fields: Any) -> None:
-        pass
-
-
-class _Advance:
-    def __init__(self, bar: Progress, task: Any) -> None:
-        self.bar, self.task = bar, task
-
-    def advance(self, steps: int = 1) -> None:
-        self.bar.advance(self.task, steps)
-
-    def update(self, **fields: Any) -> None:
-        self.bar.update(self.task, **fields)
-
-    def show(self, sums: dict[str, Any], batch_size: int) -> None:
-        """Live mean loss and accuracy of the epoch so far from the loop's sums (0-dim tensors: "loss" summed
-        over examples, "correct", "steps"); a host sync, so the loop calls it only where it syncs anyway."""
-        seen = max(float(sums["steps"]) * batch_size, 1.0)
-        self.update(live=f"loss {float(sums['loss']) / seen:.4f} acc {float(sums['correct']) / seen:.4f}")
-
-
-class _RunTimeLeft(ProgressColumn):
-    """Time left for the whole run: this epoch's remaining steps plus the later epochs', at the current speed."""
-
-    def __init__(self, steps_after: int) -> None:
-        super().__init__()
-        self.steps_after = steps_after
-
-    def render(self, task: Any) -> Text:
-        if not task.speed or task.remaining is None:
-            return Text("run -:--:-- left", style="progress.remaining")
-        seconds = int((task.remaining + self.steps_after) / task.speed)
-        return Text(f"run {seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d} left",
-                    style="progress.remaining")
 
 
 def as_yaml(value: Any, digits: int = 4) -> str:

@@ -273,6 +273,8 @@ def test_mutated_checkpoints_never_escape_as_other_errors(run_dir: Path, tmp_pat
 def test_a_damaged_state_is_refused_on_resume(run_dir: Path, tmp_path: Path) -> None:
     copy = tmp_path / "run"
     shutil.copytree(run_dir, copy)
+    summary = json.loads((copy / "summary.json").read_text())  # stopped before its final scoring: work left
+    (copy / "summary.json").write_text(json.dumps({**summary, "status": "interrupted"}))
     payload = torch.load(copy / "last.pt", weights_only=True)
     del payload["state"]["optimizer"]
     torch.save(payload, copy / "last.pt")

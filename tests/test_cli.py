@@ -136,9 +136,14 @@ def test_init_from_starts_a_new_run_from_another_runs_weights(one_epoch: dict) -
 def test_init_from_a_checkpoint_of_another_shape_names_the_parameters(one_epoch: dict,
                                                                      tiny_overrides: list[str]) -> None:
     result = run("train", "--config", LSTM, *set_args(tiny_overrides), "--set", "model.cell=gru",
-                 "--init-from", one_epoch["checkpoint"])
+                 "--set", "model.bidirectional=true", "--init-from", one_epoch["checkpoint"])
     assert result.exit_code == 2 and "Traceback" not in result.output
-    assert "rnn.weight_ih_l0 (64, 28) vs (48, 28)" in result.output, result.output
+    summary, details = result.stderr.splitlines()  # what differs first, then the parameters
+    assert summary.startswith(f"error: --init-from {one_epoch['checkpoint']}: its weights do not fit")
+    assert "(checkpoint: lstm 1x16; config: gru 1x16 bidirectional)" in summary
+    assert "--set model.cell=lstm --set model.bidirectional=false" in summary
+    assert "rnn.weight_ih_l0 (64, 28) vs (48, 28)" in details, result.output
+    assert not list(Path(tiny_overrides[-1].split("=", 1)[1]).glob("*")), "no run directory is left behind"
 
 
 def test_a_stray_idx_label_is_named_in_a_warning(tmp_path: Path) -> None:
@@ -193,3 +198,22 @@ def test_lstm_learns_real_fashion_mnist(fashion_root: Path, tmp_path: Path) -> N
     assert summary["test_accuracy"] > 0.70, summary
     scored = runner.invoke(app, ["eval", summary["checkpoint"], "--json"])
     assert json.loads(scored.stdout)["accuracy"] == summary["test_accuracy"]
+
+
+@pytest.mark.parametrize("signum, code", [(2, 130), (15, 143)])  # SIGINT, SIGTERM
+def test_a_stop_the_user_asked_for_is_a_notice_and_the_run_resumable(tiny_data: Path, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch,
+                                                                     signum: int, code: int) -> None:
+    """Ctrl-C (or SIGTERM) mid-epoch, as the signal handler records it: said plainly on stderr, not as an error."""
+    from helpers import assert_stopped_by_a_signal_and_resumable, write_config
+    from stops import StopAt
+
+    from seqclf.training import start
+
+    monkeypatch.setattr(start, "GracefulStop", lambda: StopAt(3, signum=signum))
+    result = run("train", "--config", str(write_config(tmp_path, tiny_data, "r")))
+    assert result.stderr.startswith(f"{'SIGINT' if signum == 2 else 'SIGTERM'}: stopped at epoch 1, step 3; "), \
+        result.stderr
+    assert "error" not in result.stderr
+    monkeypatch.undo()
+    assert_stopped_by_a_signal_and_resumable(tmp_path / "runs" / "r", result.exit_code, code, result.stderr)

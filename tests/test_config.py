@@ -151,6 +151,8 @@ def test_non_mapping_yaml_and_missing_file(tmp_path: Path) -> None:
     (["model.dropout=1"], "model.dropout: must be in [0, 1), got 1.0"),
     (["model.dropout=-0.1"], "model.dropout: must be in [0, 1)"),
     (["train.epochs=0"], "train.epochs: must be positive"),
+    (["train.patience=-1"], "train.patience: must be 0 (off) or a number of epochs, got -1"),
+    (["train.patience=1.5"], "train.patience: expected int"),
     (["train.lr=.nan"], "train.lr: expected a finite number"),
     (["train.lr=1e999"], "train.lr: expected a finite number"),
     (["seed=18446744073709551616"], "seed: must fit in 64 bits"),

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from seqclf import console
 from seqclf.cli.app import app
+from seqclf.progress import RunTimeLeft
 
 ROW = {**epoch(3, 0.8634), "train_loss": 0.41234, "train_accuracy": 0.85123, "lr": 1e-3, "grad_norm": 1.234,
        "examples_per_s": 12345.6, "best": True}
@@ -56,7 +57,7 @@ def test_the_bar_shows_live_loss_accuracy_and_the_whole_runs_time_left() -> None
         bar.show({"loss": torch.tensor(16.0), "correct": torch.tensor(24.0), "steps": torch.tensor(1.0)}, 32)
         task = bar.bar.tasks[0]
         assert task.fields["live"] == "loss 0.5000 acc 0.7500"
-    column = console._RunTimeLeft(steps_after=20)
+    column = RunTimeLeft(steps_after=20)
     assert column.render(SimpleNamespace(speed=2.0, remaining=4)).plain == "run 0:00:12 left"  # (4 + 20) / 2
     assert column.render(SimpleNamespace(speed=None, remaining=4)).plain == "run -:--:-- left"
 
@@ -71,3 +72,28 @@ def test_a_finished_training_says_what_to_run_next(tiny_overrides: list[str]) ->
     assert "marks a new best validation accuracy" in result.stdout
     assert lines[-3:] == [f"  seqclf eval {run_dir}/best.pt", f"  seqclf plot {run_dir} -o curves.png",
                           f"  seqclf runs {Path(run_dir).parent}"]
+
+
+def error_terminal(width: int) -> tuple[console.Output, io.StringIO]:
+    """An Output whose error console is a terminal `width` columns wide, made as Output makes its own."""
+    out, buffer = console.Output(), io.StringIO()
+    out.errors = Console(file=buffer, width=width, force_terminal=True, color_system=None, highlight=False,
+                         soft_wrap=True)
+    return out, buffer
+
+
+LONG = ("dataset 'mnist': train-images-idx3-ubyte, train-labels-idx1-ubyte (plain or .gz) not found in "
+        "/tmp/nodata/MNIST/raw or /tmp/nodata, and downloading them failed:\n"
+        "  Error downloading train-images-idx3-ubyte.gz:\n"
+        "  Tried https://ossci-datasets.s3.amazonaws.com/mnist/, got: <urlopen error [Errno -2] Name or service "
+        "not known>\nFix: point data.root at the folder that holds them (--set data.root=DIR).")
+
+
+def test_errors_and_warnings_wrap_between_words_and_keep_every_word() -> None:
+    for show, label in (("error", "error:"), ("warn", "warning:")):
+        out, buffer = error_terminal(80)
+        getattr(out, show)(LONG)
+        lines = [line.rstrip() for line in buffer.getvalue().splitlines()]
+        assert max(len(line) for line in lines) <= 80, lines
+        assert " ".join(lines).split() == f"{label} {LONG}".split()  # no word cut, none lost or split in two
+        assert "  Tried https://ossci-datasets.s3.amazonaws.com/mnist/, got: <urlopen error" in lines

@@ -99,6 +99,27 @@ def test_missing_data_says_in_one_line_where_it_looked_and_what_to_do(tmp_path):
     assert fix.startswith("Fix: point data.root at the folder") and "dataset-fashion-mnist" in fix
 
 
+def test_a_failed_download_shows_every_mirror_and_its_whole_error(tmp_path, monkeypatch):
+    """torchvision's own message (one line per mirror tried), whole, each on its own line; no network: the
+    download itself fails as it does offline."""
+    from urllib.error import URLError
+
+    from torchvision.datasets import mnist
+
+    def offline(url: str, **kwargs: object) -> None:
+        raise URLError(OSError(-2, "Name or service not known, a cause long enough to have been cut before"))
+
+    monkeypatch.setattr(mnist, "download_and_extract_archive", offline)
+    with pytest.raises(DataError) as info:
+        load_arrays(replace(idx_cfg(tmp_path), name="mnist", download=True))
+    lines = str(info.value).splitlines()
+    assert lines[0].endswith("and downloading them failed:") and lines[-1].startswith("Fix: ")
+    tried = [line for line in lines if line.startswith("  Tried ")]
+    assert len(tried) == len(mnist.MNIST.mirrors) > 1
+    assert all(line.endswith("Name or service not known, a cause long enough to have been cut before>")
+               for line in tried), tried
+
+
 def test_load_arrays_checks_counts_match(tmp_path):
     make_dataset(tmp_path, n_train=20, n_test=10)
     write_idx(tmp_path / FILES["test_labels"], np.zeros(9, dtype=np.uint8))
@@ -250,3 +271,27 @@ def test_real_fashion_mnist_header(fashion_root):
     assert (len(data.train) + len(data.val), len(data.test)) == (60000, 10000)
     assert data.train.x.shape[1:] == (28, 28) and data.num_classes == 10
     assert 0.2 < data.mean < 0.4 and 0.3 < data.std < 0.4
+    assert data.warnings == []
+    misnamed = load_data(replace(cfg, name="mnist"), seed=0, splits=("val",))  # the files can tell
+    assert [w for w in misnamed.warnings if "did you mean data.name=fashion_mnist?" in w
+            and "look like Fashion-MNIST's" in w], misnamed.warnings
+
+
+def test_another_datasets_folder_under_root_is_suggested(tmp_path):
+    make_dataset(tmp_path, n_train=20, n_test=10, layout="torchvision", name="FashionMNIST")
+    for name in ("mnist", "idx"):
+        with pytest.raises(DataError) as info:
+            load_arrays(idx_cfg(tmp_path, name=name))
+        assert (f"{tmp_path / 'FashionMNIST' / 'raw'} holds fashion_mnist's files; did you mean "
+                f"data.name=fashion_mnist?") in str(info.value), str(info.value)
+    with pytest.raises(DataError) as info:  # a checkpoint's data.name cannot change (eval, --resume)
+        load_arrays(idx_cfg(tmp_path, name="mnist"), for_checkpoint=True)
+    assert "did you mean" not in str(info.value)
+
+
+def test_max_train_above_what_exists_is_a_warning_naming_both_counts(small):
+    data = load_data(idx_cfg(small, val_size=200, max_train=5000), seed=0, splits=("train", "val"))
+    assert len(data.train) == 100
+    assert data.warnings == ["data.max_train=5000 asks for more than the 100 training examples there are (300 in "
+                             "the training file less data.val_size=200): training on those 100"]
+    assert load_data(idx_cfg(small, val_size=200, max_train=100), seed=0, splits=("train", "val")).warnings == []

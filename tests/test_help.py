@@ -58,3 +58,34 @@ def test_the_issues_examples_read_in_full() -> None:
 def test_version() -> None:
     shown = runner.invoke(app, ["--version"])
     assert shown.exit_code == 0 and shown.stdout == f"seqclf {__version__}\n"
+
+
+def test_usage_lines_name_arguments_as_written() -> None:
+    """A required argument is its name (CHECKPOINT), an optional one [DIR]: no braces."""
+    usage = {}
+    for path, _ in commands(typer.main.get_command(app)):
+        shown = runner.invoke(app, [*path, "--help"])
+        usage[" ".join(path)] = next(line for line in shown.stdout.splitlines() if line.startswith("Usage:"))
+    assert not [line for line in usage.values() if "{" in line], usage
+    assert usage["eval"].endswith("eval [OPTIONS] CHECKPOINT")
+    assert usage["predict"].endswith("predict [OPTIONS] CHECKPOINT INPUT...")
+    assert usage["runs"].endswith("runs [OPTIONS] [DIR] COMMAND [ARGS]...")  # COMMAND: rm
+    assert usage["runs rm"].endswith("runs [DIR] rm [OPTIONS] [RUN]...")
+    assert usage["config diff"].endswith("RUN_A RUN_B")
+
+
+def test_usage_errors_are_one_line_in_seqclfs_style_with_a_hint_to_help() -> None:
+    for args, fragment in [(["train", "--foo"], "No such option: --foo"),
+                           (["eval"], "Missing argument 'CHECKPOINT'"),
+                           (["eval", "a", "b"], "Got unexpected extra argument(s) (b)"),
+                           (["runs", "--sort"], "Option '--sort' requires an argument"),
+                           (["bogus"], "No such command 'bogus'"),
+                           (["bench", "--config", "lstm", "--steps", "x"], "Invalid value for '--steps'"),
+                           (["config", "show", "--nope"], "No such option: --nope")]:
+        result = runner.invoke(app, args, prog_name="seqclf")
+        assert result.exit_code == 2, (args, result.output)
+        assert result.stdout == "" and result.stderr.count("\n") == 1, (args, result.stderr)
+        command = " ".join(["seqclf", *[a for a in args[:2] if a in ("train", "eval", "runs", "bench", "config",
+                                                                         "show")]])
+        assert result.stderr.startswith(f"error: {fragment}"), (args, result.stderr)
+        assert result.stderr.rstrip().endswith(f"(see {command} --help)"), (args, result.stderr)

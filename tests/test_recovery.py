@@ -201,12 +201,15 @@ def finished(finished_once: Path, tmp_path: Path) -> Path:
 def test_resume_refuses_other_data_and_keeps_the_results(finished: Path, tmp_path: Path) -> None:
     other = make_dataset(tmp_path / "other", n_train=300, n_test=100, seed=1)  # same shapes, other pixels
     before = files_of(finished)
-    for extra in ([], ["--set", "train.epochs=2"]):
-        code, output = invoke("train", "--resume", str(finished), "--set", f"data.root={other}", *extra)
-        assert code == 2 and "is not the data" in output and "seqclf eval" in output, output
+    code, output = invoke("train", "--resume", str(finished), "--set", f"data.root={other}", "--set",
+                          "train.epochs=2")
+    assert code == 2 and "is not the data" in output and "seqclf eval" in output, output
+    code, output = invoke("train", "--resume", str(finished), "--set", f"data.root={other}")
+    assert code == 0 and "nothing to resume" in output, output  # finished: nothing trains, nothing is read
     assert files_of(finished) == before
     smaller = make_dataset(tmp_path / "smaller", n_train=200, n_test=100)
-    code, output = invoke("train", "--resume", str(finished), "--set", f"data.root={smaller}")
+    code, output = invoke("train", "--resume", str(finished), "--set", f"data.root={smaller}", "--set",
+                          "train.epochs=2")
     assert code == 2 and "(100 train / 100 val / 100 test" in output and "(200 train / 100 val" in output, output
 
 

@@ -110,3 +110,18 @@ def test_tensorboard_is_an_optional_extra(tiny_overrides: list[str]) -> None:
         return
     run_dir = Path(train(cfg)["run_dir"])
     assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_a_run_stopped_in_its_first_epoch_lists_no_checkpoint(tmp_path: Path, data_root: Path) -> None:
+    from stops import StopAt
+
+    from seqclf.errors import Interrupted
+
+    overrides = [*tiny_args(data_root, tmp_path / "runs"), "train.epochs=1"]
+    with pytest.raises(Interrupted):
+        train(load_config(None, [*overrides, "output.name=r"]), stop=StopAt(2))  # epoch 1, step 2: last.pt only
+    run = runs.RunDir(tmp_path / "runs" / "r")
+    assert run.last.exists() and not run.best.exists()
+    assert run.read_summary()["checkpoint"] is None
+    done = train(load_config(None, [*overrides, "output.name=done"]))
+    assert done["checkpoint"] == str(tmp_path / "runs" / "done" / runs.BEST) and Path(done["checkpoint"]).is_file()

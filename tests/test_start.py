@@ -159,3 +159,27 @@ def test_resume_refuses_changes_to_what_the_run_computes(reference: Path, data_r
     shutil.copytree(data_root, moved)  # where the data lives may change
     result = runner.invoke(app, ["train", "--resume", str(run_dir), "--set", f"data.root={moved}"])
     assert result.exit_code == 0, result.output
+
+
+def test_resuming_a_finished_run_says_so_and_how_to_train_longer(reference: Path, data_root: Path,
+                                                                 tmp_path: Path) -> None:
+    """Nothing to do: exit 0, no file written; the way to train longer (a new run under a per-batch schedule)."""
+    run_dir = tmp_path / "ref"
+    shutil.copytree(reference, run_dir)
+    files = lambda: {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in run_dir.iterdir()  # noqa: E731
+                     if p.name != ".lock"}  # the lock holds the PID of the last process that held it
+    before = files()
+    result = runner.invoke(app, ["train", "--resume", str(run_dir)])
+    assert result.exit_code == 0, result.output
+    assert f"{run_dir} has finished 2/2 epochs; nothing to resume" in result.output
+    assert "resuming " not in result.output
+    assert f"--set output.name=ref-more --init-from {run_dir / 'best.pt'}" in result.output  # onecycle: a new run
+    assert files() == before
+    result = runner.invoke(app, ["train", "--resume", str(run_dir), "--json"])
+    assert result.exit_code == 0 and json.loads(result.stdout) == runs.RunDir(run_dir).read_summary()
+    assert files() == before
+    plain = Path(train(exact_config(data_root, tmp_path, "plain", "train.scheduler=none", "train.epochs=1"))["run_dir"])
+    result = runner.invoke(app, ["train", "--resume", str(plain)])
+    assert result.exit_code == 0, result.output
+    assert f"has finished 1/1 epochs; nothing to resume. To train it longer: seqclf train --resume {plain} " \
+           f"--set train.epochs=2" in " ".join(result.output.split())

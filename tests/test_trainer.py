@@ -10,8 +10,11 @@ from typing import Any
 
 import pytest
 import torch
+from helpers import set_args
 from stops import StopAt
+from typer.testing import CliRunner
 
+from seqclf.cli.app import app
 from seqclf.config import load_config
 from seqclf.console import Output
 from seqclf.errors import Interrupted, Pruned, SeqclfError, TrainingError
@@ -21,7 +24,7 @@ from seqclf.store.runlog import RunLog
 from seqclf.training.failures import LostContact, NonFinite, OutOfMemory, RunInterrupted
 from seqclf.training.prepare import prepare
 from seqclf.training.signals import GracefulStop
-from seqclf.training.start import new_run, train
+from seqclf.training.start import new_run, resume, train
 from seqclf.training.trainer import Trainer
 
 STEPS = 16  # tiny_args: 500 training examples / batch 32, rounded up
@@ -148,3 +151,42 @@ def test_whatever_a_callback_raises_ends_the_summary_and_propagates(tiny_overrid
         train(load_config(None, tiny_overrides + ["output.name=c"]), callbacks=[callback])
     assert info.value is raised  # not turned into a message: only failures the trainer knows are
     assert runs.RunDir(tmp_path / "runs" / "c").read_summary()["status"] == status
+
+
+# ---------------------------------------------------------------- early stopping
+
+
+STALLED = ["train.lr=1e-9", "train.epochs=6", "train.patience=2"]  # the weights barely move: epoch 1 stays the best
+
+
+def test_patience_stops_a_run_whose_val_accuracy_no_longer_improves(tiny_overrides: list[str],
+                                                                     tmp_path: Path) -> None:
+    run_dir = tmp_path / "runs" / "p"
+    result = CliRunner().invoke(app, ["train", "--config", "lstm", *set_args([*tiny_overrides, *STALLED,
+                                                                               "output.name=p"])])
+    assert result.exit_code == 0, result.output
+    assert "stopped early after epoch 3 of 6: no better validation accuracy than epoch 1's" in \
+        " ".join(result.output.split()) and "(train.patience=2)" in result.output
+    summary = runs.RunDir(run_dir).read_summary()
+    assert (summary["status"], summary["epochs"], summary["best_epoch"]) == ("finished", 3, 1)
+    assert summary["stopped_early"] is True and summary["stopped_epoch"] == 3 and summary["test_accuracy"] > 0
+    assert [row["epoch"] for row in runs.RunDir(run_dir).read_metrics()] == [1, 2, 3]
+    # resumed as it is: nothing to train, no file written
+    files = lambda: {p.name: p.read_bytes() for p in run_dir.iterdir() if p.name != ".lock"}  # noqa: E731
+    before = files()
+    result = CliRunner().invoke(app, ["train", "--resume", str(run_dir)])
+    assert result.exit_code == 0, result.output
+    assert f"{run_dir} stopped early after epoch 3 of 6" in result.output and files() == before
+    assert f"seqclf train --resume {run_dir} --set train.patience=0" in " ".join(result.output.split())
+    # patience off: it trains on to its planned epochs
+    result = CliRunner().invoke(app, ["train", "--resume", str(run_dir), "--set", "train.patience=0", "--json"])
+    assert result.exit_code == 0, result.output
+    assert runs.RunDir(run_dir).read_summary()["epochs"] == 6
+    assert runs.RunDir(run_dir).read_summary()["stopped_early"] is False
+
+
+def test_a_resumed_run_stops_early_where_it_would_have(tiny_overrides: list[str], tmp_path: Path) -> None:
+    with pytest.raises(Interrupted):  # stopped between epochs 2 and 3 (each epoch polls STEPS + 1 times)
+        train(load_config(None, [*tiny_overrides, *STALLED, "output.name=r"]), stop=StopAt(2 * (STEPS + 1)))
+    summary = resume(tmp_path / "runs" / "r")
+    assert (summary["epochs"], summary["stopped_early"], summary["stopped_epoch"]) == (3, True, 3)

@@ -7,6 +7,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "train": (
         "seqclf train --config lstm   # a shipped config (seqclf config list)",
         "seqclf train --config my.yaml --set model.cell=gru --set train.epochs=3",
+        "seqclf train --config lstm --set train.epochs=30 --set train.patience=3   # early stopping",
         "seqclf train --resume runs/lstm-1x128-s0-20261123-101500",
         "seqclf train --config lstm --set train.lr=1e-4 --init-from runs/<run>/best.pt",
         "seqclf train --config lstm --set data.name=folder --set data.root=shapes   # shapes/{train,test}/<class>/",

@@ -168,6 +168,8 @@ def _check(cfg: Config) -> list[str]:
                         f"got {preview(d.val_size)}")
     if not 0.0 <= m.dropout < 1.0:
         problems.append(f"model.dropout: must be in [0, 1), got {m.dropout}")
+    if t.patience < 0:
+        problems.append(f"train.patience: must be 0 (off) or a number of epochs, got {preview(t.patience)}")
     if m.proj_size < 0:
         problems.append(f"model.proj_size: must be 0 (off) or positive, got {preview(m.proj_size)}")
     if m.proj_size > 0 and m.cell != "lstm":

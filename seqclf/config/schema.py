@@ -76,6 +76,8 @@ class ModelConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     epochs: int = config_field(8, "passes over the training data", roles=("resume",))
+    patience: int = config_field(
+        0, "stop early after this many epochs without a better val accuracy (0 = off)", roles=("resume",))
     batch_size: int = config_field(128, "examples per optimizer step (the global batch under torchrun)")
     optimizer: str = config_field("adam", "optimizer", ("sgd", "adam", "adamw"))
     lr: float = config_field(1e-3, "learning rate (the peak rate for scheduler=onecycle)")

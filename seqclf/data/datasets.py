@@ -75,6 +75,44 @@ class Data:
     pixels: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
+# each named dataset's training file (60,000 images): the mean and std of its pixels / 255
+KNOWN_STATS = {"mnist": (0.1307, 0.3081), "fashion_mnist": (0.2860, 0.3530), "kmnist": (0.1918, 0.3483)}
+TITLES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST", "kmnist": "KMNIST"}
+
+
+def misnamed(name: str, train_images: torch.Tensor) -> list[str]:
+    """A warning when a named dataset's training file has another named dataset's pixel statistics (its
+    files lie flat under data.root, so only their contents can tell): the class names come from data.name."""
+    if name not in KNOWN_STATS or len(train_images) != 60000:
+        return []
+    mean, std = _stats(train_images)
+    for other, (m, s) in KNOWN_STATS.items():
+        if other != name and abs(mean - m) < 5e-4 and abs(std - s) < 5e-4:
+            return [f"data.name={name}, but the training file's pixels (mean {mean:.4f}, std {std:.4f}) look like "
+                    f"{TITLES[other]}'s ({m}, {s}), not {TITLES[name]}'s {KNOWN_STATS[name]}: did you mean "
+                    f"data.name={other}? (the class names come from data.name)"]
+    return []
+
+
+def _capped(cfg: DataConfig, available: int, n_train: int) -> list[str]:
+    """A warning when data.max_train asks for more training examples than there are."""
+    if cfg.max_train is None or cfg.max_train <= available:
+        return []
+    return [f"data.max_train={cfg.max_train} asks for more than the {available} training examples there are "
+            f"({n_train} in the training file less data.val_size={cfg.val_size}): training on those {available}"]
+
+
+def _warnings(cfg: DataConfig, arrays: Any, labels: torch.Tensor, n_train: int | None) -> list[str]:
+    """What the caller shows about the data read: odd labels, another dataset's files, data.max_train
+    above what there is (`n_train`: the training examples, when the train split was asked for)."""
+    warnings = label_warnings(labels) if cfg.name == "idx" else []
+    if arrays.train_images is not None:
+        warnings += misnamed(cfg.name, arrays.train_images)
+        if n_train is not None:
+            warnings += _capped(cfg, n_train, len(arrays.train_images))
+    return warnings
+
+
 def _stats(images: torch.Tensor) -> tuple[float, float]:
     """Mean and (population) std of images / 255, exact in float64 from a 256-bin histogram."""
     mean, std = pixels.mean_std(pixels.histogram(images))
@@ -175,11 +213,11 @@ def load_data(cfg: DataConfig, seed: int, device: torch.device | str = "cpu", *,
     if arrays.train_images is not None and arrays.test_images is not None:
         sizes = {"train": len(indices["train"]), "val": len(indices["val"]), "test": n_test}
         fingerprint = {**sizes, "digest": digest(arrays)}
-    warnings = label_warnings(labels) if cfg.name == "idx" else []
     loaded = {name: picked[name] for name in ("train", "val") if name in splits}
     if "test" in splits:
         loaded["test"] = arrays.test_images[:n_test]
     found = {name: pixels.stats(images) for name, images in loaded.items() if len(images)}
+    warnings = _warnings(cfg, arrays, labels, len(indices["train"]) if "train" in splits else None)
     return Data(built["train"], built["val"], built["test"], input_size, seq_len, num_classes, mean, std, perm,
                 h, w, arrays.class_names or class_names(cfg.name, num_classes), fingerprint, warnings, found)
 

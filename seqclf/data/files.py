@@ -69,10 +69,21 @@ def _missing(cfg: DataConfig, keys: tuple[str, ...], for_checkpoint: bool, failu
               else ", or go online with --set data.download=true")
     example = ("" if for_checkpoint else ", e.g. `--set data.name=fashion_mnist --set data.root=/usr/share/datasets/"
                "fashion-mnist` after `apt-get install dataset-fashion-mnist`")
-    reason = (f", and downloading them failed: {failure}" if failure else
-              " (data.download is false)" if cfg.name != "idx" and not cfg.download else "")
-    return DataError(f"dataset {cfg.name!r}: {', '.join(absent)} (plain or .gz) not found in {where}{reason}.\n"
-                     f"Fix: point data.root at the folder that holds them (--set data.root=DIR){example}{online}.")
+    reason = (f", and downloading them failed:\n{failure}\n" if failure else
+              " (data.download is false).\n" if cfg.name != "idx" and not cfg.download else ".\n")
+    return DataError(f"dataset {cfg.name!r}: {', '.join(absent)} (plain or .gz) not found in {where}{reason}"
+                     f"{'' if for_checkpoint else _another_dataset(cfg)}Fix: point data.root at the folder that "
+                     f"holds them (--set data.root=DIR){example}{online}.")
+
+
+def _another_dataset(cfg: DataConfig) -> str:
+    """A line for when data.root holds another named dataset's files in torchvision's layout: did you mean it?"""
+    root = Path(cfg.root).expanduser()
+    for name, folder in TORCHVISION_NAMES.items():
+        raw = root / folder / "raw"
+        if name != cfg.name and all((raw / f).is_file() or (raw / (f + ".gz")).is_file() for f in FILES.values()):
+            return f"{raw} holds {name}'s files; did you mean data.name={name}?\n"
+    return ""
 
 
 def _download(cfg: DataConfig, keys: tuple[str, ...], for_checkpoint: bool) -> None:
@@ -86,8 +97,20 @@ def _download(cfg: DataConfig, keys: tuple[str, ...], for_checkpoint: bool) -> N
             for train in (True, False):
                 dataset(str(Path(cfg.root).expanduser()), train=train, download=True)
     except (ImportError, OSError, RuntimeError, ValueError) as exc:  # URLError is an OSError
-        detail = " ".join(str(exc).split())[:160] or type(exc).__name__  # torchvision's errors span lines
-        raise _missing(cfg, keys, for_checkpoint, detail) from None
+        raise _missing(cfg, keys, for_checkpoint, _cause(exc)) from None
+
+
+def _cause(exc: BaseException) -> str:
+    """A download's error whole, indented, one line per mirror: torchvision writes "Tried URL, got:" and
+    the error on the next line."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
+    joined: list[str] = []
+    for line in lines:
+        if joined and joined[-1].endswith(":") and joined[-1].startswith("Tried "):
+            joined[-1] += " " + line
+        else:
+            joined.append(line)
+    return "\n".join(f"  {line}" for line in joined)
 
 
 def load_arrays(cfg: DataConfig, parts: tuple[str, ...] = ("train", "test"), for_checkpoint: bool = False) -> Arrays:

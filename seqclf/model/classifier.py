@@ -90,21 +90,56 @@ class SequenceClassifier(nn.Module):
         return self.head(self.final_state(x))  # (B, num_classes)
 
 
+FITTED = ("cell", "hidden_size", "num_layers", "bidirectional", "proj_size", "bias")  # model keys the weights fit
+
+
+def describe(cfg: ModelConfig) -> str:
+    """`lstm 2x128 bidirectional`: the recurrent layer in a few words (and its proj_size or lack of bias)."""
+    return (f"{cfg.cell} {cfg.num_layers}x{cfg.hidden_size}{' bidirectional' if cfg.bidirectional else ''}"
+            f"{f' proj_size {cfg.proj_size}' if cfg.proj_size else ''}{'' if cfg.bias else ' without bias'}")
+
+
 def load_weights(model: nn.Module, weights: dict[str, torch.Tensor], source: str) -> None:
     """Load a state_dict strictly; a mismatch names the parameters and shapes that differ."""
-    own = model.state_dict()
+    _check_shapes({name: tuple(tensor.shape) for name, tensor in model.state_dict().items()}, weights, source)
+    model.load_state_dict(weights)
+
+
+def check_weights_fit(weights: dict[str, torch.Tensor], saved: ModelConfig, cfg: ModelConfig, input_size: int,
+                      num_classes: int, source: str) -> None:
+    """Before a model is built: the weights of a checkpoint whose model is `saved` must fit the model `cfg`
+    describes for this data; the mismatch says first what differs, then the parameters and shapes."""
+    shapes = {name: cells.shape_of(dims) for name, dims in parameter_layout(cfg, input_size, num_classes).items()}
+    _check_shapes(shapes, weights, source, (saved, cfg))
+
+
+def _check_shapes(own: dict[str, tuple[int, ...]], weights: dict[str, torch.Tensor], source: str,
+                  models: tuple[ModelConfig, ModelConfig] | None = None) -> None:
+    """`models`: (the checkpoint's model config, the config's), to name the keys that differ."""
     missing = [name for name in own if name not in weights]
     unexpected = [name for name in weights if name not in own]
-    resized = [f"{name} {tuple(weights[name].shape)} vs {tuple(own[name].shape)}"
-               for name in own if name in weights and weights[name].shape != own[name].shape]
+    resized = [f"{name} {tuple(weights[name].shape)} vs {tuple(own[name])}"
+               for name in own if name in weights and tuple(weights[name].shape) != tuple(own[name])]
     if missing or unexpected or resized:
         parts = [f"{label}: {', '.join(names[:6])}{' ...' if len(names) > 6 else ''}" for label, names in
                  (("missing", missing), ("unexpected", unexpected), ("shape differs (saved vs model)", resized))
                  if names]
-        raise SeqclfError(f"{source}: its weights do not fit the model the config describes ({'; '.join(parts)}); "
-                          f"the model's cell, hidden_size, num_layers, bidirectional, proj_size and bias must "
-                          f"match the checkpoint's")
-    model.load_state_dict(weights)
+        raise SeqclfError(f"{source}: its weights do not fit the model the config describes{_differences(models)}"
+                          f"\n  {'; '.join(parts)}")
+
+
+def _differences(models: tuple[ModelConfig, ModelConfig] | None) -> str:
+    """What differs between the checkpoint's model and the config's, in a line, and the --set that matches."""
+    keys = "cell, hidden_size, num_layers, bidirectional, proj_size and bias"
+    if models is None:
+        return f"; the model's {keys} must match the checkpoint's"
+    saved, own = models
+    compared = f" (checkpoint: {describe(saved)}; config: {describe(own)})"
+    fix = " ".join(f"--set model.{key}={str(getattr(saved, key)).lower()}" for key in FITTED
+                   if getattr(saved, key) != getattr(own, key))
+    if not fix:  # the same layer: the data's shape differs (its sequence view, image size or classes)
+        return f"{compared}: the data differ (data.sequence, the image size or the number of classes)"
+    return f"{compared}; to start from its weights the model must match: {fix}"
 
 
 def count_parameters(model: nn.Module) -> int:

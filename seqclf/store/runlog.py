@@ -64,18 +64,21 @@ class RunLog:
                     self._writer.add_scalar(key, value, row["epoch"])
             self._writer.flush()
 
-    def summary(self, status: str, progress: Any, parameters: int,
-                test: dict[str, Any] | None = None) -> dict[str, Any]:
-        """summary.json for `status`; test scores are kept from the previous summary unless given."""
+    def summary(self, status: str, progress: Any, parameters: int, test: dict[str, Any] | None = None,
+                stopped_early: bool = False) -> dict[str, Any]:
+        """summary.json for `status`; test scores are kept from the previous summary unless given;
+        `stopped_early`: train.patience ended it (a finished run) before its last epoch."""
         assert status in STATUSES, status
         previous = (self.run_dir.read_summary() or {}) if self.is_main else {}
         summary = {
-            "run_dir": str(self.run_dir), "checkpoint": str(self.run_dir.best), "epochs": progress.epoch,
+            "run_dir": str(self.run_dir), "epochs": progress.epoch,
+            "checkpoint": str(self.run_dir.best) if progress.best_epoch else None,  # best.pt, once an epoch made it
             "val_accuracy": progress.best_accuracy if progress.best_epoch else None,
             "best_epoch": progress.best_epoch,
             "test_accuracy": test["accuracy"] if test else previous.get("test_accuracy"),
             "test_loss": test["loss"] if test else previous.get("test_loss"),
             "seconds": progress.total_seconds, "parameters": parameters, "status": status,
+            "stopped_early": stopped_early, "stopped_epoch": progress.epoch if stopped_early else None,
             **self.summary_extra,
         }
         if self.is_main:

@@ -40,6 +40,12 @@ class RunInterrupted(Interrupted):
                          f"Continue with: seqclf train --resume {run_dir}", signum)
 
 
+def stopped_early(epoch: int, train: TrainConfig, best_epoch: int) -> str:
+    """Why a run ended before train.epochs: train.patience epochs without a better validation accuracy."""
+    return (f"stopped early after epoch {epoch} of {train.epochs}: no better validation accuracy than epoch "
+            f"{best_epoch}'s in {epoch - best_epoch} epochs (train.patience={train.patience})")
+
+
 class OutOfMemory(TrainingError):
     """The device ran out of memory (exit 1): not bad input; the message gives a batch size to try
     instead, in a new run (the batch size of a run cannot change on resume)."""

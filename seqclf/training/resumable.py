@@ -25,7 +25,9 @@ from seqclf.errors import SeqclfError, first_line
 from seqclf.store.checkpoint import Checkpoint, CheckpointError
 from seqclf.store.rundir import RunDir
 from seqclf.training.devices import has_fp16, precision_change_allowed, resolve_device
+from seqclf.training.failures import stopped_early
 from seqclf.training.optim import PER_BATCH_SCHEDULERS
+from seqclf.training.state import stalled
 
 
 def _start_new(run_dir: RunDir, config: object = "FILE", changes: str = "") -> str:
@@ -90,13 +92,17 @@ class NoFp16Here(SeqclfError):
                          f"its fp16 loss scale is then dropped): {fix}")
 
 
+def _train_longer(run_dir: RunDir, cfg: Config, epochs: int) -> str:
+    """The new run that trains `epochs` epochs from this one's best weights (under another name, if it has one)."""
+    rename = f" --set output.name={cfg.output.name}-more" if cfg.output.name else ""
+    return _start_new(run_dir, run_dir.config_path, f" --set train.epochs={epochs}{rename}")
+
+
 class EpochsFixedBySchedule(SeqclfError):
     def __init__(self, run_dir: RunDir, cfg: Config, planned: int) -> None:
-        rename = f" --set output.name={cfg.output.name}-more" if cfg.output.name else ""
-        changes = f" --set train.epochs={cfg.train.epochs}{rename}"
         super().__init__(f"--resume: train.epochs cannot change with scheduler={cfg.train.scheduler}: its "
                          f"schedule spans exactly the planned {planned} epochs. To train longer, start a new run "
-                         f"from this one's weights: {_start_new(run_dir, run_dir.config_path, changes)}")
+                         f"from this one's weights: {_train_longer(run_dir, cfg, cfg.train.epochs)}")
 
 
 class FewerEpochs(SeqclfError):
@@ -143,6 +149,28 @@ def read_resumable(run_dir: RunDir, overrides: list[str] | tuple[str, ...]) -> t
     if not run_dir.repair_best(saved):  # best.pt gives the test score at the end
         raise BestLost(run_dir, saved.state.get("best_epoch", 0) if saved.state else 0, saved.epoch)
     return cfg, saved
+
+
+def nothing_to_train(run_dir: RunDir, cfg: Config, saved: Checkpoint) -> tuple[str, dict[str, Any]] | None:
+    """(What to say, its summary) when the run has finished and `cfg` asks for no more epochs (all done, or
+    train.patience still stops it): the resume then ends at once and changes no file; None when there is
+    training (or the final scoring) left."""
+    summary = run_dir.read_summary()
+    if not isinstance(summary, dict) or summary.get("status") != "finished":
+        return None
+    done, more, best_epoch = saved.epoch, 2 * saved.epoch, (saved.state or {}).get("best_epoch", 0)
+    if done < cfg.train.epochs and stalled(done, best_epoch, cfg.train.patience):
+        return (f"{run_dir} {stopped_early(done, cfg.train, best_epoch)}; nothing to resume. To train on: seqclf "
+                f"train --resume {run_dir} --set train.patience=0 (off, or a larger patience)", summary)
+    if done < cfg.train.epochs:
+        return None
+    if cfg.train.scheduler in PER_BATCH_SCHEDULERS:
+        how = (f"its scheduler={cfg.train.scheduler} spans exactly these epochs, so start a new run from its "
+               f"weights: {_train_longer(run_dir, cfg, more)}")
+    else:
+        how = f"seqclf train --resume {run_dir} --set train.epochs={more} (any number above {done})"
+    return f"{run_dir} has finished {done}/{cfg.train.epochs} epochs; nothing to resume. To train it longer: {how}", \
+        summary
 
 
 def _edited(run_dir: RunDir, trained: Config, allowed: frozenset[str]) -> list[tuple[str, Any]]:

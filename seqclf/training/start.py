@@ -19,7 +19,13 @@ from seqclf.config import Config
 from seqclf.config.limits import UNUSED_DROPOUT, dropout_unused
 from seqclf.console import Output, as_yaml
 from seqclf.data.datasets import Data
-from seqclf.model.classifier import SequenceClassifier, count_parameters, load_weights
+from seqclf.model.classifier import (
+    SequenceClassifier,
+    check_weights_fit,
+    count_parameters,
+    describe,
+    load_weights,
+)
 from seqclf.store import checkpoint
 from seqclf.store import lock as runlock
 from seqclf.store.checkpoint import Checkpoint
@@ -31,7 +37,7 @@ from seqclf.training.devices import is_out_of_memory
 from seqclf.training.failures import OutOfMemory
 from seqclf.training.optim import build_optimizer, build_scheduler
 from seqclf.training.prepare import check_same_data, prepare
-from seqclf.training.resumable import StateDoesNotFit, read_resumable
+from seqclf.training.resumable import StateDoesNotFit, nothing_to_train, read_resumable
 from seqclf.training.rng import seed_everything
 from seqclf.training.signals import GracefulStop, sigterm_stops
 from seqclf.training.state import TrainingState
@@ -59,6 +65,9 @@ def train(cfg: Config, *, out: Output | None = None, stop: GracefulStop | None =
             start = checkpoint.read(init_from) if init_from is not None else None
             ready = prepare(cfg, dist=dist)
             cfg, data, device = ready.cfg, ready.data, ready.device
+            if start is not None:  # before the run directory is made
+                check_weights_fit(start.model, start.config.model, cfg.model, data.input_size, data.num_classes,
+                                  f"--init-from {init_from}")
         for warning in data.warnings:  # e.g. idx labels that leave classes without examples (rank 0 prints)
             out.warn(warning)
         with dist.agree():  # once every rank is ready: exactly one run directory, made by rank 0
@@ -73,8 +82,7 @@ def train(cfg: Config, *, out: Output | None = None, stop: GracefulStop | None =
         if dropout_unused(cfg.model.dropout, cfg.model.num_layers):
             out.warn(f"model.dropout={as_yaml(cfg.model.dropout, 3)} has no effect with model.num_layers=1: it acts "
                      f"between recurrent layers", once=UNUSED_DROPOUT)
-        out.info(f"run [bold]{run.run_dir}[/]: {cfg.model.cell} {cfg.model.num_layers}x{cfg.model.hidden_size}"
-                 f"{' bidirectional' if cfg.model.bidirectional else ''}, {count_parameters(run.state.model):,} "
+        out.info(f"run [bold]{run.run_dir}[/]: {describe(cfg.model)}, {count_parameters(run.state.model):,} "
                  f"parameters, {len(data.train):,} train / {len(data.val):,} val / {len(data.test):,} test examples "
                  f"on {device}{f' x {dist.world_size} ranks ({dist.backend})' if dist.active else ''}")
         return Trainer(run, out, stop or GracefulStop()).fit()
@@ -92,7 +100,12 @@ def resume(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = (), *, 
         out = (out or Output()) if dist.is_main else Output(quiet=True)
         with dist.agree():
             found = read_resumable(run_dir, overrides) if dist.is_main else None
-        cfg, saved = dist.broadcast_object(found)
+            if found is not None:
+                found = (*found, nothing_to_train(run_dir, *found))
+        cfg, saved, finished = dist.broadcast_object(found)
+        if finished is not None:  # every epoch done: say so, write nothing
+            out.info(finished[0])
+            return finished[1]
         with dist.agree():
             dist.check_batch_size(cfg.train.batch_size)
             ready = prepare(cfg, meta=saved.data, source=saved.path, dist=dist)

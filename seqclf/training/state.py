@@ -28,6 +28,11 @@ def zero_sums(device: torch.device, policy: DtypePolicy | None = None) -> dict[s
     return {name: torch.zeros((), dtype=torch.float64, device=where) for name in SUMS}
 
 
+def stalled(epoch: int, best_epoch: int, patience: int) -> bool:
+    """train.patience > 0 epochs have ended since the best one (after `epoch` epochs, the best `best_epoch`)."""
+    return patience > 0 and best_epoch > 0 and epoch - best_epoch >= patience
+
+
 @dataclass
 class Cursor:
     """Where the epoch in progress is; `order is None` between epochs."""
@@ -98,6 +103,10 @@ class TrainingState:
         if improved:
             self.best_accuracy, self.best_epoch = row["val_accuracy"], self.epoch
         return improved
+
+    def stalled(self, patience: int) -> bool:
+        """Early stopping: no better validation accuracy in the last `patience` epochs (stalled())."""
+        return stalled(self.epoch, self.best_epoch, patience)
 
     def state_dict(self) -> dict[str, Any]:
         """Tensors and plain values only (weights_only-safe), RNG states included."""

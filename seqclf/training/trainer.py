@@ -30,7 +30,7 @@ from seqclf.store.rundir import RunDir
 from seqclf.store.runlog import RunLog
 from seqclf.training import distributed, rng
 from seqclf.training.devices import autocast, is_out_of_memory
-from seqclf.training.failures import LostContact, NonFinite, OutOfMemory, RunInterrupted
+from seqclf.training.failures import LostContact, NonFinite, OutOfMemory, RunInterrupted, stopped_early
 from seqclf.training.optim import PER_BATCH_SCHEDULERS
 from seqclf.training.scoring import score
 from seqclf.training.signals import GracefulStop
@@ -80,8 +80,8 @@ class Trainer:
             run.log.summary("running", state, count_parameters(state.model))
             state.model.train()
             try:
-                with self.stop:
-                    while state.epoch < run.cfg.train.epochs:
+                with self.stop:  # to the last epoch, or train.patience epochs after the best one
+                    while state.epoch < run.cfg.train.epochs and not state.stalled(run.cfg.train.patience):
                         self.epoch()
             finally:
                 run.log.close()
@@ -231,7 +231,10 @@ class Trainer:
             model.load_state_dict(run.run_dir.load_best()["model"])
         run.dist.broadcast_(model.state_dict().values())
         test = self._score(run.data.test)
-        summary = run.log.summary("finished", run.state, count_parameters(model), test)
+        summary = run.log.summary("finished", run.state, count_parameters(model), test,
+                                  stopped_early=run.state.epoch < run.cfg.train.epochs)
+        if summary["stopped_early"]:
+            self.out.info(stopped_early(run.state.epoch, run.cfg.train, run.state.best_epoch))
         self.out.info(f"best val accuracy {summary['val_accuracy']:.4f} (epoch {summary['best_epoch']}), "
                       f"test accuracy [bold]{test['accuracy']:.4f}[/] on {test['n']:,} examples; "
                       f"{summary['seconds']:.1f}s training. Checkpoint: {summary['checkpoint']}")
