@@ -55,3 +55,19 @@ def test_runs_at_80_columns_shows_every_name_whole_and_the_model(trained: tuple[
     assert lines[0].split()[:5] == ["name", "cell", "layers", "hidden", "bi"], pane
     for name in (run.name, other.name):  # whole, at the start of its row, on one line: copyable
         assert [line.split()[0] for line in lines].count(name) == 1, pane
+
+
+def test_an_error_at_80_columns_breaks_between_words_and_keeps_every_word(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from seqclf.cli.app import app
+
+    args = ["train", "--config", "lstm", "--set", "model.hidden_size=big", "--set",
+            f"data.root={tmp_path / 'a-folder-whose-name-is-long-enough-to-wrap' / 'nodata'}"]
+    piped = CliRunner().invoke(app, args)  # plain output: each paragraph one line
+    assert piped.exit_code == 2 and "model.hidden_size" in piped.stderr, piped.output
+    pane = run_in_tmux([sys.executable, "-m", "seqclf", *args], width=80, env=seqclf_env())
+    lines = pane.splitlines()
+    assert lines[-1] == f"{DONE}2]" and all(len(line) <= 80 for line in lines[:-1]), pane
+    assert max(len(line) for line in lines) > 60, pane  # long enough to wrap
+    assert " ".join(lines[:-1]).split() == piped.stderr.split(), pane  # no word cut, none lost
