@@ -1,7 +1,7 @@
 """The README's shell examples run (on tiny data), so they cannot rot; the docs it links exist.
 
 Each ```sh block runs in bash in one scratch folder, in order, with `seqclf` a function that runs the
-command in the test's own process (helpers.run_script) and, for `train`, `bench` and `tune` (2 trials),
+command in the test's own process (helpers.run_script) and, for `train`, `bench` and `tune` (2 trials, one job),
 appends `--set` flags for a tiny dataset (later flags win, so the README's own data flags are
 overridden). A block preceded by `<!-- doctest: skip (why) -->` is not run:
 those need apt, a new venv or the network.
@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from helpers import ROOT, make_dataset, posix_only, process, run_script
+from helpers import ROOT, make_dataset, posix_only, run_script
 
 README = ROOT / "README.md"
 BLOCK = re.compile(r"(<!-- doctest: skip \(([^)]*)\) -->\n)?```sh\n(.*?)```", re.DOTALL)
@@ -32,8 +32,7 @@ def test_the_skip_list_is_small_and_says_why() -> None:
     assert len(blocks()) - len(skipped) >= 2
 
 
-@process  # the README's `seqclf tune --jobs 2` starts two worker processes
-@posix_only
+@posix_only  # bash; `seqclf tune --jobs 2` runs with --jobs 1, here (its workers are tested in test_tune.py)
 def test_readme_shell_blocks_run(tmp_path: Path) -> None:
     data = make_dataset(tmp_path / "tiny", n_train=400, n_test=100)
     work = tmp_path / "work"
@@ -46,7 +45,7 @@ def test_readme_shell_blocks_run(tmp_path: Path) -> None:
 seqclf() {{
     case "$1" in
         train|bench|tune) command seqclf "$@" {tiny} $([[ $1 == bench ]] && echo --steps 5) \
-            $([[ $1 == tune ]] && echo --trials 2) ;;
+            $([[ $1 == tune ]] && echo --trials 2 --jobs 1) ;;
         *) command seqclf "$@" ;;
     esac
 }}
