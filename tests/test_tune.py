@@ -362,6 +362,8 @@ def test_two_workers_share_a_postgresql_study_a_restart_is_one_line_each_and_a_r
         while len(_workers_done("pg", postgres)) < 2:  # both workers have trained trials of the one study
             assert first.poll() is None and time.monotonic() < deadline, first.communicate()
             time.sleep(0.2)
+        # the parent only starts and watches the workers: it never loads torch (seconds and hundreds of MB)
+        assert "libtorch" not in Path(f"/proc/{first.pid}/maps").read_text()
         postgres.restart()
         stderr = first.communicate(timeout=120)[1]
     finally:

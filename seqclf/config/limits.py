@@ -143,6 +143,19 @@ def available_memory() -> int | None:
         return None
 
 
+def default_threads(share: int = 1) -> int:
+    """This process's share of the cores it may run on (taskset/cgroup affinity where known).
+
+    torch's own default is every core; under torchrun each of `share` local ranks gets its
+    part so that ranks do not oversubscribe the machine.
+    """
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        cores = os.cpu_count() or 1
+    return max(1, cores // max(1, share))
+
+
 def check_parameters(what: str, parameters: int, fix: str) -> None:
     """Refuse a model of more than MAX_PARAMETERS, or whose float32 weights exceed the free memory."""
     if parameters > MAX_PARAMETERS:

@@ -19,8 +19,7 @@ WORKER_MEMORY = 1 << 30  # a worker's share: torch, the data on the device and a
 
 def capped_jobs(jobs: int, out: Output) -> int:
     """--jobs, at most one worker per core and per WORKER_MEMORY of available memory; one line when capped."""
-    from seqclf.config.limits import available_memory, size
-    from seqclf.training.devices import default_threads
+    from seqclf.config.limits import available_memory, default_threads, size
 
     cores, free = default_threads(), available_memory()
     fit = min(cores, max(1, free // WORKER_MEMORY) if free is not None else cores)

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from seqclf.config import TrainConfig
+from seqclf.config.limits import default_threads
 from seqclf.errors import SeqclfError
 
 NO_FLOAT64 = ("mps",)  # device types without float64 tensors
@@ -127,19 +128,6 @@ def _device(name: str) -> torch.device:
     if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise SeqclfError("train.device: 'mps' is not available here; use train.device=cpu or auto")
     return device
-
-
-def default_threads(share: int = 1) -> int:
-    """This process's share of the cores it may run on (taskset/cgroup affinity where known).
-
-    torch's own default is every core; under torchrun each of `share` local ranks gets its
-    part so that ranks do not oversubscribe the machine.
-    """
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        cores = os.cpu_count() or 1
-    return max(1, cores // max(1, share))
 
 
 def configure_threads(num_threads: int, share: int = 1) -> int:
