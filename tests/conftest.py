@@ -2,14 +2,29 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 from helpers import FASHION, FILES, SPACE, make_dataset, tiny_args, train_tiny
 
+# Bytecode caching on for the suite, where the environment turned it off (PYTHONDONTWRITEBYTECODE, as on some CI
+# images): the suite starts dozens of seqclf processes and two workers that each import every test module, and
+# without a cache each of them compiles seqclf and rewrites the tests' asserts again (about 10 s of a run).
+# The __pycache__ folders it writes are ignored by git.
+sys.dont_write_bytecode = False
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+
 # torch is imported where it is used: the process that starts the pytest-xdist workers imports this file
 # too, and the workers start about a second and a half sooner when it does not import torch
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests that start real processes first (longest first: the 2-core machine's two workers finish
+    together when the long tests are dealt out first and the many short ones fill in after)."""
+    items.sort(key=lambda item: item.get_closest_marker("process") is None)  # stable: the rest keep their order
 
 
 @pytest.fixture(autouse=True)
