@@ -108,6 +108,15 @@ def test_report_of_three_runs_compares_them(three_runs: list[Path], tmp_path: Pa
     assert "accuracy by rows read" in alts and "accuracy by columns read" in alts
 
 
+def test_a_comparisons_chart_names_its_run_even_when_it_is_the_only_one_read_that_way() -> None:
+    """Of three runs, the one read by columns has a chart of its own: without a legend it is anyone's."""
+    from seqclf.use.figures import draw_accuracy_by_step
+
+    alone = draw_accuracy_by_step([("lstm-1x16-columns-s0", [0.3, 0.5])], "column", legend=True)
+    assert [text.get_text() for text in alone.axes[0].get_legend().get_texts()] == ["lstm-1x16-columns-s0"]
+    assert draw_accuracy_by_step([("best.pt", [0.3, 0.5])], "row").axes[0].get_legend() is None  # one run's page
+
+
 def test_a_run_without_an_epoch_and_bad_arguments(tmp_path: Path) -> None:
     run_dir = fake_run(tmp_path / "runs", "stopped", ["model.cell=gru"])
     output = tmp_path / "stopped.html"

@@ -75,7 +75,7 @@ def comparison_page(run_dirs: list[Path], overrides: list[str] | tuple[str, ...]
     if by_step:
         body.append(h.heading(2, "Accuracy by steps read", "reading"))
     for step, series in by_step.items():
-        body.append(h.figure(figures.png_data_uri(figures.draw_accuracy_by_step(series, step)),
+        body.append(h.figure(figures.png_data_uri(figures.draw_accuracy_by_step(series, step, legend=True)),
                              f"accuracy by {step}s read", 640))
     body.append(footer([str(run_dir) for run_dir in run_dirs]))
     return h.page(f"seqclf report: {len(run_dirs)} runs", body)

@@ -97,8 +97,9 @@ def plot_trace(result: dict[str, Any], images: np.ndarray, output: Path) -> tupl
     return save_figure(figure, output), len(traces)
 
 
-def draw_accuracy_by_step(series: list[tuple[str, list[float]]], step: str) -> Any:
-    """Accuracy had reading stopped after k steps, one line per model."""
+def draw_accuracy_by_step(series: list[tuple[str, list[float]]], step: str, legend: bool = False) -> Any:
+    """Accuracy had reading stopped after k steps, one line per model; a legend with several lines, or when
+    asked (a comparison whose runs read this way is one run of several)."""
     figure = new_figure(figsize=(6.4, 3.4))
     axes = figure.subplots()
     for i, (label, accuracy) in enumerate(series):
@@ -109,7 +110,7 @@ def draw_accuracy_by_step(series: list[tuple[str, list[float]]], step: str) -> A
     axes.set_ylim(0, 1.02)
     axes.grid(alpha=0.3)
     axes.set_title(f"accuracy if reading stopped after k {step}s")
-    if len(series) > 1:
+    if legend or len(series) > 1:
         axes.legend(fontsize="small")
     return figure
 
