@@ -201,7 +201,8 @@ class Output:
         """`seqclf trace`: per input, its final guess, then the top classes after the chosen steps."""
         step = result["step"]
         for trace in result["traces"]:
-            self.info(f"{escape(trace['input'])}: [bold]{escape(trace['class'])}[/] {trace['probability']:.3f}, "
+            guess = escape(trace["predicted_class"])
+            self.info(f"{escape(trace['input'])}: [bold]{guess}[/] {trace['probability']:.3f}, "
                       f"on top from {step} {trace['decided_at']} of {result['steps']}")
             rows = []
             for k in steps:

@@ -71,12 +71,13 @@ def test_trace_agrees_with_predict_and_reports_every_step(trained: tuple[Path, P
         assert steps.shape == (28, 10)
         np.testing.assert_allclose(steps.sum(1), 1.0, rtol=1e-5)
         np.testing.assert_allclose(steps[-1], row, rtol=1e-6, atol=1e-7)  # the last step is predict's answer
-        assert (trace["input"], trace["label"], trace["class"]) == (prediction["input"], prediction["label"],
-                                                                     prediction["class"])
+        named = ("input", "predicted_label", "predicted_class")  # the names predict uses, for the same thing
+        assert [trace[key] for key in named] == [prediction[key] for key in named]
+        assert (trace["label"], trace["class"]) == (trace["predicted_label"], trace["predicted_class"])  # deprecated
         assert trace["probability"] == pytest.approx(prediction["probability"], rel=1e-6)
         top = steps.argmax(1)
-        assert 1 <= trace["decided_at"] <= 28 and (top[trace["decided_at"] - 1:] == trace["label"]).all()
-        assert trace["decided_at"] == 1 or top[trace["decided_at"] - 2] != trace["label"]
+        assert 1 <= trace["decided_at"] <= 28 and (top[trace["decided_at"] - 1:] == trace["predicted_label"]).all()
+        assert trace["decided_at"] == 1 or top[trace["decided_at"] - 2] != trace["predicted_label"]
 
 
 def test_trace_table_picture_and_bad_inputs(trained: tuple[Path, Path], tmp_path: Path) -> None:

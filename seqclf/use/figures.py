@@ -45,7 +45,7 @@ def draw_trace_row(image_axes: Any, curve_axes: Any, image: np.ndarray, trace: d
     mark = {"row": image_axes.axhline, "column": image_axes.axvline}.get(step)
     if mark is not None:  # where the final class took the lead
         mark(trace["decided_at"] - 0.5, color="C1", linewidth=1.2, linestyle=":")
-    title = f"{trace['class']} {trace['probability']:.2f}"
+    title = f"{trace['predicted_class']} {trace['probability']:.2f}"
     image_axes.set_title(title if true_class is None else f"true {true_class}\n{title}", fontsize=8)
     probabilities = np.asarray(trace["probabilities"])  # (T, C)
     steps = np.arange(1, len(probabilities) + 1)

@@ -83,16 +83,18 @@ def trace_records(probabilities: np.ndarray, names: list[str], class_names: list
     records = []
     for name, rows in zip(names, probabilities):
         label = int(rows[-1].argmax())
-        records.append({"input": name, "label": label, "class": class_names[label],
+        records.append({"input": name, "predicted_label": label, "predicted_class": class_names[label],
                         "probability": float(rows[-1, label]), "decided_at": decided_at(rows),
-                        "probabilities": rows.tolist()})  # (T, C): after step 1, 2, ..., T
+                        "probabilities": rows.tolist(),  # (T, C): after step 1, 2, ..., T
+                        "label": label, "class": class_names[label]})  # deprecated names, as in predict's records
     return records
 
 
 def trace_files(checkpoint: str | Path, sources: list[Any], preprocess: bool = True,
                 batch_size: int = EVAL_BATCH_SIZE, device: str | None = None) -> dict[str, Any]:
     """What `seqclf trace` prints: {"checkpoint", "sequence", "step", "steps", "method", "class_names",
-    "traces": [{"input", "label", "class", "probability", "decided_at", "probabilities" (T, C)}],
+    "traces": [{"input", "predicted_label", "predicted_class", "probability", "decided_at", "probabilities" (T, C),
+    and, deprecated as in predict, "label" and "class"}],
     "errors": [{"input", "error"}], "images" (N, H, W) uint8 (for pictures; not JSON)}.
 
     Inputs are read as `seqclf predict` reads them; bad ones do not stop the good ones.
