@@ -51,6 +51,12 @@ def _keys(text: str | None, option: str) -> list[str]:
     return keys
 
 
+GROUP_BY = typer.Option(None, "--group-by", metavar="KEY,KEY", help="One row per distinct value of these config "
+                        "keys (runs that differ only in seed): count, mean +- std.")
+COLUMNS = typer.Option(None, "--columns", metavar="COLUMN,COLUMN",
+                       help="The columns to show: any of the --json fields, the table's headers or config keys.")
+
+
 @runs_app.callback(invoke_without_command=True, epilog=examples("runs"))
 def runs_cmd(
     ctx: typer.Context,
@@ -59,12 +65,8 @@ def runs_cmd(
                                        help="Sort by a column or any config key (train.lr): accuracies best first, "
                                             "others ascending. Default: val_accuracy."),
     reverse: bool = typer.Option(False, "--reverse", metavar=options.FLAG, help="Reverse the order."),
-    group_by: Optional[str] = typer.Option(None, "--group-by", metavar="KEY,KEY",
-                                           help="One row per distinct value of these config keys (runs that differ "
-                                                "only in seed): count, mean +- std."),
-    columns_: Optional[str] = typer.Option(None, "--columns", metavar="COLUMN,COLUMN",
-                                           help="The columns to show: any of the --json fields, the table's "
-                                                "headers or config keys."),
+    group_by: Optional[str] = GROUP_BY,
+    columns_: Optional[str] = COLUMNS,
     json_: bool = typer.Option(False, "--json", metavar=options.FLAG, help="Print a JSON array of rows on stdout."),
     csv_: bool = typer.Option(False, "--csv", metavar=options.FLAG,
                               help="Print CSV (a header line, then one line per row) on stdout."),
