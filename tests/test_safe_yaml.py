@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from helpers import process, time_limit
 from typer.testing import CliRunner
 
@@ -146,3 +147,35 @@ def test_values_no_type_can_hold_are_refused_naming_the_line(tmp_path: Path, tex
     path.write_text(text + "\n")
     message = refused(path)
     assert fragment in message and len(message) < 400
+
+
+SHIPPED = sorted((Path(safe_yaml.__file__).parent.parent / "configs").glob("*.yaml"))
+ODD_BUT_VALID = ["", "a: 0o17\nb: 1e3\nc: .inf\nd: ~\ne: yes\nf: 2020-01-02", "%YAML 1.1\n---\na: 1",
+                 "base: &b {x: 1, y: [1, 2]}\nc:\n  <<: *b\n  x: 2", "s: 'it''s'\nt: \"\\u00e9\\t\"",
+                 "lr: !!float 1\nn: !!str 12"]
+
+
+@pytest.mark.parametrize("loader", sorted(set(safe_yaml.LOADERS) - {"python"}))
+def test_libyaml_reads_every_value_as_pyyaml_does(loader: str) -> None:
+    """Values are read by libyaml's parser where PyYAML has it (seven times sooner); they must be the very
+    values PyYAML's own parser gives, limits included."""
+    texts = [path.read_text() for path in SHIPPED] + ODD_BUT_VALID
+    for text in texts:
+        assert safe_yaml._load(safe_yaml.LOADERS[loader], text) == safe_yaml._load(safe_yaml._PythonLoader, text)
+    for text in ["a: &a [x, x]\n" + "".join(f"a{i}: *a\n" for i in range(40)), "a: 1\na: 2", "b: " + "[" * 40]:
+        with pytest.raises(safe_yaml.YamlRefused) as fast:
+            safe_yaml._load(safe_yaml.LOADERS[loader], text)
+        with pytest.raises(safe_yaml.YamlRefused) as reference:
+            safe_yaml._load(safe_yaml._PythonLoader, text)
+        assert str(fast.value) == str(reference.value)
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("model:\n\t- hidden_size: 8", "line 2, column 1: found character '\\t' that cannot start any token"),
+    ("data: " + "[" * 5000 + "]" * 5000, "line 1: nested more than 32 levels deep"),  # libyaml stops at 1000 itself
+    ("train: {lr: 1", "expected ',' or '}', but got '<stream end>'"),
+])
+def test_a_refusal_reads_as_pyyamls_parser_words_it(text: str, fragment: str) -> None:
+    with pytest.raises(yaml.YAMLError) as refusal:
+        safe_yaml.load(text)
+    assert fragment in safe_yaml.describe(refusal.value)
