@@ -136,9 +136,15 @@ def test_export_writes_through_a_link_and_refuses_what_is_not_a_regular_file(che
     assert stat.S_ISFIFO(os.lstat(tmp_path / "pipe").st_mode)
 
 
-def test_export_to_a_folder_it_cannot_write_says_to_choose_another_path(checkpoints: dict) -> None:
+def test_export_to_a_folder_it_cannot_write_says_so_before_any_work(checkpoints: dict, monkeypatch) -> None:
+    from seqclf.use import export as export_module
+
+    def no_work(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the checkpoint was loaded for an output that cannot be written")
+
+    monkeypatch.setattr(export_module.Predictor, "from_checkpoint", no_work)
     result = runner.invoke(app, ["export", str(checkpoints[CASES[0]]), "-o", "/sys/model.pt2", "--format", "pt2"])
-    assert result.exit_code != 0 and "/sys/model.pt2: could not be written" in result.stderr
+    assert result.exit_code == 2 and "-o /sys/model.pt2: could not be written" in result.stderr, result.output
     assert "Choose another path with -o" in result.stderr and "output.dir" not in result.stderr
 
 

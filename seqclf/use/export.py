@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -93,6 +94,14 @@ def export(checkpoint: str | Path, output: str | Path, format: str = "onnx") -> 
     if output.is_dir():
         raise SeqclfError(f"-o {output} is a folder; give a file name such as {output / ('model.' + format)}")
     output_file(output, "-o")  # /dev/full, a FIFO: refused before any work
+    if not output.parent.is_dir():
+        raise SeqclfError(f"-o {output}: the folder {output.parent} does not exist")
+    try:  # a folder that takes no new file (read-only, /sys): said now, not after the seconds of exporting
+        with tempfile.TemporaryFile(dir=output.parent):
+            pass
+    except OSError as exc:
+        raise SeqclfError(f"-o {output}: could not be written ({exc.strerror or exc}); nothing was exported. "
+                          f"Choose another path with -o.") from None
     predictor = Predictor.from_checkpoint(checkpoint, "cpu", precision="fp32")
     images = check_images(predictor)
     expected = predictor.probabilities(images)  # (34, C)
@@ -102,8 +111,6 @@ def export(checkpoint: str | Path, output: str | Path, format: str = "onnx") -> 
     if not difference <= TOLERANCE:
         raise SeqclfError(f"{checkpoint}: the exported {format} model differs from the checkpoint by up to "
                           f"{difference:.2g} in a probability (more than {TOLERANCE}); nothing was written")
-    if not output.parent.is_dir():
-        raise SeqclfError(f"-o {output}: the folder {output.parent} does not exist")
     atomic_write(output, lambda handle: handle.write(data), fix="Choose another path with -o.")
     return {"checkpoint": str(checkpoint), "output": str(output), "format": format, "bytes": len(data),
             "input": ["N", predictor.height, predictor.width], "class_names": predictor.class_names,
