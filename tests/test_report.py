@@ -46,6 +46,21 @@ def three_runs(trained: tuple[Path, Path], tmp_path_factory: pytest.TempPathFact
     return [checkpoint.parent] + [path.parent for path in others]
 
 
+def write_report(runs: list[Path], output: Path) -> tuple[Path, dict]:
+    return output, cli_json("report", *map(str, runs), "-o", str(output))
+
+
+@pytest.fixture(scope="module")
+def one_run_report(three_runs: list[Path], tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """The report of the GRU (trained one epoch, it makes mistakes to show), written once for the module."""
+    return write_report(three_runs[1:2], tmp_path_factory.mktemp("report-1") / "report.html")
+
+
+@pytest.fixture(scope="module")
+def three_run_report(three_runs: list[Path], tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    return write_report(three_runs, tmp_path_factory.mktemp("report-3") / "three.html")
+
+
 def self_contained(text: str) -> Page:
     """The page's checks that need no browser: nothing fetched, no script, every image an inline PNG."""
     page = Page(text)
@@ -63,10 +78,10 @@ def self_contained(text: str) -> Page:
     return page
 
 
-def test_one_run_report_has_every_part_and_fetches_nothing(three_runs: list[Path], tmp_path: Path) -> None:
-    run_dir = three_runs[1]  # the GRU: trained for one epoch, it makes mistakes to show
-    output = tmp_path / "report.html"
-    result = cli_json("report", str(run_dir), "-o", str(output))
+def test_one_run_report_has_every_part_and_fetches_nothing(three_runs: list[Path],
+                                                           one_run_report: tuple[Path, dict]) -> None:
+    run_dir = three_runs[1]
+    output, result = one_run_report
     assert result == {"output": str(output), "runs": [str(run_dir)], "bytes": output.stat().st_size}
     text = output.read_text()
     assert output.stat().st_size < 5_000_000
@@ -94,9 +109,8 @@ def test_names_are_escaped(three_runs: list[Path], tmp_path: Path) -> None:
     self_contained(text)
 
 
-def test_report_of_three_runs_compares_them(three_runs: list[Path], tmp_path: Path) -> None:
-    output = tmp_path / "three.html"
-    result = cli_json("report", *map(str, three_runs), "-o", str(output))
+def test_report_of_three_runs_compares_them(three_runs: list[Path], three_run_report: tuple[Path, dict]) -> None:
+    output, result = three_run_report
     assert result["runs"] == [str(run) for run in three_runs]
     page = self_contained(output.read_text())
     rows = [attrs for tag, attrs in page.tags if tag == "tr"]
@@ -148,12 +162,11 @@ def test_missing_data_is_one_message(three_runs: list[Path], tmp_path: Path) -> 
 
 @posix_only  # the browser is driven through a pipe on file descriptors 3 and 4
 @pytest.mark.parametrize("runs", [1, 3])
-def test_the_report_in_headless_chromium(three_runs: list[Path], tmp_path: Path, runs: int) -> None:
+def test_the_report_in_headless_chromium(request: pytest.FixtureRequest, tmp_path: Path, runs: int) -> None:
     chromium = find_chromium()
     if chromium is None:
         pytest.skip("no Chromium (Debian: apt-get install chromium; .ci/run installs it)")
-    output = tmp_path / "report.html"
-    cli_json("report", *map(str, three_runs[:runs]), "-o", str(output))
+    output, _ = request.getfixturevalue("one_run_report" if runs == 1 else "three_run_report")
     browser = Browser(chromium, tmp_path / "profile")
     try:
         browser.open(output)
