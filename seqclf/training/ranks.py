@@ -6,6 +6,7 @@ other ranks stay silent, except for an error only they know of (marked `rank_loc
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import time
@@ -55,7 +56,10 @@ def run_cli(app: Callable[[], Any]) -> None:
     writes is on disk already (atomic, fsynced), so only stdout and stderr need flushing.
     """
     if not under_torchrun():
-        app()
+        try:
+            app()
+        finally:  # the interpreter's teardown then skips torch's graph of objects: it exits in ~0.3 s, not ~1 s
+            gc.freeze()
         return
     try:
         app()
