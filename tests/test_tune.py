@@ -371,7 +371,10 @@ def test_two_workers_share_a_postgresql_study_a_restart_is_one_line_each_and_a_r
     assert first.returncode == 1, stderr
     assert "Traceback" not in stderr and len(stderr.strip().splitlines()) <= 8, stderr
     lines = [line for line in stderr.splitlines() if "storage" in line and "failed" in line]
-    assert len(lines) == 2 and "Run the same command again" in " ".join(stderr.split()), stderr
+    # a worker talking to the database at the restart stops with one line; one that was training may find
+    # the database back when it next reports, and carry on to the end of the study
+    assert len(lines) in (1, 2) and f"{len(lines)} of 2 workers failed" in stderr, stderr
+    assert "Run the same command again" in " ".join(stderr.split()), stderr
 
     trials = optuna.load_study(study_name="pg", storage=postgres).trials
     # a restart between ask() and the worker naming itself leaves a trial running for UNCLAIMED_AFTER seconds
