@@ -39,6 +39,16 @@ def _build_each_app_once() -> None:
 _build_each_app_once()
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure() -> None:
+    """The last thing each worker does: the interpreter's teardown then skips the objects of torch, optuna,
+    matplotlib and some 500 tests (seconds of garbage collection that the run waits for), as seqclf's own
+    command line does (training.ranks.run_cli)."""
+    import gc
+
+    gc.freeze()
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The tests that start real processes first (longest first: the 2-core machine's two workers finish
     together when the long tests are dealt out first and the many short ones fill in after)."""
