@@ -57,11 +57,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def torchrun(*args: str) -> subprocess.CompletedProcess:
-    """`python -m torch.distributed.run`: the ranks it starts with sys.executable are `python` too."""
+def torchrun(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    """`python -m torch.distributed.run`: the ranks it starts with sys.executable are `python` too. Its agent
+    leaves a torchelastic_* folder in TMPDIR: the test's own folder, not /tmp."""
     return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                            "-m", "seqclf", "train", *args], capture_output=True, text=True,
-                          env={**seqclf_env(), "OMP_NUM_THREADS": "1"}, timeout=LAUNCH_TIMEOUT)
+                          env={**seqclf_env(), "OMP_NUM_THREADS": "1", "TMPDIR": str(tmp_path)},
+                          timeout=LAUNCH_TIMEOUT)
 
 
 def start_ranks(args_by_rank: list[list[str]]) -> list[subprocess.Popen]:
@@ -98,7 +100,7 @@ def wait_for(path: Path, procs: list[subprocess.Popen]) -> None:
 
 @process
 def test_torchrun_two_ranks_train_what_one_process_trains(overrides: list[str], tmp_path: Path) -> None:
-    done = torchrun("--config", "/dev/null", *set_args(overrides),
+    done = torchrun(tmp_path, "--config", "/dev/null", *set_args(overrides),
                     "--set", f"output.dir={tmp_path / 'ddp'}", "--json")
     assert done.returncode == 0, done.stderr
     [line] = done.stdout.splitlines()  # only rank 0 prints, its JSON alone on stdout
