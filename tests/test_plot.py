@@ -193,3 +193,21 @@ def test_the_study_plots_trial_axis_has_whole_numbers(tmp_path: Path, monkeypatc
     assert history.get_xlabel() == "trial"
     ticks = [t for t in history.get_xticks() if history.get_xlim()[0] <= t <= history.get_xlim()[1]]
     assert len(ticks) >= 2 and all(float(t).is_integer() for t in ticks), ticks
+
+
+@pytest.mark.parametrize("epochs", [1, 3, 30])
+def test_epoch_axes_show_whole_epochs_even_for_a_run_of_one(epochs: int) -> None:
+    """One epoch: matplotlib's own ticks read 0.96, 0.98, 1.00..., as if a run had half epochs."""
+    from helpers import epoch
+
+    from seqclf.use.figures import draw_curves
+
+    histories = [("run", [epoch(n, 0.5 + n / 100) for n in range(1, epochs + 1)])]
+    figure = draw_curves(histories)
+    figure.canvas.draw()
+    for axes in figure.axes:
+        low, high = axes.get_xlim()
+        ticks = [t for t in axes.get_xticks() if low <= t <= high]
+        assert ticks and all(float(t).is_integer() for t in ticks), (axes.get_title(), ticks)
+        if epochs == 1:
+            assert ticks == [1], ticks

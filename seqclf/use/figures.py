@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from seqclf.use.plot import check_output, new_figure, points, save_figure
+from seqclf.use.plot import check_output, new_figure, points, save_figure, whole_number_ticks
 
 TRACE_PICTURES = 8  # inputs drawn by `seqclf trace -o`: one row each
 CURVES = (("loss", "loss"), ("accuracy", "accuracy"), ("lr", "learning rate"), ("grad_norm", "gradient norm"))
@@ -160,7 +160,7 @@ def draw_curves(histories: list[tuple[str, list[dict[str, Any]]]]) -> Any:
         axes.set_xlabel("epoch")
         axes.set_title(title + (" (dashed: train, solid: validation)" if key in ("loss", "accuracy") else ""),
                        fontsize=9)
-        axes.xaxis.get_major_locator().set_params(integer=True)
+        whole_number_ticks(axes.xaxis)
         axes.grid(alpha=0.3)
         if key == "lr":
             axes.ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))

@@ -63,6 +63,14 @@ def short_labels(paths: list[Path]) -> list[str]:
     return short if len(set(short)) == len(short) else names
 
 
+def whole_number_ticks(axis: Any) -> None:
+    """Epochs and trials are whole numbers: ticks on integers only, and one tick for a single point
+    (matplotlib's own ticks around one epoch read 0.96, 0.98, 1.00...)."""
+    from matplotlib.ticker import MaxNLocator
+
+    axis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+
+
 def points(history: list[dict[str, Any]], key: str) -> tuple[list[int], list[float]]:
     """(epochs, values) of one metric: rows without a finite number for it (an edited file) are left out."""
     kept = [(row["epoch"], row[key]) for row in history if isinstance(row.get(key), (int, float))
@@ -95,7 +103,7 @@ def plot_curves(paths: list[Path], output: Path) -> tuple[Path, list[Path]]:
     for axes, metric in ((loss_axes, "loss"), (accuracy_axes, "accuracy")):
         axes.set_xlabel("epoch")
         axes.set_ylabel(metric)
-        axes.xaxis.get_major_locator().set_params(integer=True)
+        whole_number_ticks(axes.xaxis)
         axes.grid(alpha=0.3)
     loss_axes.set_title("loss (dashed: train, solid: validation)")
     accuracy_axes.set_title("accuracy (dashed: train, solid: validation)")
@@ -245,7 +253,7 @@ def _draw_history(axes: Any, info: dict[str, Any], scored: list[dict[str, Any]])
         steps.append((max(t["number"] for t in scored), best))
         axes.step(*zip(*steps), where="post", color="C2", label="best so far")
     axes.set_xlabel("trial")
-    axes.xaxis.get_major_locator().set_params(integer=True)  # trials are numbered 0, 1, 2...: no 0.5
+    whole_number_ticks(axes.xaxis)  # trials are numbered 0, 1, 2...: no 0.5
     axes.set_ylabel(f"{label(name)} (best; pruned: last)" if name == "accuracy" else label(name))
     axes.set_title(f"study {info['study']}: {info['complete']} complete, {info['pruned']} pruned")
     axes.grid(alpha=0.3)
