@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import html.parser
+import json
 import shutil
 from pathlib import Path
 
@@ -94,6 +95,8 @@ def test_one_run_report_has_every_part_and_fetches_nothing(three_runs: list[Path
     scores = evaluate_checkpoint(run_dir / "best.pt")
     assert f"accuracy {scores['accuracy']:.4f}" in words and f"{scores['calibration']['ece']:.4f}" in words
     assert "data.root" in words  # the run's data lives elsewhere than the shipped config says
+    seconds = json.loads((run_dir / "summary.json").read_text())["seconds"]
+    assert f"{seconds:.1f} s" in words  # to a tenth, as seqclf runs shows it (a tiny run is not "0 s")
     alts = [attrs.get("alt") for tag, attrs in page.tags if tag == "img"]
     assert "reliability diagram" in alts and "accuracy by rows read" in alts
     assert len([alt for alt in alts if alt and alt.startswith("true ")]) == 16  # the mistakes, as images

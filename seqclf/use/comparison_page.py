@@ -37,7 +37,7 @@ def comparison_row(label: str, run_dir: Path, result: dict[str, Any] | None) -> 
             number(summary.get("val_accuracy"), ".4f"), number(result["accuracy"] if result else None, ".4f"),
             number(result["calibration"]["ece"] if result else None, ".4f"),
             number(by_step[len(by_step) // 2 - 1] if by_step and len(by_step) > 1 else None, ".4f"),
-            (number(summary.get("seconds"), ".0f") or "\u2013") + " s", summary.get("status", "unknown")]
+            (number(summary.get("seconds"), ".1f") or "\u2013") + " s", summary.get("status", "unknown")]
 
 
 def differing_keys(run_dirs: list[Path], labels: list[str]) -> str:

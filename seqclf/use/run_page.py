@@ -109,7 +109,7 @@ def key_figures(summary: dict[str, Any], views: dict[str, Any] | None) -> list[t
                   (number(result["calibration"]["ece"], ".4f"), "expected calibration error")]
     return items + [(number(summary.get("parameters"), ","), "parameters"),
                     (number(summary.get("epochs"), "d"), "epochs"),
-                    (number(summary.get("seconds"), ".0f") + " s", "training time")]
+                    (number(summary.get("seconds"), ".1f") + " s", "training time")]
 
 
 def config_section(cfg: Config) -> list[str]:
