@@ -59,6 +59,13 @@ def atomic_write(path: str | Path, write: Callable[[Any], None], binary: bool = 
         raise
 
 
+def probe_new_file(folder: Path) -> None:
+    """Make and drop a temp file in `folder`: OSError when it takes no new file (read-only, no permission, /sys),
+    so a check before any work meets what the write after it would."""
+    with tempfile.TemporaryFile(dir=folder):
+        pass
+
+
 def output_file(path: str | Path, option: str = "") -> Path:
     """The regular file that writing `path` replaces: a symbolic link's target (followed to the end),
     or `path` itself; SeqclfError when it exists and is not a regular file, or cannot be looked at.

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import tempfile
 from pathlib import Path
 
 from seqclf.config import Config
 from seqclf.errors import SeqclfError
+from seqclf.store.files import probe_new_file
 
 STAMP = re.compile(r"-(\d{8})-(\d{6})((?:-\d+)?)$")  # the time stamp (and -N suffix) ending a generated name
 
@@ -34,8 +34,7 @@ def check_writable(folder: Path) -> None:
     """Report an unwritable output folder before any training starts."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
+        probe_new_file(folder)
     except OSError as exc:
         raise SeqclfError(f"output.dir {str(folder)!r} cannot be written ({exc.strerror or exc}); "
                           f"choose a writable folder with --set output.dir=DIR") from None

@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
-import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -84,7 +83,7 @@ def check_images(predictor: Predictor) -> np.ndarray:
 
 def export(checkpoint: str | Path, output: str | Path, format: str = "onnx") -> dict[str, Any]:
     """Write the checkpoint as `format` to `output` after checking it; returns what was checked."""
-    from seqclf.store.files import atomic_write, output_file
+    from seqclf.store.files import atomic_write, output_file, probe_new_file
 
     if format not in FORMATS:
         raise SeqclfError(f"--format {format!r}: choose one of {', '.join(FORMATS)}")
@@ -97,8 +96,7 @@ def export(checkpoint: str | Path, output: str | Path, format: str = "onnx") -> 
     if not output.parent.is_dir():
         raise SeqclfError(f"-o {output}: the folder {output.parent} does not exist")
     try:  # a folder that takes no new file (read-only, /sys): said now, not after the seconds of exporting
-        with tempfile.TemporaryFile(dir=output.parent):
-            pass
+        probe_new_file(output.parent)
     except OSError as exc:
         raise SeqclfError(f"-o {output}: could not be written ({exc.strerror or exc}); nothing was exported. "
                           f"Choose another path with -o.") from None
