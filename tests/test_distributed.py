@@ -215,6 +215,32 @@ def test_the_environment_decides_the_world() -> None:
     assert Context(0, 2).place(torch.device("cpu"), "auto", "auto") == torch.device("cpu")
 
 
+@pytest.mark.parametrize("torchrun_started", [True, False])
+def test_a_rank_that_shares_rank_0s_failure_waits_only_where_torchrun_would_end_rank_0(
+        torchrun_started: bool, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    """Rank 1 stays silent; under torchrun's agent it waits (the agent ends every rank once one exits, and rank 0
+    must print first); ranks started otherwise end at once (they used to wait 2 s for nothing)."""
+    import typer
+
+    from seqclf.cli.common import reported
+    from seqclf.console import Output
+    from seqclf.training import ranks
+
+    waits: list[float] = []
+    monkeypatch.setattr(ranks.time, "sleep", waits.append)
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    if torchrun_started:
+        monkeypatch.setenv("TORCHELASTIC_RUN_ID", "none")
+    else:
+        monkeypatch.delenv("TORCHELASTIC_RUN_ID", raising=False)
+    with pytest.raises(typer.Exit) as ended:
+        with reported(Output()):
+            raise SeqclfError("rank 1: data.root: no such folder")
+    assert ended.value.exit_code == 2 and capsys.readouterr().err == ""  # rank 0 reports it
+    assert waits == ([ranks.LINGER_SECONDS] if torchrun_started else [])
+
+
 @pytest.mark.parametrize("error, peer", [
     (RuntimeError("[../third_party/gloo/gloo/transport/tcp/pair.cc:534] Connection closed by peer [127.0.0.1]:4242"),
      True),

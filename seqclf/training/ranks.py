@@ -13,8 +13,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-# A rank other than 0 that fails together with rank 0 waits this long before exiting: torchrun ends
-# every rank as soon as one exits with an error, and rank 0 must get to print the message first.
+# A rank other than 0 that fails together with rank 0 waits this long before exiting when torchrun's
+# agent started it: the agent ends every rank as soon as one exits with an error, and rank 0 must get to
+# print the message first. Ranks started otherwise (their environment set by a script) exit at once.
 LINGER_SECONDS = 2.0
 
 
@@ -35,9 +36,15 @@ def should_report(exc: BaseException) -> bool:
     return is_main_process() or bool(getattr(exc, "rank_local", False))
 
 
+def started_by_torchrun(environ: Any = None) -> bool:
+    """Did torchrun's agent start this process? It sets TORCHELASTIC_RUN_ID for the ranks it starts."""
+    return "TORCHELASTIC_RUN_ID" in (os.environ if environ is None else environ)
+
+
 def linger() -> None:
     """Called by a rank other than 0 that failed as rank 0 did, before it exits (see LINGER_SECONDS)."""
-    time.sleep(LINGER_SECONDS)
+    if started_by_torchrun():
+        time.sleep(LINGER_SECONDS)
 
 
 def under_torchrun() -> bool:
