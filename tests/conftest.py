@@ -51,8 +51,11 @@ def pytest_unconfigure() -> None:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The tests that start real processes first (longest first: the 2-core machine's two workers finish
-    together when the long tests are dealt out first and the many short ones fill in after)."""
-    items.sort(key=lambda item: item.get_closest_marker("process") is None)  # stable: the rest keep their order
+    together when the long tests are dealt out first and the many short ones fill in after), then the other
+    tests of the throwaway PostgreSQL cluster: pytest-xdist deals the first tests out in one chunk a worker,
+    so they run on the worker that started the cluster for the process test, and the other starts none."""
+    items.sort(key=lambda item: (item.get_closest_marker("process") is None,
+                                 "postgres" not in getattr(item, "fixturenames", ())))  # stable otherwise
 
 
 @pytest.fixture(autouse=True)
