@@ -11,13 +11,15 @@ import os
 import struct
 import zlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from seqclf.config.limits import check_memory
 from seqclf.errors import SeqclfError
+
+if TYPE_CHECKING:
+    import torch
 
 
 class DataError(SeqclfError):
@@ -49,6 +51,8 @@ def read_idx(path: Path) -> torch.Tensor:
     except (OSError, EOFError, zlib.error) as exc:  # BadGzipFile is an OSError; a cut .gz is an EOFError
         raise DataError(f"{path}: cannot be read as {'gzip' if gz else 'a file'}: {exc}") from None
     _check_length(path, dims, len(raw), exact=not gz)
+    import torch  # here: image files are read (predict's, the folder dataset's) without importing torch
+
     # frombuffer views the immutable bytes; copy so torch owns a writable array
     return torch.from_numpy(np.frombuffer(raw, dtype=np.uint8).reshape(dims).copy())
 
