@@ -36,9 +36,9 @@ def should_report(exc: BaseException) -> bool:
     return is_main_process() or bool(getattr(exc, "rank_local", False))
 
 
-def started_by_torchrun(environ: Any = None) -> bool:
+def started_by_torchrun() -> bool:
     """Did torchrun's agent start this process? It sets TORCHELASTIC_RUN_ID for the ranks it starts."""
-    return "TORCHELASTIC_RUN_ID" in (os.environ if environ is None else environ)
+    return "TORCHELASTIC_RUN_ID" in os.environ
 
 
 def linger() -> None:
