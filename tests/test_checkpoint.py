@@ -302,11 +302,13 @@ def test_a_version_1_run_still_evaluates_and_resumes(tmp_path: Path) -> None:
     assert torch.load(V1_RUN / "best.pt", weights_only=True)["version"] == 1
     assert saved.data.class_names == tuple("0123456789") and (saved.data.height, saved.data.width) == (28, 28)
     result = helpers.cli_json("eval", str(V1_RUN / "best.pt"), "--set", f"data.root={data}")
-    assert result["accuracy"] == 0.2 and result["loss"] == 2.1703680038452147
+    # 0.1.0's numbers to float32 precision: CPUs with other vector units (AVX2, AVX-512) differ in the last bits
+    assert result["accuracy"] == 0.2 and result["loss"] == pytest.approx(2.1703680038452147, rel=1e-6)
     assert result["data_warnings"] == [] and result["pixel_stats"]["trained"] is None  # recorded since 0.2
     run = tmp_path / "v1run"
     shutil.copytree(V1_RUN, run)
     helpers.cli_json("train", "--resume", str(run), "--set", "train.epochs=3", "--set", f"data.root={data}")
     row = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
-    assert (row["epoch"], row["train_loss"], row["val_loss"], row["grad_norm"]) == \
-        (3, 2.175564317703247, 2.0379779815673826, 0.445541901247842)  # as 0.1.0's own resume computed
+    as_resumed_by_0_1_0 = (2.175564317703247, 2.0379779815673826, 0.445541901247842)
+    assert row["epoch"] == 3
+    assert (row["train_loss"], row["val_loss"], row["grad_norm"]) == pytest.approx(as_resumed_by_0_1_0, rel=1e-5)
