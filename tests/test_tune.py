@@ -341,10 +341,11 @@ def test_workers_die_with_a_parent_killed_by_sigkill(study_files: dict[str, Path
                 pass
 
 
-def _workers_done(study: str, storage: str) -> set[int]:
-    """The workers that have completed a trial (none before the study exists)."""
+def _workers_done(study: str, storage: object) -> set[int]:
+    """The workers that have completed a trial (none before the study exists); storage: one opened once, not a
+    URL (each opening builds a SQLAlchemy engine and checks Optuna's tables: a tenth of a second of CPU)."""
     try:
-        trials = optuna.load_study(study_name=study, storage=open_storage(storage, Path(), create=False)[0]).trials
+        trials = optuna.load_study(study_name=study, storage=storage).trials
     except KeyError:
         return set()
     return {t.user_attrs["worker"] for t in trials if t.state.name == "COMPLETE"}
@@ -361,8 +362,8 @@ def test_two_workers_share_a_postgresql_study_an_outage_is_one_line_each_and_a_r
                               "train.epochs=3"], env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                              text=True)
     try:
-        deadline = time.monotonic() + 120
-        while len(_workers_done("pg", postgres)) < 2:  # both workers have trained trials of the one study
+        deadline, watching = time.monotonic() + 120, open_storage(postgres, Path(), create=False)[0]
+        while len(_workers_done("pg", watching)) < 2:  # both workers have trained trials of the one study
             assert first.poll() is None and time.monotonic() < deadline, first.communicate()
             time.sleep(0.2)
         # the parent only starts and watches the workers: it never loads torch (seconds and hundreds of MB)
