@@ -31,6 +31,7 @@ from seqclf.config.schema import (
                                 field_of,
                                 fields_of,
                                 flatten,
+                                hints_of,
                                 keys_where,
                                 reference_markdown,
                                 replace,
@@ -41,5 +42,6 @@ from seqclf.config.schema import (
 
 __all__ = ["AUTO", "MAX_THREADS", "ROLES", "SECTIONS", "WHERE", "Config", "ConfigError", "DataConfig", "ModelConfig",
            "OutputConfig", "TrainConfig", "all_keys", "apply_overrides", "config_diff", "config_from_dict",
-           "describe_keys", "field_of", "fields_of", "flatten", "keys_where", "load_config", "parse_overrides",
-           "read_yaml", "reference_markdown", "replace", "suggest", "to_dict", "to_yaml", "type_name"]
+           "describe_keys", "field_of", "fields_of", "flatten", "hints_of", "keys_where", "load_config",
+           "parse_overrides", "read_yaml", "reference_markdown", "replace", "suggest", "to_dict", "to_yaml",
+           "type_name"]

@@ -12,7 +12,7 @@ import difflib
 import math
 import re
 from pathlib import Path
-from typing import Any, Union, get_args, get_origin, get_type_hints
+from typing import Any, Union, get_args, get_origin
 
 import yaml
 
@@ -24,6 +24,7 @@ from seqclf.config.schema import (
     Config,
     all_keys,
     fields_of,
+    hints_of,
     type_name,
 )
 from seqclf.errors import SeqclfError, preview, shorten
@@ -120,7 +121,7 @@ def _build(raw: Any, source: str) -> tuple[Config | None, list[str]]:
             problems.append(f"{key}: expected a mapping of {key}.* keys, got {preview(value)}")
             failed.append(key + ".")
             continue
-        hints, known = get_type_hints(cls), fields_of(cls)
+        hints, known = hints_of(cls), fields_of(cls)
         section: dict[str, Any] = {}
         for name, item in value.items():
             name = str(name)

@@ -8,6 +8,7 @@ sections (`cfg.model`, `cfg.train`, ...). The README's config reference is gener
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
@@ -139,6 +140,13 @@ def fields_of(cls: type) -> dict[str, dataclasses.Field]:
     return {f.name: f for f in dataclasses.fields(cls)}
 
 
+@functools.cache
+def hints_of(cls: type) -> dict[str, Any]:
+    """A section's field types, evaluated once (its annotations are strings: `from __future__ import annotations`).
+    Read only: the dict is shared."""
+    return get_type_hints(cls)
+
+
 def all_keys() -> list[str]:
     """Every dotted key, e.g. `seed`, `model.hidden_size`."""
     keys = ["seed"]
@@ -153,7 +161,7 @@ def describe_keys() -> list[tuple[str, str, Any, str]]:
     for key in all_keys():
         cls, name = (Config, key) if "." not in key else (SECTIONS[key.split(".")[0]], key.split(".")[1])
         f = field_of(key)
-        hint = get_type_hints(cls)[name]
+        hint = hints_of(cls)[name]
         choices = f.metadata.get("choices")
         kind = " / ".join(choices) if choices else type_name(hint).replace(" | ", " / ")
         if key == "model.hidden_size":

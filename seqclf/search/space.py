@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union, get_args, get_origin, get_type_hints
+from typing import Any, Union, get_args, get_origin
 
 from seqclf.config import (
     SECTIONS,
@@ -26,6 +26,7 @@ from seqclf.config import (
     all_keys,
     apply_overrides,
     config_from_dict,
+    hints_of,
     read_yaml,
     suggest,
     to_dict,
@@ -81,7 +82,7 @@ def _key_type(key: str) -> tuple[set[type], tuple[Any, ...] | None]:
         return {int}, None
     section, name = key.split(".", 1)
     cls = SECTIONS[section]
-    hint = get_type_hints(cls)[name]
+    hint = hints_of(cls)[name]
     kinds = set(get_args(hint)) if get_origin(hint) is Union else {hint}
     field = next(f for f in cls.__dataclass_fields__.values() if f.name == name)
     return kinds, field.metadata.get("choices")
